@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make run` (the tutorial's run) and `make test` (the test suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+ARGS ?=
+
+.PHONY: run test data clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Make sure the data can be found: already under data/, a system copy, or (as root with apt) Debian's
+# dataset-fashion-mnist package. Otherwise torchvision downloads it at the first run.
+data: $(STAMP)
+	@if [ -z "$$FMNIST_DATA_DIR" ] && [ ! -e $(SYSTEM_DATA) ] && [ ! -d data/FashionMNIST/raw ] \
+	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's dataset-fashion-mnist"; \
+	  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \
+	    || echo "Could not install dataset-fashion-mnist: torchvision will try to download the data"; \
+	fi
+
+run: data
+	$(PY) examples/run.py $(ARGS)
+
+test: data
+	$(PY) -m pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

@@ -1,0 +1,8 @@
+"""The tutorial's Fashion-MNIST run, done right: ``python examples/run.py --help`` lists the flags."""
+
+import sys
+
+from fmnist_ignite.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

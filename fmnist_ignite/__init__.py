@@ -1,0 +1,66 @@
+"""fmnist-ignite: train and evaluate the tutorial's Fashion-MNIST MLP with PyTorch-Ignite."""
+
+from fmnist_ignite.config import Config
+from fmnist_ignite.data import (
+    CLASS_NAMES,
+    ImageDataset,
+    TensorLoader,
+    get_data_loaders,
+    load_fashion_mnist,
+    locate_fashion_mnist,
+    make_loader,
+    make_splits,
+    read_idx,
+)
+from fmnist_ignite.engines import class_indices, create_evaluator, create_trainer, make_optimizer, resolve_device
+from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.handlers import (
+    MetricsHistory,
+    attach_best_model_checkpoint,
+    attach_checkpointing,
+    attach_early_stopping,
+    attach_epoch_header,
+    attach_evaluation,
+    attach_loss_logging,
+    attach_progress_bar,
+    format_metrics,
+    score_function,
+)
+from fmnist_ignite.model import Net
+from fmnist_ignite.training import TrainResult, attach_default_handlers, prepare_output_dir, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CLASS_NAMES",
+    "Config",
+    "FmnistError",
+    "ImageDataset",
+    "MetricsHistory",
+    "Net",
+    "TensorLoader",
+    "TrainResult",
+    "attach_best_model_checkpoint",
+    "attach_checkpointing",
+    "attach_default_handlers",
+    "attach_early_stopping",
+    "attach_epoch_header",
+    "attach_evaluation",
+    "attach_loss_logging",
+    "attach_progress_bar",
+    "class_indices",
+    "create_evaluator",
+    "create_trainer",
+    "format_metrics",
+    "get_data_loaders",
+    "load_fashion_mnist",
+    "locate_fashion_mnist",
+    "make_loader",
+    "make_optimizer",
+    "make_splits",
+    "prepare_output_dir",
+    "read_idx",
+    "resolve_device",
+    "score_function",
+    "train",
+]

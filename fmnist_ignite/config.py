@@ -1,0 +1,77 @@
+"""Run configuration: one dataclass whose defaults are the tutorial's hyperparameters."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from fmnist_ignite.errors import FmnistError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+DEVICES = ("auto", "cpu", "cuda")
+LOADERS = ("tensor", "dataloader")
+MONITORS = ("loss", "accuracy")
+TRAIN_SET_SIZE = 60_000
+
+
+@dataclass
+class Config:
+    """Everything one training run needs; ``validate()`` turns a bad value into a one-line error."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    momentum: float = 0.9
+    optimizer: str = "sgd"
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    patience: int = 0  # 0 turns early stopping off
+    monitor: str = "loss"  # validation metric for early stopping and the best model
+    val_size: int = 5_000
+    split_seed: int = 0  # fixed apart from `seed` so every run is selected on the same validation images
+    data_dir: str = "data"
+    output_dir: str | None = None  # None: runs/<date>-<time>
+    seed: int = 0
+    device: str = "auto"
+    log_interval: int = 100
+    one_hot: bool = False
+    loader: str = "tensor"
+    progress: bool = True
+    n_saved: int = 2  # training-state checkpoints kept
+    eval_batch_size: int = 1_000
+    verify_data: bool = True  # check shapes and checksums of the real data set
+
+    def validate(self) -> Config:
+        """Raise FmnistError naming the first bad field; return self so calls can chain."""
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"evaluation batch size must be at least 1, got {self.eval_batch_size}"),
+            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
+            (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.patience >= 0, f"patience must be >= 0 (0 turns early stopping off), got {self.patience}"),
+            (
+                0 <= self.val_size < TRAIN_SET_SIZE,
+                f"validation size must be in [0, {TRAIN_SET_SIZE - 1}], got {self.val_size}",
+            ),
+            (self.log_interval >= 1, f"log interval must be at least 1, got {self.log_interval}"),
+            (self.n_saved >= 1, f"checkpoints kept must be at least 1, got {self.n_saved}"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"),
+            (self.device in DEVICES, f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}"),
+            (self.loader in LOADERS, f"unknown loader {self.loader!r}: choose one of {', '.join(LOADERS)}"),
+            (self.monitor in MONITORS, f"unknown monitor {self.monitor!r}: choose one of {', '.join(MONITORS)}"),
+            (
+                self.patience == 0 or self.val_size > 0,
+                "early stopping (patience > 0) needs a validation set: set a validation size > 0",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FmnistError(message)
+        return self
+
+    def replace(self, **changes) -> Config:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,291 @@
+"""Fashion-MNIST: find the real files, verify them, split them, and serve them in batches.
+
+The data is looked for, in order, under the data root (torchvision's ``FashionMNIST/raw`` layout or
+the four IDX files themselves, gzipped or not), in a system copy (``$FMNIST_DATA_DIR``, else
+Debian's ``/usr/share/datasets/fashion-mnist``), and last through torchvision's download.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torchvision.transforms import ToTensor
+
+from fmnist_ignite.config import Config
+from fmnist_ignite.errors import FmnistError
+
+CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+
+
+@dataclass(frozen=True)
+class IdxSpec:
+    """What one of the four upstream files holds; sha256 is of the decompressed bytes."""
+
+    magic: int
+    shape: tuple[int, ...]
+    sha256: str
+
+
+IDX_FILES = {
+    "train-images-idx3-ubyte": IdxSpec(
+        IMAGES_MAGIC, (60_000, 28, 28), "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+    ),
+    "train-labels-idx1-ubyte": IdxSpec(
+        LABELS_MAGIC, (60_000,), "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+    ),
+    "t10k-images-idx3-ubyte": IdxSpec(
+        IMAGES_MAGIC, (10_000, 28, 28), "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+    ),
+    "t10k-labels-idx1-ubyte": IdxSpec(
+        LABELS_MAGIC, (10_000,), "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+    ),
+}
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def read_idx(path: Path, spec: IdxSpec | None = None) -> torch.Tensor:
+    """Parse an IDX file of unsigned bytes (gzipped or not) into a uint8 tensor.
+
+    With ``spec``, also check the magic number, the shape and the checksum of the decompressed bytes.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FmnistError(f"{path}: cannot read it ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise FmnistError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    magic = int.from_bytes(raw[:4], "big")
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    count = 1
+    for size in shape:
+        count *= size
+    if len(raw) != header + count:
+        raise FmnistError(f"{path}: header says shape {shape} but the file holds {len(raw) - header} bytes of data")
+    if spec is not None:
+        if magic != spec.magic:
+            raise FmnistError(f"{path}: magic number {magic}, expected {spec.magic}: not this Fashion-MNIST file")
+        if shape != spec.shape:
+            raise FmnistError(f"{path}: shape {shape}, expected {spec.shape}: not this Fashion-MNIST file")
+        if hashlib.sha256(raw).hexdigest() != spec.sha256:
+            raise FmnistError(f"{path}: checksum mismatch: not the Fashion-MNIST data (delete it to use another copy)")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).reshape(shape)
+
+
+def _idx_files_in(directory: Path) -> dict[str, Path] | None:
+    """The four files in ``directory`` (plain or ``.gz``), or None when any is missing."""
+    found = {}
+    for name in IDX_FILES:
+        for candidate in (directory / name, directory / f"{name}.gz"):
+            if candidate.is_file():
+                found[name] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def _download_with_torchvision(data_dir: Path) -> str | None:
+    """Let torchvision fetch the data into ``data_dir/FashionMNIST/raw``; return the error, if any."""
+    from torchvision import datasets
+
+    try:
+        for train in (True, False):
+            datasets.FashionMNIST(str(data_dir), train=train, download=True)
+    except Exception as exc:  # any network or disk failure means "this way did not work"
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
+def locate_fashion_mnist(data_dir: str | os.PathLike, download: bool = True) -> dict[str, Path]:
+    """Find the four IDX files: under ``data_dir``, then the system copy, then torchvision's download."""
+    data_dir = Path(data_dir).expanduser()
+    system_dir = Path(os.environ.get("FMNIST_DATA_DIR") or SYSTEM_DATA_DIR)
+    for directory in (data_dir / "FashionMNIST" / "raw", data_dir, system_dir):
+        found = _idx_files_in(directory)
+        if found:
+            return found
+    download_error = _download_with_torchvision(data_dir) if download else "download not allowed"
+    found = _idx_files_in(data_dir / "FashionMNIST" / "raw")
+    if found:
+        return found
+    raise FmnistError(
+        f"Fashion-MNIST not found. Provide it one of three ways: put the four IDX files in {data_dir} "
+        f"(or {data_dir}/FashionMNIST/raw); install Debian's dataset-fashion-mnist or set FMNIST_DATA_DIR "
+        f"to a directory holding them (looked in {system_dir}); or let torchvision download it "
+        f"(needs internet; it failed: {download_error})"
+    )
+
+
+def load_fashion_mnist(
+    data_dir: str | os.PathLike, verify: bool = True, download: bool = True
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The train and test sets as ``(uint8 images N x 28 x 28, int64 labels N)``, verified by default."""
+    files = locate_fashion_mnist(data_dir, download=download)
+    arrays = {name: read_idx(path, IDX_FILES[name] if verify else None) for name, path in files.items()}
+    sets = {}
+    for split, (images_name, labels_name) in SPLIT_FILES.items():
+        images, labels = arrays[images_name], arrays[labels_name].long()
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
+            raise FmnistError(
+                f"{files[images_name]}: {tuple(images.shape)} images do not match "
+                f"{tuple(labels.shape)} labels in {files[labels_name]}"
+            )
+        if labels.numel() and int(labels.max()) >= NUM_CLASSES:
+            raise FmnistError(f"{files[labels_name]}: label {int(labels.max())} is not one of the 10 classes")
+        sets[split] = (images, labels)
+    return sets
+
+
+# --------------------------------------------------------------------------------------------- splits
+
+
+def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint sorted train and validation indices into ``range(n)``, drawn with a seeded generator."""
+    if not 0 <= val_size < n:
+        raise FmnistError(f"validation size must be in [0, {n - 1}], got {val_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[val_size:].sort().values, perm[:val_size].sort().values
+
+
+def make_splits(
+    sets: dict[str, tuple[torch.Tensor, torch.Tensor]], val_size: int, seed: int
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Train, validation (held out of the train set) and test (the separate test set, untouched)."""
+    images, labels = sets["train"]
+    train_idx, val_idx = split_indices(len(images), val_size, seed)
+    splits = {"train": (images[train_idx], labels[train_idx])}
+    if val_size:
+        splits["validation"] = (images[val_idx], labels[val_idx])
+    splits["test"] = sets["test"]
+    return splits
+
+
+# -------------------------------------------------------------------------------------------- loaders
+
+
+def to_float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N x 28 x 28 to float N x 1 x 28 x 28 in [0, 1], the same values ``ToTensor`` gives."""
+    return images.unsqueeze(1).float().div(255)
+
+
+def one_hot_targets(labels: torch.Tensor) -> torch.Tensor:
+    """The tutorial's float one-hot targets."""
+    return F.one_hot(labels, NUM_CLASSES).float()
+
+
+class TensorLoader:
+    """Batches sliced from one in-memory tensor per split, shuffled each epoch with a seeded generator.
+
+    The order of an epoch depends only on ``(seed, epoch)``: the trainer calls ``set_epoch`` at each
+    epoch start, and without it each pass counts as the next epoch.
+    """
+
+    def __init__(self, images, targets, batch_size: int, shuffle: bool = False, seed: int = 0):
+        self.dataset = TensorDataset(images, targets)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The permutation of sample indices used in ``epoch``."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.dataset), generator=generator)
+
+    def __iter__(self):
+        # A generator: the body runs at the first next(), after the trainer's EPOCH_STARTED set the epoch.
+        images, targets = self.dataset.tensors
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if self.shuffle:
+            order = self.epoch_order(epoch).to(images.device)
+            for start in range(0, len(order), self.batch_size):
+                index = order[start : start + self.batch_size]
+                yield images[index], targets[index]
+        else:
+            for start in range(0, len(images), self.batch_size):
+                yield images[start : start + self.batch_size], targets[start : start + self.batch_size]
+
+
+class ImageDataset(Dataset):
+    """The tutorial's per-sample path: each image goes through PIL and ``ToTensor``, like torchvision's."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, one_hot: bool = False):
+        self.images, self.labels, self.one_hot = images, labels, one_hot
+        self.transform = ToTensor()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = self.transform(Image.fromarray(self.images[index].numpy(), mode="L"))
+        label = self.labels[index]
+        return image, one_hot_targets(label) if self.one_hot else label
+
+
+def make_loader(
+    split: tuple[torch.Tensor, torch.Tensor],
+    kind: str,
+    batch_size: int,
+    shuffle: bool,
+    one_hot: bool = False,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+):
+    """A ``TensorLoader`` (kind "tensor", data on ``device``) or a torchvision-style ``DataLoader``."""
+    images, labels = split
+    if kind == "tensor":
+        targets = one_hot_targets(labels) if one_hot else labels
+        return TensorLoader(
+            to_float_images(images).to(device), targets.to(device), batch_size, shuffle=shuffle, seed=seed
+        )
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(ImageDataset(images, labels, one_hot), batch_size=batch_size, shuffle=shuffle, generator=generator)
+
+
+def get_data_loaders(config: Config, device: torch.device | str = "cpu") -> dict:
+    """Loaders for "train" (shuffled), "validation" (absent when val_size is 0) and "test"."""
+    sets = load_fashion_mnist(config.data_dir, verify=config.verify_data)
+    splits = make_splits(sets, config.val_size, config.split_seed)
+    return {
+        name: make_loader(
+            split,
+            config.loader,
+            config.batch_size if name == "train" else config.eval_batch_size,
+            shuffle=name == "train",
+            one_hot=config.one_hot,
+            seed=config.seed,
+            device=device,
+        )
+        for name, split in splits.items()
+    }

@@ -1,0 +1,70 @@
+"""Ignite trainer and evaluator engines for the MLP, correct for index and one-hot targets."""
+
+from __future__ import annotations
+
+import torch
+from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
+from ignite.metrics import Accuracy, Loss
+from torch import nn
+
+from fmnist_ignite.config import Config
+from fmnist_ignite.errors import FmnistError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" is CUDA when present, else CPU; "cuda" without CUDA is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FmnistError("--device cuda asked for, but torch sees no CUDA device: use --device cpu or auto")
+    return torch.device(name)
+
+
+def make_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (the tutorial's), Adam or AdamW, from the config."""
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def class_indices(y: torch.Tensor) -> torch.Tensor:
+    """Targets as class indices: one-hot (N x 10) rows become their argmax, indices pass through."""
+    return y.argmax(dim=1) if y.ndim == 2 else y
+
+
+def _set_loader_epoch(engine: Engine) -> None:
+    """Tell a loader with ``set_epoch`` (ours, or a DistributedSampler-style one) which epoch starts."""
+    set_epoch = getattr(engine.state.dataloader, "set_epoch", None)
+    if set_epoch is not None:
+        set_epoch(engine.state.epoch)
+
+
+def create_trainer(
+    model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device | str = "cpu"
+) -> Engine:
+    """A supervised trainer with ``CrossEntropyLoss``, which takes index or one-hot (probability) targets.
+
+    Its output is the batch loss as a detached tensor, so nothing waits on it unless a handler reads it.
+    """
+    trainer = create_supervised_trainer(
+        model,
+        optimizer,
+        nn.CrossEntropyLoss(),
+        device=device,
+        output_transform=lambda x, y, y_pred, loss: loss.detach(),
+    )
+    trainer.add_event_handler(Events.EPOCH_STARTED, _set_loader_epoch)
+    return trainer
+
+
+def create_evaluator(model: nn.Module, device: torch.device | str = "cpu") -> Engine:
+    """A supervised evaluator with Ignite metrics ``accuracy`` (a fraction, never above 1) and ``loss``."""
+    return create_supervised_evaluator(
+        model,
+        metrics={"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss())},
+        device=device,
+        output_transform=lambda x, y, y_pred: (y_pred, class_indices(y)),
+    )
