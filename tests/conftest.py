@@ -1,0 +1,102 @@
+"""Shared fixtures: small synthetic Fashion-MNIST-shaped IDX files, and the real data set when present."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmnist_ignite import Config
+from fmnist_ignite import data as data_module
+
+# One thread: two OpenMP threads on a loaded 2-core machine can be many times slower.
+torch.set_num_threads(1)
+
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+
+
+def idx_bytes(array: torch.Tensor) -> bytes:
+    """Encode a uint8 tensor as an IDX file."""
+    magic = IMAGE_MAGIC if array.ndim == 3 else LABEL_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return header + array.to(torch.uint8).numpy().tobytes()
+
+
+def write_idx(path: Path, array: torch.Tensor) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = idx_bytes(array)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def synthetic_set(n: int, seed: int, marker: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Learnable images: class c lights row band c; pixel (0, 0) holds ``marker`` to tell sets apart."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=g)]
+    images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.int64)
+    for c in range(10):
+        images[labels == c, 2 * c + 4 : 2 * c + 6, :] += 180
+    images[:, 0, 0] = marker
+    return images.clamp(0, 255).to(torch.uint8), labels.to(torch.uint8)
+
+
+def write_synthetic(directory: Path, n_train: int = 600, n_test: int = 200, gz: bool = True) -> Path:
+    """Write the four IDX files (train marked 0 at pixel (0, 0), test marked 255) into ``directory``."""
+    suffix = ".gz" if gz else ""
+    train_images, train_labels = synthetic_set(n_train, seed=1, marker=0)
+    test_images, test_labels = synthetic_set(n_test, seed=2, marker=255)
+    write_idx(directory / f"train-images-idx3-ubyte{suffix}", train_images)
+    write_idx(directory / f"train-labels-idx1-ubyte{suffix}", train_labels)
+    write_idx(directory / f"t10k-images-idx3-ubyte{suffix}", test_images)
+    write_idx(directory / f"t10k-labels-idx1-ubyte{suffix}", test_labels)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No test reaches the network or picks up the machine's system copy unless it asks to."""
+    monkeypatch.setattr(data_module, "_download_with_torchvision", lambda data_dir: "offline in tests")
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "no-system-copy"))
+
+
+@pytest.fixture
+def synthetic_dir(tmp_path) -> Path:
+    return write_synthetic(tmp_path / "data")
+
+
+@pytest.fixture
+def small_config(tmp_path, synthetic_dir) -> Config:
+    """A quick run on the synthetic data: 600 train images, 100 of them held out, 200 test images."""
+    return Config(
+        data_dir=str(synthetic_dir),
+        output_dir=str(tmp_path / "out"),
+        verify_data=False,
+        val_size=100,
+        batch_size=50,
+        eval_batch_size=64,
+        epochs=3,
+        progress=False,
+        device="cpu",
+        log_interval=4,
+    )
+
+
+def real_data_dir() -> Path | None:
+    """Where the real Fashion-MNIST lies on this machine, or None."""
+    for directory in (Path("data/FashionMNIST/raw"), Path("data"), Path(data_module.SYSTEM_DATA_DIR)):
+        if all(
+            (directory / name).is_file() or (directory / f"{name}.gz").is_file() for name in data_module.IDX_FILES
+        ):
+            return directory
+    return None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    directory = real_data_dir()
+    if directory is None:
+        pytest.skip("the real Fashion-MNIST is not on this machine (apt-get install dataset-fashion-mnist)")
+    return directory

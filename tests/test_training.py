@@ -1,0 +1,141 @@
+"""train(config) and the command line on synthetic data: results, selection, early stopping, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fmnist_ignite import Config, FmnistError, Net, create_evaluator, get_data_loaders, train
+from fmnist_ignite.cli import build_parser, config_from_args, main
+
+
+def test_train_returns_history_test_metrics_and_checkpoints(small_config):
+    result = train(small_config.replace(lr=0.05), log=lambda line: None)
+    assert result.epochs_run == 3 and not result.stopped_early
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    best = min(result.history, key=lambda row: row["loss"])
+    assert result.scored_weights == f"best (epoch {best['epoch']})"
+    assert result.best_checkpoint.name.startswith(f"best_model_{best['epoch']}_neg_val_loss=")
+    assert result.last_checkpoint.name == "training_checkpoint_3.pt" and result.last_checkpoint.is_file()
+    assert 0.8 <= result.test_metrics["accuracy"] <= 1.0  # the synthetic classes are easy to tell apart
+
+    # The reported test metrics are those of the best checkpoint's weights, scored on the test split.
+    model = Net()
+    model.load_state_dict(torch.load(result.best_checkpoint, weights_only=True))
+    rescored = create_evaluator(model).run(get_data_loaders(small_config)["test"]).metrics
+    assert rescored["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+    assert rescored["loss"] == pytest.approx(result.test_metrics["loss"], rel=1e-5)
+
+
+def test_train_prints_the_tutorials_blocks(small_config):
+    lines = []
+    train(small_config.replace(epochs=2), log=lines.append)
+    text = "\n".join(lines)
+    assert text.count("-------------------------------") == 2 and "Epoch 2\n" in text
+    assert "loss: " in text and "/  500]" in text
+    assert text.count("Validation: Accuracy: ") == 2
+    assert lines[-3] == "Training completed" and lines[-2].startswith("Test, best (epoch ")
+
+
+def test_same_seed_gives_the_same_run_and_another_seed_does_not(small_config, tmp_path):
+    runs = [
+        train(small_config.replace(output_dir=str(tmp_path / name), seed=seed), log=lambda line: None)
+        for name, seed in (("a", 1), ("b", 1), ("c", 2))
+    ]
+    assert runs[0].history == runs[1].history
+    assert runs[0].history != runs[2].history
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs_without_progress(small_config):
+    # A learning rate too small to change any prediction: validation accuracy never improves.
+    config = small_config.replace(lr=1e-9, momentum=0.0, epochs=30, patience=2, monitor="accuracy")
+    result = train(config, log=lambda line: None)
+    assert result.epochs_run == 3 and result.stopped_early
+    assert result.scored_weights == "best (epoch 1)"
+
+
+def test_without_validation_the_last_weights_are_scored(small_config):
+    result = train(small_config.replace(val_size=0, epochs=2), log=lambda line: None)
+    assert result.history == [] and result.best_checkpoint is None
+    assert result.scored_weights == "last (epoch 2)"
+
+
+def test_one_hot_training_gives_the_same_run(small_config, tmp_path):
+    by_index = train(small_config.replace(output_dir=str(tmp_path / "i")), log=lambda line: None)
+    by_one_hot = train(small_config.replace(output_dir=str(tmp_path / "o"), one_hot=True), log=lambda line: None)
+    for a, b in zip(by_index.history, by_one_hot.history):
+        assert a["accuracy"] == pytest.approx(b["accuracy"], abs=0.011)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)
+    assert by_one_hot.test_metrics["accuracy"] <= 1.0
+
+
+def test_dataloader_path_trains_too(small_config):
+    result = train(small_config.replace(loader="dataloader", epochs=1), log=lambda line: None)
+    assert result.epochs_run == 1 and 0 <= result.test_metrics["accuracy"] <= 1
+
+
+def test_an_output_dir_with_checkpoints_is_refused_and_left_alone(small_config, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "training_checkpoint_7.pt").write_bytes(b"precious")
+    with pytest.raises(FmnistError, match="already holds checkpoints"):
+        train(small_config, log=lambda line: None)
+    assert [p.name for p in out.iterdir()] == ["training_checkpoint_7.pt"]
+    assert (out / "training_checkpoint_7.pt").read_bytes() == b"precious"
+
+
+def test_an_unwritable_output_dir_is_reported_before_training(small_config, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    lines = []
+    with pytest.raises(FmnistError, match="is not writable"):
+        train(small_config.replace(output_dir=str(tmp_path / "a-file" / "out")), log=lines.append)
+    assert lines == []
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lr", "0"], "learning rate must be > 0"),
+        (["--lr", "-1"], "learning rate must be > 0"),
+        (["--batch-size", "0"], "batch size must be at least 1"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--patience", "-1"], "patience must be >= 0"),
+        (["--val-size", "60000"], "validation size must be in [0, 59999]"),
+        (["--val-size", "-5"], "validation size must be in [0, 59999]"),
+        (["--patience", "2", "--val-size", "0"], "early stopping (patience > 0) needs a validation set"),
+        (["--log-interval", "0"], "log interval must be at least 1"),
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_code_2(flags, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*flags, "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {err[7:]}" and err.count("\n") == 1 and message in err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_unknown_choices_are_refused_by_the_parser(capsys):
+    for flags in (["--optimizer", "rmsprop"], ["--device", "tpu"], ["--loader", "fast"], ["--monitor", "f1"]):
+        with pytest.raises(SystemExit) as info:
+            main(flags)
+        assert info.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
+
+
+def test_missing_data_is_one_line_and_exit_code_2(tmp_path, capsys):
+    assert main(["--data-dir", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Fashion-MNIST not found.") and err.count("\n") == 1
+
+
+def test_flags_map_onto_the_config():
+    args = build_parser().parse_args(
+        ["--epochs", "7", "--batch-size", "128", "--lr", "0.01", "--optimizer", "adamw", "--one-hot",
+         "--loader", "dataloader", "--no-progress", "--monitor", "accuracy", "--patience", "3", "--val-size", "100"]
+    )
+    config = config_from_args(args)
+    assert (config.epochs, config.batch_size, config.lr, config.optimizer) == (7, 128, 0.01, "adamw")
+    assert config.one_hot and config.loader == "dataloader" and not config.progress
+    assert (config.monitor, config.patience, config.val_size) == ("accuracy", 3, 100)
+    defaults = config_from_args(build_parser().parse_args([]))
+    assert defaults == Config()  # the command line's defaults are the library's (the tutorial's)
