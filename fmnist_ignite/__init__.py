@@ -27,7 +27,8 @@ from fmnist_ignite.handlers import (
     score_function,
 )
 from fmnist_ignite.model import Net
-from fmnist_ignite.training import TrainResult, attach_default_handlers, prepare_output_dir, train
+from fmnist_ignite.checkpoints import RandomState, find_latest_checkpoint, load_checkpoint
+from fmnist_ignite.training import TrainingInterrupted, TrainResult, attach_default_handlers, train
 
 __version__ = "0.1.0"
 
@@ -38,8 +39,10 @@ __all__ = [
     "ImageDataset",
     "MetricsHistory",
     "Net",
+    "RandomState",
     "TensorLoader",
     "TrainResult",
+    "TrainingInterrupted",
     "attach_best_model_checkpoint",
     "attach_checkpointing",
     "attach_default_handlers",
@@ -52,13 +55,14 @@ __all__ = [
     "create_evaluator",
     "create_trainer",
     "format_metrics",
+    "find_latest_checkpoint",
     "get_data_loaders",
+    "load_checkpoint",
     "load_fashion_mnist",
     "locate_fashion_mnist",
     "make_loader",
     "make_optimizer",
     "make_splits",
-    "prepare_output_dir",
     "read_idx",
     "resolve_device",
     "score_function",

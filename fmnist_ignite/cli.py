@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from pathlib import Path
 
 from fmnist_ignite.config import DEVICES, LOADERS, MONITORS, OPTIMIZERS, Config
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.training import train
+from fmnist_ignite.training import TrainingInterrupted, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--one-hot", action="store_true", help="use the tutorial's one-hot float targets")
     p.add_argument("--loader", choices=LOADERS, default=d.loader, help="in-memory tensors, or torchvision-style")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a terminal)")
+    p.add_argument(
+        "--resume",
+        metavar="PATH|auto",
+        help="continue from a checkpoint file, or 'auto': the newest in --output-dir (else the newest run in runs/)",
+    )
+    p.add_argument(
+        "--no-restore-best", action="store_true", help="score the test set with the last weights, not the best"
+    )
     return p
 
 
@@ -60,14 +70,33 @@ def config_from_args(args: argparse.Namespace) -> Config:
         one_hot=args.one_hot,
         loader=args.loader,
         progress=not args.no_progress,
+        resume=args.resume,
+        restore_best=not args.no_restore_best,
     )
+
+
+def resume_command(argv: list[str], checkpoint: Path) -> str:
+    """The command line that continues this run from ``checkpoint``: the same flags, plus --resume."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--resume", "--output-dir"):
+            skip = True
+        elif not arg.startswith(("--resume=", "--output-dir=")):
+            kept.append(arg)
+    return shlex.join(["python", sys.argv[0], *kept, "--resume", str(checkpoint)])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run training from command-line flags; return the process exit code."""
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
         train(config_from_args(args))
+    except TrainingInterrupted as exc:
+        print(f"{exc}\nTo resume: {resume_command(argv, exc.checkpoint)}", file=sys.stderr)
+        return exc.exit_code
     except FmnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,8 @@ class Config:
     n_saved: int = 2  # training-state checkpoints kept
     eval_batch_size: int = 1_000
     verify_data: bool = True  # check shapes and checksums of the real data set
+    resume: str | None = None  # a checkpoint file, or "auto": the newest in output_dir
+    restore_best: bool = True  # score the test set with the best-validation weights, not the last
 
     def validate(self) -> Config:
         """Raise FmnistError naming the first bad field; return self so calls can chain."""

@@ -202,7 +202,8 @@ class TensorLoader:
     """Batches sliced from one in-memory tensor per split, shuffled each epoch with a seeded generator.
 
     The order of an epoch depends only on ``(seed, epoch)``: the trainer calls ``set_epoch`` at each
-    epoch start, and without it each pass counts as the next epoch.
+    epoch start, and without it each pass counts as the next epoch. ``start_batch`` skips the batches
+    a resumed run already trained on, so it sees exactly the batches an uninterrupted run would.
     """
 
     def __init__(self, images, targets, batch_size: int, shuffle: bool = False, seed: int = 0):
@@ -211,9 +212,10 @@ class TensorLoader:
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 1
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
 
     def __len__(self) -> int:
         return -(-len(self.dataset) // self.batch_size)
@@ -227,13 +229,14 @@ class TensorLoader:
         # A generator: the body runs at the first next(), after the trainer's EPOCH_STARTED set the epoch.
         images, targets = self.dataset.tensors
         epoch, self.epoch = self.epoch, self.epoch + 1
+        first, self.start_batch = self.start_batch * self.batch_size, 0
         if self.shuffle:
             order = self.epoch_order(epoch).to(images.device)
-            for start in range(0, len(order), self.batch_size):
+            for start in range(first, len(order), self.batch_size):
                 index = order[start : start + self.batch_size]
                 yield images[index], targets[index]
         else:
-            for start in range(0, len(images), self.batch_size):
+            for start in range(first, len(images), self.batch_size):
                 yield images[start : start + self.batch_size], targets[start : start + self.batch_size]
 
 

@@ -36,10 +36,14 @@ def class_indices(y: torch.Tensor) -> torch.Tensor:
 
 
 def _set_loader_epoch(engine: Engine) -> None:
-    """Tell a loader with ``set_epoch`` (ours, or a DistributedSampler-style one) which epoch starts."""
+    """Tell a loader with ``set_epoch`` (ours) which epoch starts, and how many of its batches are done.
+
+    Batches are done already only when a run resumes from a checkpoint taken in the middle of an epoch.
+    """
     set_epoch = getattr(engine.state.dataloader, "set_epoch", None)
     if set_epoch is not None:
-        set_epoch(engine.state.epoch)
+        done = engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length
+        set_epoch(engine.state.epoch, start_batch=done)
 
 
 def create_trainer(

@@ -104,6 +104,7 @@ def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path,
         filename_prefix="training",
         n_saved=n_saved,
         global_step_transform=lambda engine, event: engine.state.epoch,
+        include_self=True,  # its list of saved files, so a resumed run keeps deleting the oldest
     )
     trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
     return checkpoint

@@ -1,16 +1,32 @@
-"""``train(config)``: the tutorial's run done right, composed from the engines and handlers."""
+"""``train(config)``: the tutorial's run done right, composed from the engines and handlers.
+
+It also makes the run safe to interrupt: checkpoints every epoch, a checkpoint on Ctrl-C or SIGTERM,
+a stop on a NaN loss, and an exact resume (same batches, same weights) from any of those checkpoints.
+"""
 
 from __future__ import annotations
 
+import math
+import signal
 import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from ignite.handlers import Checkpoint
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, DiskSaver, TerminateOnNan
 from ignite.utils import manual_seed
 from tqdm import tqdm
 
+from fmnist_ignite.checkpoints import (
+    RandomState,
+    find_latest_checkpoint,
+    find_latest_run,
+    load_checkpoint,
+    require_training_state,
+)
 from fmnist_ignite.config import Config
 from fmnist_ignite.data import get_data_loaders
 from fmnist_ignite.engines import create_evaluator, create_trainer, make_optimizer, resolve_device
@@ -29,6 +45,14 @@ from fmnist_ignite.handlers import (
 from fmnist_ignite.model import Net
 
 
+class TrainingInterrupted(FmnistError):
+    """Ctrl-C or SIGTERM stopped the run after it saved ``checkpoint``; exit with 128 + the signal."""
+
+    def __init__(self, message: str, checkpoint: Path, exit_code: int):
+        super().__init__(message)
+        self.checkpoint, self.exit_code = checkpoint, exit_code
+
+
 @dataclass
 class TrainResult:
     """What a run leaves: per-epoch validation history, test metrics and where the checkpoints are."""
@@ -41,17 +65,32 @@ class TrainResult:
     stopped_early: bool
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
+    model: torch.nn.Module | None = field(default=None, repr=False)
     handlers: dict = field(default_factory=dict, repr=False)
 
 
-def prepare_output_dir(config: Config) -> Path:
-    """Create the output directory and prove it writable now, not after the first epoch.
+def resolve_output_dir(config: Config, log: Log) -> tuple[Path, Path | None]:
+    """The run's output directory and the checkpoint to resume from (None: start fresh).
 
-    A directory that already holds checkpoints is refused, so a new run never overwrites an earlier one.
+    A fresh run refuses a directory that already holds checkpoints, so it never overwrites one.
     """
-    output_dir = Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
-    if output_dir.is_dir() and any(output_dir.glob("*.pt")):
-        raise FmnistError(f"{output_dir} already holds checkpoints of an earlier run: choose another --output-dir")
+    resume = None
+    if config.resume == "auto":
+        output_dir = Path(config.output_dir) if config.output_dir else find_latest_run()
+        resume = find_latest_checkpoint(output_dir) if output_dir else None
+        log(f"Resuming from {resume}" if resume else f"No checkpoint to resume from in {output_dir or 'runs/'}: starting fresh")
+    elif config.resume:
+        resume = Path(config.resume)
+        output_dir = Path(config.output_dir) if config.output_dir else resume.parent
+        log(f"Resuming from {resume}")
+    else:
+        output_dir = None
+    output_dir = output_dir or Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
+    if resume is None and output_dir.is_dir() and any(output_dir.glob("*.pt")):
+        raise FmnistError(
+            f"{output_dir} already holds checkpoints of an earlier run: continue it with --resume auto, "
+            "or choose another --output-dir"
+        )
     probe = output_dir / ".write-test"
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +98,7 @@ def prepare_output_dir(config: Config) -> Path:
         probe.unlink()
     except OSError as exc:
         raise FmnistError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from None
-    return output_dir
+    return output_dir, resume
 
 
 def attach_default_handlers(
@@ -73,7 +112,9 @@ def attach_default_handlers(
     handlers = {
         "epoch_header": attach_epoch_header(trainer, log),
         "loss_logging": attach_loss_logging(trainer, config.log_interval, log),
+        "terminate_on_nan": TerminateOnNan(),
     }
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, handlers["terminate_on_nan"])
     if "validation" in loaders:
         handlers["history"] = to_save["history"] = attach_evaluation(
             trainer, evaluator, loaders["validation"], "Validation", log
@@ -89,35 +130,87 @@ def attach_default_handlers(
     return handlers
 
 
-def train(config: Config, log: Log | None = None) -> TrainResult:
-    """Train on the train split, select on validation, score the test split once with the chosen weights."""
+def restore(path: Path, to_load: dict, device: torch.device) -> None:
+    """Load a training checkpoint into the run's objects, or fail with one line naming the file."""
+    checkpoint = load_checkpoint(path, map_location=device)
+    require_training_state(path, checkpoint)
+    try:
+        Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
+
+
+@contextmanager
+def stop_on_signals(trainer: Engine):
+    """While training, Ctrl-C and SIGTERM stop the trainer after its current iteration (no traceback).
+
+    Yields a list that holds the signal number once one arrived.
+    """
+    received: list[int] = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        trainer.terminate()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def train(
+    config: Config, log: Log | None = None, extra_handlers: Iterable[Callable[[Engine], object]] = ()
+) -> TrainResult:
+    """Train on the train split, select on validation, score the test split once with the chosen weights.
+
+    ``extra_handlers`` are called with the trainer after the standard handlers are attached.
+    """
     config.validate()
     device = resolve_device(config.device)
-    output_dir = prepare_output_dir(config)
     manual_seed(config.seed)
-    loaders = get_data_loaders(config, device)
-
     model = Net(config.dropout).to(device)
     optimizer = make_optimizer(config, model)
     trainer = create_trainer(model, optimizer, device)
     evaluator = create_evaluator(model, device)
     bar = attach_progress_bar(trainer, enabled=None if config.progress else False)
     log = log or (tqdm.write if bar else print)
-    to_save = {"model": model, "optimizer": optimizer, "trainer": trainer}
-    handlers = attach_default_handlers(config, trainer, evaluator, loaders, to_save, output_dir, log)
+    output_dir, resume = resolve_output_dir(config, log)
+    loaders = get_data_loaders(config, device)
 
-    trainer.run(loaders["train"], max_epochs=config.epochs)
+    to_save = {"model": model, "optimizer": optimizer, "trainer": trainer, "random_state": RandomState()}
+    handlers = attach_default_handlers(config, trainer, evaluator, loaders, to_save, output_dir, log)
+    for attach in extra_handlers:
+        attach(trainer)
+    if resume:
+        restore(resume, {**to_save, "checkpointer": handlers["checkpoint"]}, device)
+        check_epochs_left(config, trainer, resume)
+
+    with stop_on_signals(trainer) as received:
+        if trainer.state.epoch < config.epochs or trainer.state.iteration % len(loaders["train"]):
+            trainer.run(loaders["train"], max_epochs=config.epochs)
+    if received:
+        raise interrupted(received[0], trainer, to_save, handlers["checkpoint"], output_dir)
+    if trainer.state.output is not None and not math.isfinite(float(trainer.state.output)):
+        last = handlers["checkpoint"].last_checkpoint
+        raise FmnistError(
+            f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the loss "
+            f"became {float(trainer.state.output)} (try a smaller --lr); "
+            + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
+        )
     log("Training completed")
+    stopped_early = trainer.state.epoch < config.epochs
+    if stopped_early:
+        log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
 
     history = handlers.get("history")
-    best = history.best(config.monitor) if history else None
     best_checkpoint = handlers.get("best_checkpoint")
-    if best_checkpoint is not None and best_checkpoint.last_checkpoint is not None:
-        best_path = Path(best_checkpoint.last_checkpoint)
-        Checkpoint.load_objects({"model": model}, torch.load(best_path, map_location=device, weights_only=True))
-        scored = f"best (epoch {best['epoch']})"
+    best_path = Path(best_checkpoint.last_checkpoint) if best_checkpoint and best_checkpoint.last_checkpoint else None
+    if best_path and config.restore_best:
+        model.load_state_dict(load_checkpoint(best_path, map_location=device))
+        scored = f"best (epoch {history.best(config.monitor)['epoch']})"
     else:
-        best_path = None
         scored = f"last (epoch {trainer.state.epoch})"
     test_metrics = dict(create_evaluator(model, device).run(loaders["test"]).metrics)
     log(format_metrics(f"Test, {scored} weights", test_metrics))
@@ -129,8 +222,39 @@ def train(config: Config, log: Log | None = None) -> TrainResult:
         scored_weights=scored,
         output_dir=output_dir,
         epochs_run=trainer.state.epoch,
-        stopped_early=trainer.state.epoch < config.epochs,
+        stopped_early=stopped_early,
         best_checkpoint=best_path,
         last_checkpoint=last_path,
+        model=model,
         handlers=handlers,
+    )
+
+
+def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
+    """A resumed run may add epochs, not take them away."""
+    state = trainer.state
+    started = state.epoch + (1 if state.iteration % state.epoch_length else 0)
+    if config.epochs < started:
+        raise FmnistError(
+            f"{resume} is from epoch {started} of its run; --epochs {config.epochs} is fewer: "
+            f"pass --epochs {started} or more to continue it"
+        )
+
+
+def interrupted(signum: int, trainer: Engine, to_save: dict, checkpointer: Checkpoint, output_dir: Path):
+    """Save where the trainer stopped and say so; the caller raises what this returns."""
+    saver = Checkpoint(
+        {**to_save, "checkpointer": checkpointer},
+        DiskSaver(output_dir, require_empty=False),
+        filename_prefix="interrupted",
+        global_step_transform=lambda engine, event: engine.state.iteration,
+    )
+    saver(trainer)
+    path = Path(saver.last_checkpoint)
+    name = signal.Signals(signum).name
+    return TrainingInterrupted(
+        f"interrupted by {name} at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}; "
+        f"saved {path}",
+        checkpoint=path,
+        exit_code=128 + signum,
     )

@@ -1,0 +1,79 @@
+"""Loading checkpoints safely and finding the one to resume from."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+from fmnist_ignite.errors import FmnistError
+
+RESUMABLE_PATTERNS = ("training_checkpoint_*.pt", "interrupted_checkpoint_*.pt")
+TRAINING_KEYS = ("model", "optimizer", "trainer")
+
+
+class RandomState:
+    """torch's random generators (dropout draws from them), saved so a resumed run draws the same."""
+
+    def state_dict(self) -> dict:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        torch.set_rng_state(state["cpu"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: str | Path, map_location=None) -> dict:
+    """Read a checkpoint with ``weights_only=True``: tensors and plain data only, never code.
+
+    Any failure is one FmnistError naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FmnistError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise FmnistError(
+                f"{path}: refused: it holds Python objects that would run code when loaded; "
+                "only tensors and plain data are accepted"
+            ) from None
+        raise FmnistError(f"{path}: not a checkpoint (unreadable: {str(exc).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise FmnistError(f"{path}: truncated or corrupt checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(checkpoint, dict):
+        raise FmnistError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint
+
+
+def require_training_state(path: Path, checkpoint: dict) -> None:
+    """A checkpoint to resume from must hold the model, the optimizer and the trainer's state."""
+    missing = [key for key in TRAINING_KEYS if key not in checkpoint]
+    if missing:
+        raise FmnistError(
+            f"{path}: not a training checkpoint (no {', '.join(missing)}); resume from a "
+            "training_checkpoint_*.pt or interrupted_checkpoint_*.pt file"
+        )
+
+
+def find_latest_checkpoint(directory: str | Path) -> Path | None:
+    """The most recently written checkpoint to resume from in ``directory``, or None.
+
+    Files are written under a temporary name and renamed, so a half-written one is never matched.
+    """
+    directory = Path(directory)
+    candidates = [path for pattern in RESUMABLE_PATTERNS for path in directory.glob(pattern)]
+    return max(candidates, key=lambda path: path.stat().st_mtime_ns, default=None)
+
+
+def find_latest_run(runs_dir: str | Path = "runs") -> Path | None:
+    """The run directory under ``runs_dir`` with the most recent resumable checkpoint, or None."""
+    latest = [find_latest_checkpoint(run) for run in Path(runs_dir).glob("*/")]
+    latest = [path for path in latest if path is not None]
+    return max(latest, key=lambda path: path.stat().st_mtime_ns).parent if latest else None
