@@ -45,8 +45,10 @@ def load_checkpoint(path: str | Path, map_location=None) -> dict:
                 "only tensors and plain data are accepted"
             ) from None
         raise FmnistError(f"{path}: not a checkpoint (unreadable: {str(exc).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError) as exc:
         raise FmnistError(f"{path}: truncated or corrupt checkpoint ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # torch's safe unpickler fails on arbitrary bytes in many ways
+        raise FmnistError(f"{path}: not a checkpoint (unreadable: {type(exc).__name__})") from None
     if not isinstance(checkpoint, dict):
         raise FmnistError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__}, not a dict)")
     return checkpoint

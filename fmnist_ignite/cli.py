@@ -100,4 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except FmnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training started: nothing to save yet
+        print("interrupted before training started; nothing was saved", file=sys.stderr)
+        return 130
     return 0

@@ -6,6 +6,7 @@ a stop on a NaN loss, and an exact resume (same batches, same weights) from any 
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import time
@@ -43,6 +44,9 @@ from fmnist_ignite.handlers import (
     format_metrics,
 )
 from fmnist_ignite.model import Net
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class TrainingInterrupted(FmnistError):
@@ -114,6 +118,7 @@ def attach_default_handlers(
         "loss_logging": attach_loss_logging(trainer, config.log_interval, log),
         "terminate_on_nan": TerminateOnNan(),
     }
+    handlers["terminate_on_nan"].logger.setLevel(logging.ERROR)  # train() reports it, in one line
     trainer.add_event_handler(Events.ITERATION_COMPLETED, handlers["terminate_on_nan"])
     if "validation" in loaders:
         handlers["history"] = to_save["history"] = attach_evaluation(
@@ -130,10 +135,19 @@ def attach_default_handlers(
     return handlers
 
 
-def restore(path: Path, to_load: dict, device: torch.device) -> None:
-    """Load a training checkpoint into the run's objects, or fail with one line naming the file."""
+def read_resume_checkpoint(path: Path, model: torch.nn.Module, device: torch.device) -> dict:
+    """Read a training checkpoint and check it fits ``model``, before any data is loaded."""
     checkpoint = load_checkpoint(path, map_location=device)
     require_training_state(path, checkpoint)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
+    return checkpoint
+
+
+def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
+    """Load every object the checkpoint holds state for, or fail with one line naming the file."""
     try:
         Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
@@ -142,22 +156,32 @@ def restore(path: Path, to_load: dict, device: torch.device) -> None:
 
 @contextmanager
 def stop_on_signals(trainer: Engine):
-    """While training, Ctrl-C and SIGTERM stop the trainer after its current iteration (no traceback).
+    """While training, Ctrl-C and SIGTERM stop the trainer cleanly instead of raising mid-step.
 
+    In the middle of an epoch it stops after the current iteration; on an epoch's last iteration it
+    first lets the epoch finish (evaluation, checkpoints), so a resumed run misses no epoch's handlers.
     Yields a list that holds the signal number once one arrived.
     """
     received: list[int] = []
 
-    def stop(signum, frame):
-        received.append(signum)
-        trainer.terminate()
+    def stop_mid_epoch(engine: Engine) -> None:
+        if received and engine.state.iteration % engine.state.epoch_length:
+            engine.terminate()
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def stop_at_epoch_end(engine: Engine) -> None:
+        if received:
+            engine.terminate()
+
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS}
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, stop_mid_epoch)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, stop_at_epoch_end)
     try:
         yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        trainer.remove_event_handler(stop_mid_epoch, Events.ITERATION_COMPLETED)
+        trainer.remove_event_handler(stop_at_epoch_end, Events.EPOCH_COMPLETED)
 
 
 def train(
@@ -177,6 +201,7 @@ def train(
     bar = attach_progress_bar(trainer, enabled=None if config.progress else False)
     log = log or (tqdm.write if bar else print)
     output_dir, resume = resolve_output_dir(config, log)
+    checkpoint = read_resume_checkpoint(resume, model, device) if resume else None
     loaders = get_data_loaders(config, device)
 
     to_save = {"model": model, "optimizer": optimizer, "trainer": trainer, "random_state": RandomState()}
@@ -184,7 +209,7 @@ def train(
     for attach in extra_handlers:
         attach(trainer)
     if resume:
-        restore(resume, {**to_save, "checkpointer": handlers["checkpoint"]}, device)
+        restore(resume, checkpoint, {**to_save, "checkpointer": handlers["checkpoint"]})
         check_epochs_left(config, trainer, resume)
 
     with stop_on_signals(trainer) as received:

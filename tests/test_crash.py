@@ -1,0 +1,81 @@
+"""Real processes on the real data: killed with SIGKILL and resumed, stopped with SIGTERM, a NaN loss."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from test_examples import ROOT, run_script
+
+# 10,000 training images (157 batches of 64): about a second an epoch, yet the real data and pipeline.
+FAST = ["--val-size", "50000", "--seed", "3", "--log-interval", "50"]
+
+
+def start_run(args, cwd, data_dir):
+    command = [sys.executable, str(ROOT / "examples" / "run.py"), *FAST, *args]
+    env = {**os.environ, "FMNIST_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, proc, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def model_of(path: Path) -> dict:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_sigkill_then_resume_auto_equals_the_uninterrupted_run(real_data, tmp_path):
+    args = ["--epochs", "3", "--data-dir", "nothing", "--patience", "1"]
+    full = run_script([str(ROOT / "examples" / "run.py"), *FAST, *args, "--output-dir", "full"], tmp_path, real_data)
+    assert full.returncode == 0, full.stderr
+
+    proc = start_run([*args, "--output-dir", "cut"], tmp_path, real_data)
+    wait_for(tmp_path / "cut" / "training_checkpoint_1.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    resumed = run_script(
+        [str(ROOT / "examples" / "run.py"), *FAST, *args, "--output-dir", "cut", "--resume", "auto"], tmp_path, real_data
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith("Resuming from ")
+    last = sorted((tmp_path / "full").glob("training_checkpoint_*.pt"))[-1].name
+    a, b = model_of(tmp_path / "full" / last), model_of(tmp_path / "cut" / last)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full.stdout.splitlines()[-2] == resumed.stdout.splitlines()[-2]  # the same test-set line
+
+
+def test_sigterm_saves_says_how_to_resume_and_exits_143(real_data, tmp_path):
+    proc = start_run(["--epochs", "3", "--data-dir", "nothing", "--output-dir", "out"], tmp_path, real_data)
+    wait_for(tmp_path / "out" / "training_checkpoint_1.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("interrupted by SIGTERM at epoch ") and "Traceback" not in err
+    assert lines[1].startswith("To resume: python ") and "--resume out/interrupted_checkpoint_" in lines[1]
+    assert "--val-size 50000" in lines[1]
+    assert list((tmp_path / "out").glob("interrupted_checkpoint_*.pt"))
+
+
+def test_a_huge_learning_rate_stops_on_nan_with_a_clear_error(real_data, tmp_path):
+    proc = run_script(
+        [str(ROOT / "examples" / "run.py"), *FAST, "--lr", "1e6", "--data-dir", "nothing", "--output-dir", "out"],
+        tmp_path,
+        real_data,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: training stopped at epoch 1, iteration ") and "Traceback" not in proc.stderr
+    assert "try a smaller --lr" in proc.stderr

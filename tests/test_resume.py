@@ -1,0 +1,175 @@
+"""Nothing lost: exact resume, signals, NaN, safe loading of checkpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.engine import Events
+
+from fmnist_ignite import FmnistError, Net, TrainingInterrupted, find_latest_checkpoint, train
+from fmnist_ignite.cli import main, resume_command
+
+QUIET = {"log": lambda line: None}
+
+
+def signal_at(iteration: int, signum: int = signal.SIGINT):
+    """An extra handler that sends this process ``signum`` when the trainer completes ``iteration``."""
+
+    def attach(trainer):
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=iteration), lambda e: os.kill(os.getpid(), signum))
+
+    return attach
+
+
+def final_weights(result) -> dict:
+    return torch.load(result.last_checkpoint, weights_only=True)["model"]
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture
+def resumable_config(small_config):
+    # Dropout makes the run draw from torch's RNG, early stopping makes its state matter: both must resume.
+    return small_config.replace(epochs=4, dropout=0.2, lr=0.05, patience=2, monitor="accuracy")
+
+
+@pytest.mark.parametrize("stop_at", [13, 10], ids=["mid-epoch", "between-epochs"])
+def test_interrupted_and_resumed_run_ends_bitwise_equal_to_the_uninterrupted_one(resumable_config, tmp_path, stop_at):
+    full = train(resumable_config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+
+    interrupted_config = resumable_config.replace(output_dir=str(tmp_path / "cut"))
+    with pytest.raises(TrainingInterrupted) as info:
+        train(interrupted_config, extra_handlers=[signal_at(stop_at)], **QUIET)
+    assert info.value.exit_code == 130 and info.value.checkpoint.name == f"interrupted_checkpoint_{stop_at}.pt"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers are put back
+
+    resumed = train(interrupted_config.replace(resume=str(info.value.checkpoint)), **QUIET)
+    assert_same_weights(final_weights(resumed), final_weights(full))
+    assert resumed.history == full.history
+    assert (resumed.epochs_run, resumed.stopped_early) == (full.epochs_run, full.stopped_early)
+    assert resumed.test_metrics == full.test_metrics
+    # The resumed run went on deleting old epoch checkpoints: still only the last two are there.
+    assert len(list((tmp_path / "cut").glob("training_checkpoint_*.pt"))) == 2
+
+
+def test_sigterm_saves_and_reports_exit_143(small_config):
+    with pytest.raises(TrainingInterrupted) as info:
+        train(small_config, extra_handlers=[signal_at(4, signal.SIGTERM)], **QUIET)
+    assert info.value.exit_code == 143 and "interrupted by SIGTERM at epoch 1, iteration 4" in str(info.value)
+    assert torch.load(info.value.checkpoint, weights_only=True)["trainer"]["iteration"] == 4
+
+
+def test_resume_command_keeps_the_flags_and_replaces_resume_and_output_dir():
+    command = resume_command(["--epochs", "9", "--output-dir", "a b", "--resume=auto", "--one-hot"], "a b/x.pt")
+    assert command.endswith("--epochs 9 --one-hot --resume 'a b/x.pt'") and "--output-dir" not in command
+
+
+def test_resume_auto_picks_the_newest_checkpoint_and_says_so(small_config):
+    first = train(small_config.replace(epochs=2), **QUIET)
+    lines = []
+    resumed = train(small_config.replace(epochs=3, resume="auto"), log=lines.append)
+    assert lines[0] == f"Resuming from {first.last_checkpoint}"
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert sum(line.startswith("Epoch ") for line in lines) == 1  # only the extra epoch was trained
+
+
+def test_resume_auto_with_nothing_to_resume_starts_fresh(small_config):
+    lines = []
+    result = train(small_config.replace(epochs=1, resume="auto"), log=lines.append)
+    assert lines[0].startswith("No checkpoint to resume from in ") and result.epochs_run == 1
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused(small_config):
+    first = train(small_config.replace(epochs=2), **QUIET)
+    with pytest.raises(FmnistError, match="is from epoch 2 of its run; --epochs 1 is fewer"):
+        train(small_config.replace(epochs=1, resume=str(first.last_checkpoint)), **QUIET)
+
+
+def test_find_latest_checkpoint_ignores_partial_and_foreign_files(tmp_path):
+    (tmp_path / "training_checkpoint_1.pt").write_bytes(b"1")
+    os.utime(tmp_path / "training_checkpoint_1.pt", (1, 1))
+    (tmp_path / "interrupted_checkpoint_17.pt").write_bytes(b"2")
+    os.utime(tmp_path / "interrupted_checkpoint_17.pt", (2, 2))
+    for stray in ("tmpx8d1k2", "best_model_1_neg_val_loss=-0.3.pt", "notes.txt"):
+        (tmp_path / stray).write_bytes(b"newest but not a training checkpoint")
+    assert find_latest_checkpoint(tmp_path).name == "interrupted_checkpoint_17.pt"
+
+
+def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(small_config):
+    def nan_batch_at_iteration_15(trainer):
+        @trainer.on(Events.ITERATION_STARTED(once=15))
+        def poison(engine):
+            images, targets = engine.state.batch
+            engine.state.batch = (torch.full_like(images, float("nan")), targets)
+
+    iterations = []
+
+    def count(trainer):
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
+
+    with pytest.raises(FmnistError, match=r"iteration 15: the loss became nan .*good checkpoint is .*_checkpoint_1\.pt"):
+        train(small_config, extra_handlers=[nan_batch_at_iteration_15, count], **QUIET)
+    assert iterations[-1] == 15  # stopped at once
+    good = torch.load(f"{small_config.output_dir}/training_checkpoint_1.pt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in good["model"].values())
+    assert not list(Path(small_config.output_dir).glob("interrupted_*"))
+
+
+def test_no_restore_best_scores_the_last_weights(small_config):
+    result = train(small_config.replace(restore_best=False), **QUIET)
+    assert result.scored_weights == "last (epoch 3)"
+    assert result.best_checkpoint is not None
+
+
+class RunsCodeOnLoad:
+    """Unpickling this calls os.system: the classic malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def bad_checkpoints(tmp_path, good: Path) -> dict:
+    """Files that must never be resumed from, each with the message it should give."""
+    malicious = tmp_path / "malicious.pt"
+    torch.save({"model": RunsCodeOnLoad(tmp_path / "pwned"), "optimizer": {}, "trainer": {}}, malicious)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    text = tmp_path / "notes.pt"
+    text.write_text("these are my notes, not a checkpoint\n")
+    weights_only = tmp_path / "weights.pt"
+    torch.save(Net().state_dict(), weights_only)
+    other_model = tmp_path / "other.pt"
+    state = torch.load(good, weights_only=True)
+    state["model"]["linear_relu_stack.0.weight"] = torch.zeros(256, 784)
+    torch.save(state, other_model)
+    return {
+        malicious: "refused: it holds Python objects that would run code",
+        truncated: "truncated or corrupt checkpoint",
+        text: "not a checkpoint",
+        weights_only: "not a training checkpoint (no model, optimizer, trainer)",
+        other_model: "does not fit this model and configuration (Error(s) in loading state_dict",
+        tmp_path / "missing.pt": "no such checkpoint file",
+    }
+
+
+def test_bad_checkpoints_are_refused_with_one_line_and_nothing_overwritten(small_config, tmp_path, capsys):
+    good = train(small_config.replace(epochs=1), **QUIET).last_checkpoint
+    before = {path.name: path.read_bytes() for path in good.parent.iterdir()}
+    for path, message in bad_checkpoints(tmp_path, good).items():
+        argv = ["--resume", str(path), "--output-dir", str(good.parent), "--data-dir", small_config.data_dir]
+        assert main(argv) == 2, path
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and message in err, err
+    assert not (tmp_path / "pwned").exists()  # the malicious file's code never ran
+    assert {path.name: path.read_bytes() for path in good.parent.iterdir()} == before
