@@ -212,9 +212,15 @@ def train(
         restore(resume, checkpoint, {**to_save, "checkpointer": handlers["checkpoint"]})
         check_epochs_left(config, trainer, resume)
 
-    with stop_on_signals(trainer) as received:
-        if trainer.state.epoch < config.epochs or trainer.state.iteration % len(loaders["train"]):
-            trainer.run(loaders["train"], max_epochs=config.epochs)
+    try:
+        with stop_on_signals(trainer) as received:
+            if trainer.state.epoch < config.epochs or trainer.state.iteration % len(loaders["train"]):
+                trainer.run(loaders["train"], max_epochs=config.epochs)
+    except OSError as exc:  # a checkpoint could not be written: full disk, directory gone, ...
+        raise FmnistError(
+            f"could not write a checkpoint to {output_dir}: {exc.strerror or exc}; the checkpoints already "
+            "there are intact: free some space, then continue with --resume auto"
+        ) from None
     if received:
         raise interrupted(received[0], trainer, to_save, handlers["checkpoint"], output_dir)
     if trainer.state.output is not None and not math.isfinite(float(trainer.state.output)):
