@@ -21,13 +21,16 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def make_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum (the tutorial's), Adam or AdamW, from the config."""
-    params = model.parameters()
+    """SGD with momentum (the tutorial's), Adam or AdamW, from the config.
+
+    The fused implementations do the same arithmetic as the default ones in one kernel per step.
+    """
+    params, common = model.parameters(), {"lr": config.lr, "weight_decay": config.weight_decay, "fused": True}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(params, momentum=config.momentum, **common)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, **common)
+    return torch.optim.AdamW(params, **common)
 
 
 def class_indices(y: torch.Tensor) -> torch.Tensor:
