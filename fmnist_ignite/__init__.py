@@ -1,6 +1,6 @@
 """fmnist-ignite: train and evaluate the tutorial's Fashion-MNIST MLP with PyTorch-Ignite."""
 
-from fmnist_ignite.config import Config
+from fmnist_ignite.config import RECIPES, Config, recipe
 from fmnist_ignite.data import (
     CLASS_NAMES,
     ImageDataset,
@@ -22,18 +22,20 @@ from fmnist_ignite.handlers import (
     attach_epoch_header,
     attach_evaluation,
     attach_loss_logging,
+    attach_one_cycle_lr,
     attach_progress_bar,
     format_metrics,
     score_function,
 )
 from fmnist_ignite.model import Net
 from fmnist_ignite.checkpoints import RandomState, find_latest_checkpoint, load_checkpoint
-from fmnist_ignite.training import TrainingInterrupted, TrainResult, attach_default_handlers, train
+from fmnist_ignite.training import Training, TrainingInterrupted, TrainResult, attach_default_handlers, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CLASS_NAMES",
+    "RECIPES",
     "Config",
     "FmnistError",
     "ImageDataset",
@@ -42,6 +44,7 @@ __all__ = [
     "RandomState",
     "TensorLoader",
     "TrainResult",
+    "Training",
     "TrainingInterrupted",
     "attach_best_model_checkpoint",
     "attach_checkpointing",
@@ -50,6 +53,7 @@ __all__ = [
     "attach_epoch_header",
     "attach_evaluation",
     "attach_loss_logging",
+    "attach_one_cycle_lr",
     "attach_progress_bar",
     "class_indices",
     "create_evaluator",
@@ -64,6 +68,7 @@ __all__ = [
     "make_optimizer",
     "make_splits",
     "read_idx",
+    "recipe",
     "resolve_device",
     "score_function",
     "train",

@@ -7,37 +7,53 @@ import shlex
 import sys
 from pathlib import Path
 
-from fmnist_ignite.config import DEVICES, LOADERS, MONITORS, OPTIMIZERS, Config
+from fmnist_ignite.config import (
+    DEVICES,
+    LOADERS,
+    MONITORS,
+    OPTIMIZERS,
+    PRECISIONS,
+    RECIPES,
+    SCHEDULERS,
+    Config,
+    recipe,
+)
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.training import TrainingInterrupted, train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The flags of ``examples/run.py``; defaults are the tutorial's hyperparameters."""
+    """The flags of ``examples/run.py``. A flag given overrides the recipe; the rest come from it."""
     d = Config()
     p = argparse.ArgumentParser(
         prog="run.py",
         description="Train the tutorial's MLP on Fashion-MNIST with PyTorch-Ignite: train, select on a "
-        "validation split, then score the test set once.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "validation split, then score the test set once. Defaults are the recipe's (the tutorial's: "
+        "SGD, lr 1e-3, momentum 0.9, batch 64, 5 epochs).",
+        argument_default=argparse.SUPPRESS,
     )
-    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum number of epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="training batch size")
-    p.add_argument("--lr", type=float, default=d.lr, help="learning rate")
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each ReLU (0: the tutorial's)")
-    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--monitor", choices=MONITORS, default=d.monitor, help="validation metric that selects")
-    p.add_argument("--val-size", type=int, default=d.val_size, help="training images held out for validation")
-    p.add_argument("--data-dir", default=d.data_dir, help="where to look for (or download) Fashion-MNIST")
-    p.add_argument("--output-dir", default=None, help="checkpoint directory (default: runs/<date>-<time>)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the model's initial weights and the data order")
-    p.add_argument("--device", choices=DEVICES, default=d.device)
-    p.add_argument("--log-interval", type=int, default=d.log_interval, help="print the loss every N batches")
+    p.add_argument("--recipe", choices=RECIPES, default="tutorial", help="preset hyperparameters (default: tutorial)")
+    p.add_argument("--epochs", type=int, help=f"maximum number of epochs ({d.epochs})")
+    p.add_argument("--batch-size", type=int, help=f"training batch size ({d.batch_size})")
+    p.add_argument("--lr", type=float, help=f"learning rate ({d.lr})")
+    p.add_argument("--momentum", type=float, help=f"SGD momentum ({d.momentum})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({d.optimizer})")
+    p.add_argument("--weight-decay", type=float, help=f"({d.weight_decay})")
+    p.add_argument("--dropout", type=float, help="dropout after each ReLU (0: the tutorial's model)")
+    p.add_argument("--label-smoothing", type=float, help="of the training loss (0)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, help="learning-rate schedule (constant)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--monitor", choices=MONITORS, help=f"validation metric that selects ({d.monitor})")
+    p.add_argument("--val-size", type=int, help=f"training images held out for validation ({d.val_size})")
+    p.add_argument("--data-dir", help=f"where to look for (or download) Fashion-MNIST ({d.data_dir})")
+    p.add_argument("--output-dir", help="checkpoint directory (runs/<date>-<time>)")
+    p.add_argument("--seed", type=int, help=f"seed of the initial weights and the data order ({d.seed})")
+    p.add_argument("--device", choices=DEVICES, help=f"({d.device})")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (torch's default: one per core)")
+    p.add_argument("--precision", choices=PRECISIONS, help=f"autocast precision ({d.precision})")
+    p.add_argument("--log-interval", type=int, help=f"print the loss every N batches ({d.log_interval})")
     p.add_argument("--one-hot", action="store_true", help="use the tutorial's one-hot float targets")
-    p.add_argument("--loader", choices=LOADERS, default=d.loader, help="in-memory tensors, or torchvision-style")
+    p.add_argument("--loader", choices=LOADERS, help=f"in-memory tensors, or torchvision-style ({d.loader})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a terminal)")
     p.add_argument(
         "--resume",
@@ -50,29 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+NEGATED_FLAGS = {"no_progress": "progress", "no_restore_best": "restore_best"}
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
-    return Config(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        dropout=args.dropout,
-        patience=args.patience,
-        monitor=args.monitor,
-        val_size=args.val_size,
-        data_dir=args.data_dir,
-        output_dir=args.output_dir,
-        seed=args.seed,
-        device=args.device,
-        log_interval=args.log_interval,
-        one_hot=args.one_hot,
-        loader=args.loader,
-        progress=not args.no_progress,
-        resume=args.resume,
-        restore_best=not args.no_restore_best,
-    )
+    """The recipe's configuration with every flag that was given on top."""
+    given = dict(vars(args))
+    name = given.pop("recipe")
+    for flag, field in NEGATED_FLAGS.items():
+        if given.pop(flag, False):
+            given[field] = False
+    return recipe(name, **given)
 
 
 def resume_command(argv: list[str], checkpoint: Path) -> str:

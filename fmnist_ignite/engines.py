@@ -49,8 +49,25 @@ def _set_loader_epoch(engine: Engine) -> None:
         set_epoch(engine.state.epoch, start_batch=done)
 
 
+def model_fn_for(precision: str, device: torch.device | str):
+    """How the engines apply the model: plainly, or under bf16 autocast with fp32 logits out."""
+    if precision == "fp32":
+        return lambda model, x: model(x)
+    device_type = torch.device(device).type
+
+    def autocast_bf16(model, x):
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+            return model(x).float()
+
+    return autocast_bf16
+
+
 def create_trainer(
-    model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device | str = "cpu"
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str = "cpu",
+    label_smoothing: float = 0.0,
+    precision: str = "fp32",
 ) -> Engine:
     """A supervised trainer with ``CrossEntropyLoss``, which takes index or one-hot (probability) targets.
 
@@ -59,19 +76,21 @@ def create_trainer(
     trainer = create_supervised_trainer(
         model,
         optimizer,
-        nn.CrossEntropyLoss(),
+        nn.CrossEntropyLoss(label_smoothing=label_smoothing),
         device=device,
         output_transform=lambda x, y, y_pred, loss: loss.detach(),
+        model_fn=model_fn_for(precision, device),
     )
     trainer.add_event_handler(Events.EPOCH_STARTED, _set_loader_epoch)
     return trainer
 
 
-def create_evaluator(model: nn.Module, device: torch.device | str = "cpu") -> Engine:
+def create_evaluator(model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32") -> Engine:
     """A supervised evaluator with Ignite metrics ``accuracy`` (a fraction, never above 1) and ``loss``."""
     return create_supervised_evaluator(
         model,
         metrics={"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss())},
         device=device,
         output_transform=lambda x, y, y_pred: (y_pred, class_indices(y)),
+        model_fn=model_fn_for(precision, device),
     )

@@ -10,8 +10,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping, ProgressBar, global_step_from_engine
+from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping, LRScheduler, ProgressBar, global_step_from_engine
 
 Log = Callable[[str], None]
 
@@ -136,6 +137,18 @@ def attach_early_stopping(trainer: Engine, evaluator: Engine, patience: int, mon
     early_stopping = EarlyStopping(patience=patience, score_function=score_function(monitor), trainer=trainer)
     evaluator.add_event_handler(Events.COMPLETED, early_stopping)
     return early_stopping
+
+
+def attach_one_cycle_lr(trainer: Engine, optimizer, max_lr: float, total_steps: int) -> LRScheduler:
+    """One-cycle learning rate: up to ``max_lr`` over the first quarter of the steps, then annealed.
+
+    Ignite's ``LRScheduler`` around torch's ``OneCycleLR``, stepped at each iteration start.
+    """
+    scheduler = LRScheduler(
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=0.25)
+    )
+    trainer.add_event_handler(Events.ITERATION_STARTED, scheduler)
+    return scheduler
 
 
 def attach_progress_bar(trainer: Engine, enabled: bool | None = None) -> ProgressBar | None:

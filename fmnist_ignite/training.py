@@ -40,6 +40,7 @@ from fmnist_ignite.handlers import (
     attach_epoch_header,
     attach_evaluation,
     attach_loss_logging,
+    attach_one_cycle_lr,
     attach_progress_bar,
     format_metrics,
 )
@@ -184,6 +185,97 @@ def stop_on_signals(trainer: Engine):
         trainer.remove_event_handler(stop_at_epoch_end, Events.EPOCH_COMPLETED)
 
 
+class Training:
+    """One run, set up: model, engines, loaders and the standard handlers attached, resumed if asked.
+
+    Its parts are attributes, so code can attach more handlers before calling ``run()``.
+    """
+
+    def __init__(self, config: Config, log: Log | None = None):
+        config.validate()
+        self.config = config
+        self.device = device = resolve_device(config.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        manual_seed(config.seed)
+        self.model = model = Net(config.dropout).to(device)
+        self.optimizer = optimizer = make_optimizer(config, model)
+        self.trainer = trainer = create_trainer(model, optimizer, device, config.label_smoothing, config.precision)
+        self.evaluator = create_evaluator(model, device, config.precision)
+        bar = attach_progress_bar(trainer, enabled=None if config.progress else False)
+        self.log = log = log or (tqdm.write if bar else print)
+        self.output_dir, resume = resolve_output_dir(config, log)
+        checkpoint = read_resume_checkpoint(resume, model, device) if resume else None
+        self.loaders = get_data_loaders(config, device)
+
+        self.to_save = {"model": model, "optimizer": optimizer, "trainer": trainer, "random_state": RandomState()}
+        if config.scheduler == "onecycle":
+            self.to_save["lr_scheduler"] = attach_one_cycle_lr(
+                trainer, optimizer, config.lr, config.epochs * len(self.loaders["train"])
+            )
+        self.handlers = attach_default_handlers(
+            config, trainer, self.evaluator, self.loaders, self.to_save, self.output_dir, log
+        )
+        if resume:
+            restore(resume, checkpoint, {**self.to_save, "checkpointer": self.handlers["checkpoint"]})
+            check_epochs_left(config, trainer, resume)
+
+    def run(self) -> TrainResult:
+        """Train (or finish training), then score the test split once with the chosen weights."""
+        config, trainer, handlers, log = self.config, self.trainer, self.handlers, self.log
+        try:
+            with stop_on_signals(trainer) as received:
+                if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
+                    trainer.run(self.loaders["train"], max_epochs=config.epochs)
+        except OSError as exc:  # a checkpoint could not be written: full disk, directory gone, ...
+            raise FmnistError(
+                f"could not write a checkpoint to {self.output_dir}: {exc.strerror or exc}; the checkpoints "
+                "already there are intact: free some space, then continue with --resume auto"
+            ) from None
+        if received:
+            raise interrupted(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
+        if trainer.state.output is not None and not math.isfinite(float(trainer.state.output)):
+            last = handlers["checkpoint"].last_checkpoint
+            raise FmnistError(
+                f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
+                f"loss became {float(trainer.state.output)} (try a smaller --lr); "
+                + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
+            )
+        log("Training completed")
+        stopped_early = trainer.state.epoch < config.epochs
+        if stopped_early:
+            log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
+
+        history = handlers.get("history")
+        best_checkpoint = handlers.get("best_checkpoint")
+        best_path = Path(best_checkpoint.last_checkpoint) if best_checkpoint and best_checkpoint.last_checkpoint else None
+        if best_path and config.restore_best:
+            self.model.load_state_dict(load_checkpoint(best_path, map_location=self.device))
+            scored = f"best (epoch {history.best(config.monitor)['epoch']})"
+        else:
+            scored = f"last (epoch {trainer.state.epoch})"
+        test_metrics = self.evaluate(self.loaders["test"])
+        log(format_metrics(f"Test, {scored} weights", test_metrics))
+        last_path = Path(handlers["checkpoint"].last_checkpoint)
+        log(f"Checkpoints in {self.output_dir}: {last_path.name}" + (f", {best_path.name}" if best_path else ""))
+        return TrainResult(
+            history=list(history.epochs) if history else [],
+            test_metrics=test_metrics,
+            scored_weights=scored,
+            output_dir=self.output_dir,
+            epochs_run=trainer.state.epoch,
+            stopped_early=stopped_early,
+            best_checkpoint=best_path,
+            last_checkpoint=last_path,
+            model=self.model,
+            handlers=handlers,
+        )
+
+    def evaluate(self, loader) -> dict:
+        """Metrics of the model as it is now on ``loader``, with a fresh evaluator (no handlers fire)."""
+        return dict(create_evaluator(self.model, self.device, self.config.precision).run(loader).metrics)
+
+
 def train(
     config: Config, log: Log | None = None, extra_handlers: Iterable[Callable[[Engine], object]] = ()
 ) -> TrainResult:
@@ -191,74 +283,10 @@ def train(
 
     ``extra_handlers`` are called with the trainer after the standard handlers are attached.
     """
-    config.validate()
-    device = resolve_device(config.device)
-    manual_seed(config.seed)
-    model = Net(config.dropout).to(device)
-    optimizer = make_optimizer(config, model)
-    trainer = create_trainer(model, optimizer, device)
-    evaluator = create_evaluator(model, device)
-    bar = attach_progress_bar(trainer, enabled=None if config.progress else False)
-    log = log or (tqdm.write if bar else print)
-    output_dir, resume = resolve_output_dir(config, log)
-    checkpoint = read_resume_checkpoint(resume, model, device) if resume else None
-    loaders = get_data_loaders(config, device)
-
-    to_save = {"model": model, "optimizer": optimizer, "trainer": trainer, "random_state": RandomState()}
-    handlers = attach_default_handlers(config, trainer, evaluator, loaders, to_save, output_dir, log)
+    training = Training(config, log)
     for attach in extra_handlers:
-        attach(trainer)
-    if resume:
-        restore(resume, checkpoint, {**to_save, "checkpointer": handlers["checkpoint"]})
-        check_epochs_left(config, trainer, resume)
-
-    try:
-        with stop_on_signals(trainer) as received:
-            if trainer.state.epoch < config.epochs or trainer.state.iteration % len(loaders["train"]):
-                trainer.run(loaders["train"], max_epochs=config.epochs)
-    except OSError as exc:  # a checkpoint could not be written: full disk, directory gone, ...
-        raise FmnistError(
-            f"could not write a checkpoint to {output_dir}: {exc.strerror or exc}; the checkpoints already "
-            "there are intact: free some space, then continue with --resume auto"
-        ) from None
-    if received:
-        raise interrupted(received[0], trainer, to_save, handlers["checkpoint"], output_dir)
-    if trainer.state.output is not None and not math.isfinite(float(trainer.state.output)):
-        last = handlers["checkpoint"].last_checkpoint
-        raise FmnistError(
-            f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the loss "
-            f"became {float(trainer.state.output)} (try a smaller --lr); "
-            + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
-        )
-    log("Training completed")
-    stopped_early = trainer.state.epoch < config.epochs
-    if stopped_early:
-        log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
-
-    history = handlers.get("history")
-    best_checkpoint = handlers.get("best_checkpoint")
-    best_path = Path(best_checkpoint.last_checkpoint) if best_checkpoint and best_checkpoint.last_checkpoint else None
-    if best_path and config.restore_best:
-        model.load_state_dict(load_checkpoint(best_path, map_location=device))
-        scored = f"best (epoch {history.best(config.monitor)['epoch']})"
-    else:
-        scored = f"last (epoch {trainer.state.epoch})"
-    test_metrics = dict(create_evaluator(model, device).run(loaders["test"]).metrics)
-    log(format_metrics(f"Test, {scored} weights", test_metrics))
-    last_path = Path(handlers["checkpoint"].last_checkpoint)
-    log(f"Checkpoints in {output_dir}: {last_path.name}" + (f", {best_path.name}" if best_path else ""))
-    return TrainResult(
-        history=list(history.epochs) if history else [],
-        test_metrics=test_metrics,
-        scored_weights=scored,
-        output_dir=output_dir,
-        epochs_run=trainer.state.epoch,
-        stopped_early=stopped_early,
-        best_checkpoint=best_path,
-        last_checkpoint=last_path,
-        model=model,
-        handlers=handlers,
-    )
+        attach(training.trainer)
+    return training.run()
 
 
 def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:

@@ -38,7 +38,10 @@ def assert_same_weights(a: dict, b: dict) -> None:
 @pytest.fixture
 def resumable_config(small_config):
     # Dropout makes the run draw from torch's RNG, early stopping makes its state matter: both must resume.
-    return small_config.replace(epochs=4, dropout=0.2, lr=0.05, patience=2, monitor="accuracy")
+    # The one-cycle schedule and AdamW's moments are state too.
+    return small_config.replace(
+        epochs=4, dropout=0.2, lr=0.01, patience=2, monitor="accuracy", optimizer="adamw", scheduler="onecycle"
+    )
 
 
 @pytest.mark.parametrize("stop_at", [13, 10], ids=["mid-epoch", "between-epochs"])
