@@ -17,7 +17,7 @@ import tempfile
 import time
 
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 
 from fmnist_ignite import Config, Net, create_evaluator, create_trainer, make_optimizer
 from fmnist_ignite.data import load_fashion_mnist, make_loader, make_splits
@@ -101,6 +101,14 @@ def our_trainer(config: Config, splits) -> tuple[float, float]:
     return n / (end - marks["start"]), n / (marks["batches_done"] - marks["start"])
 
 
+def engine_overhead_us(loader) -> float:
+    """Microseconds per iteration an Ignite Engine spends around a step that does nothing."""
+    engine = Engine(lambda engine, batch: None)
+    start = time.perf_counter()
+    engine.run(loader, max_epochs=1)
+    return (time.perf_counter() - start) / len(loader) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
@@ -130,6 +138,10 @@ def main() -> None:
     print(f"(b) plain PyTorch loop:       {b:>9,.0f} samples/s")
     print(f"(c) fmnist-ignite trainer:    {c:>9,.0f} samples/s (whole epoch: batches, validation, checkpoint)")
     print(f"    its batches alone:        {c_batches:>9,.0f} samples/s")
+    step_us = 1e6 * config.batch_size / b
+    overhead = engine_overhead_us(make_loader(splits["train"], "tensor", config.batch_size, shuffle=True))
+    print(f"Ignite Engine around a no-op step: {overhead:.0f} us/iteration = {overhead / step_us:.1%} "
+          f"of a (b) step ({step_us:.0f} us)")
     print(f"c/b = {c / b:.3f} (batches alone: {c_batches / b:.3f}), c/a = {c / a:.2f}")
     print(f"(c) reaches {c * FLOP_PER_SAMPLE / 1e9:.0f} GFLOP/s = {c * FLOP_PER_SAMPLE / 1e9 / peak:.0%} of the peak "
           f"(batches alone: {c_batches * FLOP_PER_SAMPLE / 1e9 / peak:.0%})")

@@ -27,13 +27,15 @@ def main() -> None:
     parser.add_argument("--recipe", choices=RECIPES, default="best")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default="data")
     args = parser.parse_args()
     overrides = {"epochs": args.epochs} if args.epochs else {}
     with tempfile.TemporaryDirectory() as output_dir:
         config = recipe(
-            args.recipe, **overrides, threads=args.threads, seed=args.seed, data_dir=args.data_dir,
+            args.recipe, **overrides, threads=args.threads, precision=args.precision, seed=args.seed,
+            data_dir=args.data_dir,
             output_dir=output_dir, progress=False, log_interval=10**9,
         )
         training = Training(config, log=lambda line: None)
@@ -57,7 +59,7 @@ def main() -> None:
         result = training.run()
 
     print(f"recipe {args.recipe}: {config.epochs} epochs, batch {config.batch_size}, {config.optimizer}, "
-          f"lr {config.lr}, {config.scheduler} schedule; torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"lr {config.lr}, {config.scheduler} schedule, {config.precision}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     for epoch, seconds, val_accuracy in rows:
         print(f"  epoch {epoch:>3}: {seconds:6.1f} s, validation accuracy {val_accuracy:.2%}")
     for threshold in THRESHOLDS:

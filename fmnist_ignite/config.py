@@ -95,22 +95,21 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+_TUNED = {  # chosen on the validation split (README, "Recipes"); the test set played no part
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "weight_decay": 0.05,
+    "label_smoothing": 0.1,
+    "scheduler": "onecycle",
+    "batch_size": 256,
+}
 RECIPES = {
     # The tutorial's hyperparameters: SGD, lr 1e-3, momentum 0.9, batch 64, 5 epochs.
     "tutorial": {},
-    # Chosen on the validation split (see README): AdamW with decoupled weight decay, a one-cycle
-    # learning rate, dropout and label smoothing, larger batches.
-    "best": {
-        "optimizer": "adamw",
-        "lr": 2e-3,
-        "weight_decay": 0.05,
-        "dropout": 0.2,
-        "label_smoothing": 0.1,
-        "scheduler": "onecycle",
-        "batch_size": 256,
-        "epochs": 20,
-        "monitor": "accuracy",
-    },
+    # AdamW, a one-cycle learning rate, dropout and label smoothing, for 40 epochs.
+    "best": {**_TUNED, "dropout": 0.3, "epochs": 40},
+    # The same, squeezed into 10 epochs: most of the accuracy in a quarter of the time.
+    "fast": {**_TUNED, "dropout": 0.2, "epochs": 10},
 }
 
 
