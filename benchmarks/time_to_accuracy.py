@@ -47,14 +47,14 @@ def main() -> None:
             nonlocal excluded
             now = time.perf_counter() - START - excluded
             latest = history.epochs[-1]
-            if history.best(config.monitor) is latest:
+            if history.best(f"val_{config.monitor}") is latest:
                 started = time.perf_counter()
                 accuracy = training.evaluate(training.loaders["test"])["accuracy"]
                 excluded += time.perf_counter() - started
                 for threshold in THRESHOLDS:
                     if accuracy >= threshold:
                         reached.setdefault(threshold, (now, engine.state.epoch))
-            rows.append((engine.state.epoch, now, latest["accuracy"]))
+            rows.append((engine.state.epoch, now, latest["val_accuracy"]))
 
         result = training.run()
 
@@ -68,7 +68,7 @@ def main() -> None:
             print(f"test accuracy >= {threshold:.0%}: {seconds:.1f} s from process start (epoch {epoch})")
         else:
             print(f"test accuracy >= {threshold:.0%}: not reached")
-    print(f"final: {result.scored_weights} weights, validation {history.best(config.monitor)['accuracy']:.2%}, "
+    print(f"final: {result.scored_weights} weights, validation {history.best(f'val_{config.monitor}')['val_accuracy']:.2%}, "
           f"test {result.test_metrics['accuracy']:.2%}; total {time.perf_counter() - START - excluded:.1f} s")
 
 

@@ -31,7 +31,7 @@ attach_checkpointing(trainer, {"model": model, "optimizer": optimizer, "trainer"
 @trainer.on(Events.COMPLETED)
 def score_test_set(engine):
     test = create_evaluator(model).run(loaders["test"]).metrics
-    best = max(row["accuracy"] for row in history.epochs)
+    best = max(row["val_accuracy"] for row in history.epochs)
     print(f"best validation accuracy {best:.1%}, test accuracy {test['accuracy']:.1%}")
 
 

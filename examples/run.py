@@ -2,7 +2,7 @@
 
 import sys
 
-from fmnist_ignite.cli import main
+from fmnist_ignite.cli import train_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(train_main())

@@ -39,12 +39,12 @@ def load_checkpoint(path: str | Path, map_location=None) -> dict:
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
+        if "GLOBAL" in str(exc):  # the pickle names a Python callable: exactly what weights_only blocks
             raise FmnistError(
                 f"{path}: refused: it holds Python objects that would run code when loaded; "
                 "only tensors and plain data are accepted"
             ) from None
-        raise FmnistError(f"{path}: not a checkpoint (unreadable: {str(exc).splitlines()[0]})") from None
+        raise FmnistError(f"{path}: not a checkpoint (unreadable as tensors and plain data)") from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise FmnistError(f"{path}: truncated or corrupt checkpoint ({str(exc).splitlines()[0]})") from None
     except Exception as exc:  # torch's safe unpickler fails on arbitrary bytes in many ways

@@ -19,19 +19,28 @@ from fmnist_ignite.config import (
     recipe,
 )
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.handlers import format_metrics
+from fmnist_ignite.inference import evaluate_checkpoint, load_images, load_model, predict
+from fmnist_ignite.reports import per_class_accuracy, per_class_table
 from fmnist_ignite.training import TrainingInterrupted, train
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The flags of ``examples/run.py``. A flag given overrides the recipe; the rest come from it."""
-    d = Config()
-    p = argparse.ArgumentParser(
-        prog="run.py",
+def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
+    """The parser of ``examples/run.py`` and ``fmnist-ignite train``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
         description="Train the tutorial's MLP on Fashion-MNIST with PyTorch-Ignite: train, select on a "
         "validation split, then score the test set once. Defaults are the recipe's (the tutorial's: "
         "SGD, lr 1e-3, momentum 0.9, batch 64, 5 epochs).",
         argument_default=argparse.SUPPRESS,
     )
+    add_train_arguments(parser)
+    return parser
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The training flags. A flag given overrides the recipe; the rest come from it."""
+    d = Config()
     p.add_argument("--recipe", choices=RECIPES, default="tutorial", help="preset hyperparameters (default: tutorial)")
     p.add_argument("--epochs", type=int, help=f"maximum number of epochs ({d.epochs})")
     p.add_argument("--batch-size", type=int, help=f"training batch size ({d.batch_size})")
@@ -63,10 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-restore-best", action="store_true", help="score the test set with the last weights, not the best"
     )
-    return p
+    p.add_argument("--tensorboard", action="store_true", help="log to OUTPUT_DIR/tb (needs the tensorboard package)")
+    p.add_argument("--no-plots", action="store_true", help="skip curves.png and confusion.png")
 
 
-NEGATED_FLAGS = {"no_progress": "progress", "no_restore_best": "restore_best"}
+NEGATED_FLAGS = {"no_progress": "progress", "no_restore_best": "restore_best", "no_plots": "plots"}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -92,19 +102,73 @@ def resume_command(argv: list[str], checkpoint: Path) -> str:
     return shlex.join(["python", sys.argv[0], *kept, "--resume", str(checkpoint)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run training from command-line flags; return the process exit code."""
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         train(config_from_args(args))
     except TrainingInterrupted as exc:
         print(f"{exc}\nTo resume: {resume_command(argv, exc.checkpoint)}", file=sys.stderr)
         return exc.exit_code
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    metrics = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device)
+    print(format_metrics("Test", metrics))
+    print(per_class_table(per_class_accuracy(metrics["confusion"])))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    model = load_model(args.checkpoint)
+    for image in args.images:
+        names, pixels = load_images(image)
+        for name, (label, probability) in zip(names, predict(model, pixels)):
+            print(f"{name}: {label} ({probability:.1%})")
+    return 0
+
+
+def build_command_parser() -> argparse.ArgumentParser:
+    """``fmnist-ignite {train,evaluate,predict}``."""
+    parser = argparse.ArgumentParser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict}")
+    add_train_arguments(
+        commands.add_parser(
+            "train", help="train a model (the flags of examples/run.py)", argument_default=argparse.SUPPRESS
+        )
+    )
+    evaluate = commands.add_parser("evaluate", help="test accuracy, loss and per-class table of a checkpoint")
+    evaluate.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
+    evaluate.add_argument("--data-dir", default="data")
+    evaluate.add_argument("--device", choices=DEVICES, default="auto")
+    predict_parser = commands.add_parser("predict", help="classify 28x28 grayscale images (PNG, or IDX files)")
+    predict_parser.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
+    predict_parser.add_argument("images", nargs="+", metavar="IMAGE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``fmnist-ignite`` and ``python -m fmnist_ignite``: run a subcommand, return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_command_parser().parse_args(argv)
+    runners = {"train": lambda: run_train(args, argv[1:]), "evaluate": lambda: run_evaluate(args),
+               "predict": lambda: run_predict(args)}
+    return guarded(runners[args.command])
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``examples/run.py``: training flags only, return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: run_train(args, argv))
+
+
+def guarded(run) -> int:
+    """Run a command; a user's mistake becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        return run()
     except FmnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before training started: nothing to save yet
         print("interrupted before training started; nothing was saved", file=sys.stderr)
         return 130
-    return 0

@@ -46,6 +46,8 @@ class Config:
     precision: str = "fp32"  # "bf16": autocast forward passes to bfloat16
     eval_batch_size: int = 1_000
     verify_data: bool = True  # check shapes and checksums of the real data set
+    tensorboard: bool = False  # log to <output_dir>/tb with Ignite's TensorboardLogger
+    plots: bool = True  # curves.png and confusion.png at the end (needs matplotlib)
     resume: str | None = None  # a checkpoint file, or "auto": the newest in output_dir
     restore_best: bool = True  # score the test set with the best-validation weights, not the last
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
-from ignite.metrics import Accuracy, Loss
+from ignite.metrics import Accuracy, ConfusionMatrix, Loss
 from torch import nn
 
 from fmnist_ignite.config import Config
@@ -85,11 +85,17 @@ def create_trainer(
     return trainer
 
 
-def create_evaluator(model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32") -> Engine:
-    """A supervised evaluator with Ignite metrics ``accuracy`` (a fraction, never above 1) and ``loss``."""
+def create_evaluator(
+    model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32", confusion_matrix: bool = False
+) -> Engine:
+    """A supervised evaluator with Ignite metrics ``accuracy`` (a fraction, never above 1) and ``loss``,
+    and with ``confusion_matrix`` also ``confusion`` (10 x 10 counts, rows are the true classes)."""
+    metrics = {"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss())}
+    if confusion_matrix:
+        metrics["confusion"] = ConfusionMatrix(num_classes=10)
     return create_supervised_evaluator(
         model,
-        metrics={"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss())},
+        metrics=metrics,
         device=device,
         output_transform=lambda x, y, y_pred: (y_pred, class_indices(y)),
         model_fn=model_fn_for(precision, device),

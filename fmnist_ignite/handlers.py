@@ -52,20 +52,26 @@ def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> 
 
 
 class MetricsHistory:
-    """The evaluator's metrics after each epoch, as a list of dicts; saved and loaded with checkpoints."""
+    """One row per epoch (``{"epoch": 3, "val_loss": ..., "val_accuracy": ..., ...}``), filled in by
+    handlers as the epoch ends; saved and loaded with the checkpoints, so a resumed run keeps it whole.
+    """
 
     def __init__(self) -> None:
         self.epochs: list[dict] = []
 
-    def append(self, epoch: int, metrics: dict) -> None:
-        self.epochs.append({"epoch": epoch, **{name: float(value) for name, value in metrics.items()}})
+    def record(self, epoch: int, **values: float) -> None:
+        """Add ``values`` to the row of ``epoch``, starting that row if it is new."""
+        if not self.epochs or self.epochs[-1]["epoch"] != epoch:
+            self.epochs.append({"epoch": epoch})
+        self.epochs[-1].update({name: float(value) for name, value in values.items()})
 
-    def best(self, monitor: str) -> dict | None:
-        """The epoch with the best ``monitor`` (lowest loss or highest accuracy); the first one on ties."""
-        if not self.epochs:
+    def best(self, key: str) -> dict | None:
+        """The row with the best ``key`` (lowest for a loss, else highest); the first one on ties."""
+        rows = [row for row in self.epochs if key in row]
+        if not rows:
             return None
-        sign = -1.0 if monitor == "loss" else 1.0
-        return max(self.epochs, key=lambda row: sign * row[monitor])
+        sign = -1.0 if key.endswith("loss") else 1.0
+        return max(rows, key=lambda row: sign * row[key])
 
     def state_dict(self) -> dict:
         return {"epochs": [dict(row) for row in self.epochs]}
@@ -80,14 +86,21 @@ def format_metrics(name: str, metrics: dict) -> str:
 
 
 def attach_evaluation(
-    trainer: Engine, evaluator: Engine, loader, name: str = "Validation", log: Log = print
+    trainer: Engine,
+    evaluator: Engine,
+    loader,
+    name: str = "Validation",
+    log: Log = print,
+    history: MetricsHistory | None = None,
+    prefix: str = "val",
 ) -> MetricsHistory:
-    """After each training epoch, run ``evaluator`` on ``loader``, print its metrics and record them."""
-    history = MetricsHistory()
+    """After each training epoch, run ``evaluator`` on ``loader``, print its metrics and record them
+    in ``history`` (a new one by default) as ``<prefix>_loss`` and ``<prefix>_accuracy``."""
+    history = history if history is not None else MetricsHistory()
 
     def evaluate(engine: Engine) -> None:
         metrics = evaluator.run(loader).metrics
-        history.append(engine.state.epoch, metrics)
+        history.record(engine.state.epoch, **{f"{prefix}_{key}": metrics[key] for key in ("loss", "accuracy")})
         log(format_metrics(name, metrics) + "\n")
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, evaluate)

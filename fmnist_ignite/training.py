@@ -6,6 +6,7 @@ a stop on a NaN loss, and an exact resume (same batches, same weights) from any 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import signal
@@ -34,6 +35,7 @@ from fmnist_ignite.engines import create_evaluator, create_trainer, make_optimiz
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.handlers import (
     Log,
+    MetricsHistory,
     attach_best_model_checkpoint,
     attach_checkpointing,
     attach_early_stopping,
@@ -45,6 +47,17 @@ from fmnist_ignite.handlers import (
     format_metrics,
 )
 from fmnist_ignite.model import Net
+from fmnist_ignite.reports import (
+    attach_epoch_stats,
+    attach_metrics_csv,
+    attach_tensorboard,
+    per_class_accuracy,
+    per_class_table,
+    plot_confusion,
+    plot_curves,
+    versions,
+    write_summary,
+)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -70,6 +83,8 @@ class TrainResult:
     stopped_early: bool
     best_checkpoint: Path | None = None
     last_checkpoint: Path | None = None
+    per_class_accuracy: dict = field(default_factory=dict)
+    confusion: torch.Tensor | None = field(default=None, repr=False)
     model: torch.nn.Module | None = field(default=None, repr=False)
     handlers: dict = field(default_factory=dict, repr=False)
 
@@ -112,19 +127,20 @@ def attach_default_handlers(
     """Attach every handler of a standard run, in dependency order, and return them by name.
 
     Evaluation comes first so the best-model checkpoint and early stopping see this epoch's metrics,
-    and the training checkpoint comes last so it saves their updated state.
+    then the epoch's statistics and metrics.csv, and the training checkpoint comes last so it saves
+    their updated state.
     """
     handlers = {
         "epoch_header": attach_epoch_header(trainer, log),
         "loss_logging": attach_loss_logging(trainer, config.log_interval, log),
         "terminate_on_nan": TerminateOnNan(),
+        "history": MetricsHistory(),
     }
-    handlers["terminate_on_nan"].logger.setLevel(logging.ERROR)  # train() reports it, in one line
+    handlers["terminate_on_nan"].logger.setLevel(logging.ERROR)  # the run reports it, in one line
     trainer.add_event_handler(Events.ITERATION_COMPLETED, handlers["terminate_on_nan"])
+    to_save["history"] = handlers["history"]
     if "validation" in loaders:
-        handlers["history"] = to_save["history"] = attach_evaluation(
-            trainer, evaluator, loaders["validation"], "Validation", log
-        )
+        attach_evaluation(trainer, evaluator, loaders["validation"], "Validation", log, history=handlers["history"])
         handlers["best_checkpoint"] = to_save["best_checkpoint"] = attach_best_model_checkpoint(
             evaluator, trainer, to_save["model"], output_dir, config.monitor
         )
@@ -132,6 +148,8 @@ def attach_default_handlers(
             handlers["early_stopping"] = to_save["early_stopping"] = attach_early_stopping(
                 trainer, evaluator, config.patience, config.monitor
             )
+    handlers["train_loss"] = to_save["train_loss"] = attach_epoch_stats(trainer, handlers["history"], to_save["optimizer"])
+    attach_metrics_csv(trainer, handlers["history"], output_dir / "metrics.csv")
     handlers["checkpoint"] = attach_checkpointing(trainer, to_save, output_dir, config.n_saved)
     return handlers
 
@@ -192,6 +210,7 @@ class Training:
     """
 
     def __init__(self, config: Config, log: Log | None = None):
+        self.started = time.perf_counter()
         config.validate()
         self.config = config
         self.device = device = resolve_device(config.device)
@@ -216,13 +235,49 @@ class Training:
         self.handlers = attach_default_handlers(
             config, trainer, self.evaluator, self.loaders, self.to_save, self.output_dir, log
         )
+        if config.tensorboard:
+            self.handlers["tensorboard"] = attach_tensorboard(
+                trainer, self.evaluator, optimizer, self.output_dir / "tb", config.log_interval
+            )
         if resume:
             restore(resume, checkpoint, {**self.to_save, "checkpointer": self.handlers["checkpoint"]})
             check_epochs_left(config, trainer, resume)
+        self.summary = {
+            "status": "running",
+            "config": dataclasses.asdict(config),
+            "versions": versions(),
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+            "seed": config.seed,
+            "resumed_from": str(resume) if resume else None,
+            "output_dir": str(self.output_dir),
+        }
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: self.write_summary())
+
+    def write_summary(self, **updates) -> None:
+        """Bring ``summary.json`` up to date: written when the run starts, after each epoch and at the end."""
+        history = self.handlers["history"]
+        best = history.best(f"val_{self.config.monitor}")
+        self.summary.update(
+            epochs_done=self.trainer.state.epoch,
+            best_epoch=best["epoch"] if best else None,
+            best_validation={self.config.monitor: best[f"val_{self.config.monitor}"]} if best else None,
+            checkpoints={
+                kind: str(handler.last_checkpoint) if handler and handler.last_checkpoint else None
+                for kind, handler in (
+                    ("last", self.handlers["checkpoint"]),
+                    ("best", self.handlers.get("best_checkpoint")),
+                )
+            },
+            wall_time_s=round(time.perf_counter() - self.started, 3),
+            **updates,
+        )
+        write_summary(self.output_dir / "summary.json", self.summary)
 
     def run(self) -> TrainResult:
         """Train (or finish training), then score the test split once with the chosen weights."""
         config, trainer, handlers, log = self.config, self.trainer, self.handlers, self.log
+        self.write_summary()
         try:
             with stop_on_signals(trainer) as received:
                 if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
@@ -233,9 +288,12 @@ class Training:
                 "already there are intact: free some space, then continue with --resume auto"
             ) from None
         if received:
-            raise interrupted(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
+            error = interrupted(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
+            self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
+            raise error
         if trainer.state.output is not None and not math.isfinite(float(trainer.state.output)):
             last = handlers["checkpoint"].last_checkpoint
+            self.write_summary(status="stopped: non-finite loss")
             raise FmnistError(
                 f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
                 f"loss became {float(trainer.state.output)} (try a smaller --lr); "
@@ -246,34 +304,52 @@ class Training:
         if stopped_early:
             log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
 
-        history = handlers.get("history")
+        history = handlers["history"]
         best_checkpoint = handlers.get("best_checkpoint")
         best_path = Path(best_checkpoint.last_checkpoint) if best_checkpoint and best_checkpoint.last_checkpoint else None
         if best_path and config.restore_best:
             self.model.load_state_dict(load_checkpoint(best_path, map_location=self.device))
-            scored = f"best (epoch {history.best(config.monitor)['epoch']})"
+            scored = f"best (epoch {history.best(f'val_{config.monitor}')['epoch']})"
         else:
             scored = f"last (epoch {trainer.state.epoch})"
-        test_metrics = self.evaluate(self.loaders["test"])
-        log(format_metrics(f"Test, {scored} weights", test_metrics))
+        test = self.evaluate(self.loaders["test"], confusion_matrix=True)
+        confusion = test.pop("confusion").cpu()
+        classes = per_class_accuracy(confusion)
+        log(format_metrics(f"Test, {scored} weights", test))
+        log(per_class_table(classes))
         last_path = Path(handlers["checkpoint"].last_checkpoint)
         log(f"Checkpoints in {self.output_dir}: {last_path.name}" + (f", {best_path.name}" if best_path else ""))
+        if config.plots:
+            plotted = plot_curves(history, self.output_dir / "curves.png") and plot_confusion(
+                confusion, self.output_dir / "confusion.png"
+            )
+            log("Plots: curves.png, confusion.png" if plotted else "Plots skipped: matplotlib is not installed "
+                "(pip install 'fmnist-ignite[plot]')")
+        self.write_summary(
+            status="completed",
+            stopped_early=stopped_early,
+            scored_weights=scored,
+            test={**test, "per_class_accuracy": classes},
+        )
         return TrainResult(
-            history=list(history.epochs) if history else [],
-            test_metrics=test_metrics,
+            history=list(history.epochs),
+            test_metrics=test,
             scored_weights=scored,
             output_dir=self.output_dir,
             epochs_run=trainer.state.epoch,
             stopped_early=stopped_early,
             best_checkpoint=best_path,
             last_checkpoint=last_path,
+            per_class_accuracy=classes,
+            confusion=confusion,
             model=self.model,
             handlers=handlers,
         )
 
-    def evaluate(self, loader) -> dict:
+    def evaluate(self, loader, confusion_matrix: bool = False) -> dict:
         """Metrics of the model as it is now on ``loader``, with a fresh evaluator (no handlers fire)."""
-        return dict(create_evaluator(self.model, self.device, self.config.precision).run(loader).metrics)
+        evaluator = create_evaluator(self.model, self.device, self.config.precision, confusion_matrix)
+        return dict(evaluator.run(loader).metrics)
 
 
 def train(

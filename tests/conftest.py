@@ -81,6 +81,7 @@ def small_config(tmp_path, synthetic_dir) -> Config:
         progress=False,
         device="cpu",
         log_interval=4,
+        plots=False,  # tests/test_reports.py checks them
     )
 
 
@@ -100,3 +101,8 @@ def real_data() -> Path:
     if directory is None:
         pytest.skip("the real Fashion-MNIST is not on this machine (apt-get install dataset-fashion-mnist)")
     return directory
+
+
+def without_times(history: list[dict]) -> list[dict]:
+    """History rows without their wall times, which differ between any two runs."""
+    return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in history]

@@ -11,7 +11,7 @@ from ignite.handlers import DiskSaver
 
 from conftest import write_idx, write_synthetic
 from fmnist_ignite import FmnistError, train
-from fmnist_ignite.cli import main
+from fmnist_ignite.cli import train_main as main
 
 
 @pytest.fixture

@@ -82,12 +82,12 @@ def test_evaluation_runs_once_per_epoch_and_history_grows_by_one_each_time():
     trainer.run(range(5), max_epochs=3)
     assert runs == [1, 2, 3] and sizes == [1, 2, 3]
     assert history.epochs == [
-        {"epoch": 1, "loss": 0.9, "accuracy": pytest.approx(0.1)},
-        {"epoch": 2, "loss": 0.5, "accuracy": 0.5},
-        {"epoch": 3, "loss": 0.25, "accuracy": 0.75},
+        {"epoch": 1, "val_loss": 0.9, "val_accuracy": pytest.approx(0.1)},
+        {"epoch": 2, "val_loss": 0.5, "val_accuracy": 0.5},
+        {"epoch": 3, "val_loss": 0.25, "val_accuracy": 0.75},
     ]
     assert lines[1] == "Validation: Accuracy: 50.0%, Avg loss: 0.500000\n"
-    assert history.best("loss")["epoch"] == 3 and history.best("accuracy")["epoch"] == 3
+    assert history.best("val_loss")["epoch"] == 3 and history.best("val_accuracy")["epoch"] == 3
 
 
 def test_history_survives_a_state_dict_round_trip():

@@ -1,0 +1,77 @@
+"""Use a saved model: score it on the test set, or classify images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from fmnist_ignite.checkpoints import load_checkpoint
+from fmnist_ignite.data import CLASS_NAMES, load_fashion_mnist, make_loader, read_idx, to_float_images
+from fmnist_ignite.engines import create_evaluator, resolve_device
+from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.model import Net
+
+GRAYSCALE_MODES = ("L", "LA", "I", "I;16", "1")
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> Net:
+    """The model in a best-model file (weights only) or a training checkpoint (its ``model`` entry)."""
+    checkpoint = load_checkpoint(path, map_location=device)
+    state = checkpoint["model"] if isinstance(checkpoint.get("model"), dict) else checkpoint
+    model = Net.for_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FmnistError(f"{path}: not weights of this model ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval()
+
+
+def evaluate_checkpoint(
+    path: str | Path, data_dir: str = "data", device: str = "auto", batch_size: int = 1000, verify: bool = True
+) -> dict:
+    """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model."""
+    device = resolve_device(device)
+    model = load_model(path, device)
+    test = load_fashion_mnist(data_dir, verify=verify)["test"]
+    loader = make_loader(test, "tensor", batch_size, shuffle=False, device=device)
+    return dict(create_evaluator(model, device, confusion_matrix=True).run(loader).metrics)
+
+
+def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:
+    """Names and uint8 N x 28 x 28 pixels of a 28 x 28 grayscale image file, or of every image in an IDX file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FmnistError(f"{path}: no such file")
+    try:
+        with Image.open(path) as image:
+            if image.size != (28, 28):
+                raise FmnistError(f"{path}: image is {image.size[0]}x{image.size[1]}, expected 28x28")
+            if image.mode not in GRAYSCALE_MODES:
+                raise FmnistError(f"{path}: image is {image.mode}, expected grayscale (one channel)")
+            pixels = torch.from_numpy(np.array(image.convert("L"), dtype=np.uint8)).reshape(1, 28, 28)
+        return [str(path)], pixels
+    except UnidentifiedImageError:
+        pass
+    try:
+        images = read_idx(path)
+    except FmnistError as exc:
+        if "bad magic number" in str(exc):
+            raise FmnistError(f"{path}: neither an image (PNG) nor an IDX file") from None
+        raise
+    if images.ndim == 2:
+        images = images.unsqueeze(0)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise FmnistError(f"{path}: IDX file of shape {tuple(images.shape)}, expected N x 28 x 28 images")
+    return [f"{path}[{i}]" for i in range(len(images))], images
+
+
+def predict(model: Net, images: torch.Tensor) -> list[tuple[str, float]]:
+    """Class name and probability of the most likely class for each uint8 28 x 28 image."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        probabilities = model.eval()(to_float_images(images).to(device)).softmax(dim=1)
+    best = probabilities.max(dim=1)
+    return [(CLASS_NAMES[i], float(p)) for p, i in zip(best.values, best.indices)]

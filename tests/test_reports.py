@@ -1,0 +1,185 @@
+"""What a run leaves: metrics.csv, summary.json, plots, per-class table, TensorBoard; evaluate and predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+
+import pytest
+import torch
+from ignite.engine import Events
+from PIL import Image
+
+from conftest import write_idx
+from fmnist_ignite import CLASS_NAMES, FmnistError, TrainingInterrupted, train
+from fmnist_ignite import reports as reports_module
+from fmnist_ignite.cli import main
+from fmnist_ignite.data import load_fashion_mnist
+from fmnist_ignite.inference import evaluate_checkpoint, load_images, load_model, predict
+
+QUIET = {"log": lambda line: None}
+COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s"]
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One small trained run on synthetic data, shared by the tests that only read its results."""
+    from conftest import write_synthetic
+    from fmnist_ignite import Config
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_synthetic(root / "data")
+    config = Config(
+        data_dir=str(data), output_dir=str(root / "out"), verify_data=False, val_size=100, batch_size=50,
+        eval_batch_size=64, epochs=3, lr=0.05, progress=False, device="cpu",
+    )
+    lines = []
+    result = train(config, log=lines.append)
+    return config, result, lines
+
+
+def test_metrics_csv_has_the_columns_and_one_row_per_epoch(trained):
+    config, result, _ = trained
+    rows = read_csv(result.output_dir / "metrics.csv")
+    assert list(rows[0]) == COLUMNS and [row["epoch"] for row in rows] == ["1", "2", "3"]
+    for row, record in zip(rows, result.history):
+        assert float(row["val_accuracy"]) == pytest.approx(record["val_accuracy"])
+        assert float(row["train_loss"]) > 0 and float(row["lr"]) == pytest.approx(0.05)
+        assert float(row["epoch_time_s"]) > 0
+
+
+def test_summary_json_says_what_ran_and_how_it_scored(trained):
+    config, result, _ = trained
+    summary = json.loads((result.output_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_done"] == 3
+    assert summary["config"]["lr"] == 0.05 and summary["seed"] == 0 and summary["device"] == "cpu"
+    assert set(summary["versions"]) >= {"torch", "pytorch_ignite", "torchvision"}
+    assert summary["versions"]["torch"] == torch.__version__
+    assert summary["best_epoch"] == min(result.history, key=lambda r: r["val_loss"])["epoch"]
+    assert summary["test"]["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+    assert set(summary["test"]["per_class_accuracy"]) == set(CLASS_NAMES)
+    assert summary["checkpoints"]["best"] == str(result.best_checkpoint)
+    assert summary["wall_time_s"] > 0
+
+
+def test_per_class_table_is_printed_worst_first(trained):
+    _, result, lines = trained
+    table = next(line for line in lines if line.startswith("Per-class test accuracy")).splitlines()[1:]
+    assert len(table) == 10
+    values = [float(line.split()[-1].rstrip("%")) for line in table]
+    assert values == sorted(values)
+    assert {line.rsplit(None, 1)[0].strip() for line in table} == set(CLASS_NAMES)
+
+
+def test_plots_are_pngs_of_sensible_size(small_config):
+    result = train(small_config.replace(plots=True, epochs=2), **QUIET)
+    for name, min_size in (("curves.png", (600, 300)), ("confusion.png", (500, 500))):
+        with Image.open(result.output_dir / name) as image:
+            assert image.format == "PNG" and image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
+            assert len(image.convert("L").getcolors(maxcolors=256 * 256)) > 10  # something was drawn
+
+
+def test_without_matplotlib_the_run_works_and_says_plots_were_skipped(small_config, monkeypatch):
+    monkeypatch.setattr(reports_module, "_pyplot", lambda: None)
+    lines = []
+    result = train(small_config.replace(plots=True, epochs=1), log=lines.append)
+    assert any(line.startswith("Plots skipped: matplotlib is not installed") for line in lines)
+    assert not (result.output_dir / "curves.png").exists() and result.test_metrics["accuracy"] >= 0
+
+
+def test_an_interrupted_run_leaves_its_history_and_a_resumed_one_has_no_duplicate_epochs(small_config):
+    def sigint_at_iteration_25(trainer):
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=25), lambda e: os.kill(os.getpid(), signal.SIGINT))
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(small_config.replace(epochs=4), extra_handlers=[sigint_at_iteration_25], **QUIET)
+    out = info.value.checkpoint.parent
+    assert [row["epoch"] for row in read_csv(out / "metrics.csv")] == ["1", "2"]
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+    train(small_config.replace(epochs=4, resume="auto"), **QUIET)
+    assert [row["epoch"] for row in read_csv(out / "metrics.csv")] == ["1", "2", "3", "4"]
+
+
+def test_tensorboard_logs_loss_lr_and_validation(small_config):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(small_config.replace(tensorboard=True, epochs=2), **QUIET)
+    events = EventAccumulator(str(result.output_dir / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"training/loss", "lr/group_0", "validation/loss", "validation/accuracy"} <= tags
+    assert [e.step for e in events.Scalars("validation/accuracy")] == [10, 20]
+
+
+def test_tensorboard_missing_is_a_clear_error(small_config, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith(("tensorboard", "tensorboardX", "torch.utils.tensorboard")):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(FmnistError, match=r"--tensorboard needs the tensorboard package.*fmnist-ignite\[tensorboard\]"):
+        train(small_config.replace(tensorboard=True, epochs=1), **QUIET)
+
+
+def test_evaluate_gives_the_accuracy_the_run_reported(trained):
+    config, result, _ = trained
+    metrics = evaluate_checkpoint(result.best_checkpoint, config.data_dir, "cpu", verify=False)
+    assert metrics["accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+    assert metrics["loss"] == pytest.approx(result.test_metrics["loss"], rel=1e-5)
+    assert torch.equal(metrics["confusion"].cpu(), result.confusion)
+    # A training checkpoint holds the model too.
+    assert evaluate_checkpoint(result.last_checkpoint, config.data_dir, "cpu", verify=False)["accuracy"] >= 0
+
+
+def test_predict_gives_the_label_of_known_test_images(trained, tmp_path, capsys):
+    config, result, _ = trained
+    images, labels = load_fashion_mnist(config.data_dir, verify=False)["test"]
+    png = tmp_path / "first.png"
+    Image.fromarray(images[0].numpy(), mode="L").save(png)
+    idx = write_idx(tmp_path / "ten-images", images[:10])
+    model = load_model(result.best_checkpoint)
+    names, pixels = load_images(png)
+    assert names == [str(png)] and torch.equal(pixels[0], images[0])
+    assert predict(model, pixels)[0][0] == CLASS_NAMES[labels[0]]
+    assert [label for label, _ in predict(model, load_images(idx)[1])] == [CLASS_NAMES[i] for i in labels[:10]]
+
+    assert main(["predict", str(result.best_checkpoint), str(png), str(idx)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 11 and out[0].startswith(f"{png}: {CLASS_NAMES[labels[0]]} (")
+    assert out[1].startswith(f"{idx}[0]: ") and out[0].endswith("%)")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: Image.new("L", (32, 32)).save(p), "image is 32x32, expected 28x28"),
+        (lambda p: Image.new("RGB", (28, 28)).save(p), "image is RGB, expected grayscale"),
+        (lambda p: p.write_text("hello"), "neither an image (PNG) nor an IDX file"),
+    ],
+)
+def test_predict_refuses_wrong_images_with_one_line(trained, tmp_path, capsys, make, message):
+    _, result, _ = trained
+    path = tmp_path / "input.png"
+    make(path)
+    assert main(["predict", str(result.best_checkpoint), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: ") and message in err and err.count("\n") == 1
+
+
+def test_evaluate_of_a_non_checkpoint_is_one_line(tmp_path, capsys):
+    (tmp_path / "x.pt").write_text("not a checkpoint")
+    assert main(["evaluate", str(tmp_path / "x.pt")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'x.pt'}: not a checkpoint")
