@@ -150,9 +150,11 @@ def plot_curves(history: MetricsHistory, path: Path) -> bool:
     plt = _pyplot()
     if plt is None:
         return False
+    from matplotlib.ticker import MaxNLocator
+
     rows = history.epochs
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for key, label in (("train_loss", "train (running average)"), ("val_loss", "validation")):
+    for key, label in (("train_loss", "train (mean over the epoch)"), ("val_loss", "validation")):
         points = [(row["epoch"], row[key]) for row in rows if key in row]
         if points:
             loss_ax.plot(*zip(*points), marker="o", label=label)
@@ -164,6 +166,7 @@ def plot_curves(history: MetricsHistory, path: Path) -> bool:
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from PIL import Image
+
+from fmnist_ignite.data import load_fashion_mnist
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,10 +42,22 @@ def test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers(real_data, 
     # One epoch of the tutorial's SGD lands around 65-75%; above 100% would be the tutorial's bug.
     assert 55 < float(validation[1]) < 90 and 55 < float(test[1]) < 90
     assert "Training completed" in lines
-    assert sorted(p.name for p in out.glob("*.pt")) == [
-        f"best_model_1_neg_val_loss=-{float(validation[2]):.4f}.pt",
-        "training_checkpoint_1.pt",
-    ]
+    best = out / f"best_model_1_neg_val_loss=-{float(validation[2]):.4f}.pt"
+    assert sorted(p.name for p in out.glob("*.pt")) == [best.name, "training_checkpoint_1.pt"]
+    assert {"metrics.csv", "summary.json", "curves.png", "confusion.png"} <= {p.name for p in out.iterdir()}
+
+    # `fmnist-ignite evaluate` scores the saved best model exactly as the run did.
+    evaluated = run_script(["-m", "fmnist_ignite", "evaluate", str(best), "--data-dir", "nothing"], tmp_path, real_data)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.splitlines()[0] == f"Test: Accuracy: {test[1]}%, Avg loss: {test[2]}"
+
+    # `predict` on the test set's first trousers (the easiest class) names them.
+    images, labels = load_fashion_mnist(real_data)["test"]
+    first_trouser = int((labels == 1).nonzero()[0])
+    png = tmp_path / "trouser.png"
+    Image.fromarray(images[first_trouser].numpy(), mode="L").save(png)
+    predicted = run_script(["-m", "fmnist_ignite", "predict", str(best), str(png)], tmp_path, real_data)
+    assert predicted.returncode == 0 and predicted.stdout.startswith(f"{png}: Trouser ("), predicted.stdout
 
 
 def readme_example() -> str:
