@@ -72,6 +72,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-restore-best", action="store_true", help="score the test set with the last weights, not the best"
     )
+    p.add_argument("--nproc-per-node", type=int, help="data-parallel processes on this machine (1)")
+    p.add_argument("--backend", choices=("gloo", "nccl"), help="torch.distributed backend (nccl with CUDA, else gloo)")
+    p.add_argument("--nnodes", type=int, help="machines taking part (1)")
+    p.add_argument("--node-rank", type=int, help="this machine's rank among them (0)")
+    p.add_argument("--master-addr", help="address of the node-rank-0 machine (127.0.0.1)")
+    p.add_argument("--master-port", type=int, help="a free port on it (29500)")
     p.add_argument("--tensorboard", action="store_true", help="log to OUTPUT_DIR/tb (needs the tensorboard package)")
     p.add_argument("--no-plots", action="store_true", help="skip curves.png and confusion.png")
 

@@ -13,6 +13,7 @@ LOADERS = ("tensor", "dataloader")
 MONITORS = ("loss", "accuracy")
 SCHEDULERS = ("constant", "onecycle")
 PRECISIONS = ("fp32", "bf16")
+BACKENDS = (None, "gloo", "nccl")
 TRAIN_SET_SIZE = 60_000
 
 
@@ -48,6 +49,12 @@ class Config:
     verify_data: bool = True  # check shapes and checksums of the real data set
     tensorboard: bool = False  # log to <output_dir>/tb with Ignite's TensorboardLogger
     plots: bool = True  # curves.png and confusion.png at the end (needs matplotlib)
+    nproc_per_node: int = 1  # > 1: data-parallel processes on this machine (ignite.distributed)
+    backend: str | None = None  # "gloo" or "nccl"; None: nccl with CUDA, else gloo (when distributed)
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
     resume: str | None = None  # a checkpoint file, or "auto": the newest in output_dir
     restore_best: bool = True  # score the test set with the best-validation weights, not the last
 
@@ -82,6 +89,19 @@ class Config:
                 self.precision in PRECISIONS,
                 f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}",
             ),
+            (self.nproc_per_node >= 1, f"processes per node must be at least 1, got {self.nproc_per_node}"),
+            (self.nnodes >= 1, f"number of nodes must be at least 1, got {self.nnodes}"),
+            (0 <= self.node_rank < self.nnodes, f"node rank must be in [0, {self.nnodes - 1}], got {self.node_rank}"),
+            (self.backend in BACKENDS, f"unknown backend {self.backend!r}: choose gloo or nccl"),
+            (
+                self.loader == "tensor" or self.world_size == 1,
+                "data-parallel training shards the tensor loader: use --loader tensor with several processes",
+            ),
+            (
+                self.batch_size % self.world_size == 0,
+                f"batch size {self.batch_size} is the total over {self.world_size} processes: "
+                "make it a multiple of the number of processes",
+            ),
             (
                 self.patience == 0 or self.val_size > 0,
                 "early stopping (patience > 0) needs a validation set: set a validation size > 0",
@@ -91,6 +111,11 @@ class Config:
             if not ok:
                 raise FmnistError(message)
         return self
+
+    @property
+    def world_size(self) -> int:
+        """Processes asked for on the command line (torchrun's are counted by ignite.distributed)."""
+        return self.nproc_per_node * self.nnodes
 
     def replace(self, **changes) -> Config:
         """A copy with some fields changed."""

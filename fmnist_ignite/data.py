@@ -204,40 +204,60 @@ class TensorLoader:
     The order of an epoch depends only on ``(seed, epoch)``: the trainer calls ``set_epoch`` at each
     epoch start, and without it each pass counts as the next epoch. ``start_batch`` skips the batches
     a resumed run already trained on, so it sees exactly the batches an uninterrupted run would.
+    With ``world_size > 1`` this process (``rank``) gets every world_size-th sample of the epoch's
+    order; shuffled shards are cut to equal length, so every process runs the same number of steps.
     """
 
-    def __init__(self, images, targets, batch_size: int, shuffle: bool = False, seed: int = 0):
+    def __init__(
+        self, images, targets, batch_size: int, shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1
+    ):
         self.dataset = TensorDataset(images, targets)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
+        self.rank, self.world_size = rank, world_size
         self.epoch = 1
         self.start_batch = 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
 
+    @property
+    def num_local_samples(self) -> int:
+        """Samples this process sees in an epoch."""
+        n = len(self.dataset)
+        return n // self.world_size if self.shuffle else len(range(self.rank, n, self.world_size))
+
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        return -(-self.num_local_samples // self.batch_size)
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
-        """The permutation of sample indices used in ``epoch``."""
+        """The permutation of all sample indices used in ``epoch`` (before sharding)."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.dataset), generator=generator)
+
+    def _local_order(self, epoch: int) -> torch.Tensor | None:
+        """This process's sample indices for ``epoch``; None for the whole set in order."""
+        if self.shuffle:
+            return self.epoch_order(epoch)[self.rank :: self.world_size][: self.num_local_samples]
+        if self.world_size > 1:
+            return torch.arange(self.rank, len(self.dataset), self.world_size)
+        return None
 
     def __iter__(self):
         # A generator: the body runs at the first next(), after the trainer's EPOCH_STARTED set the epoch.
         images, targets = self.dataset.tensors
         epoch, self.epoch = self.epoch, self.epoch + 1
         first, self.start_batch = self.start_batch * self.batch_size, 0
-        if self.shuffle:
-            order = self.epoch_order(epoch).to(images.device)
+        order = self._local_order(epoch)
+        if order is None:
+            for start in range(first, len(images), self.batch_size):
+                yield images[start : start + self.batch_size], targets[start : start + self.batch_size]
+        else:
+            order = order.to(images.device)
             for start in range(first, len(order), self.batch_size):
                 index = order[start : start + self.batch_size]
                 yield images[index], targets[index]
-        else:
-            for start in range(first, len(images), self.batch_size):
-                yield images[start : start + self.batch_size], targets[start : start + self.batch_size]
 
 
 class ImageDataset(Dataset):
@@ -264,31 +284,40 @@ def make_loader(
     one_hot: bool = False,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
 ):
-    """A ``TensorLoader`` (kind "tensor", data on ``device``) or a torchvision-style ``DataLoader``."""
+    """A ``TensorLoader`` (kind "tensor", data on ``device``, this process's shard) or a
+    torchvision-style ``DataLoader`` (one process only)."""
     images, labels = split
     if kind == "tensor":
         targets = one_hot_targets(labels) if one_hot else labels
         return TensorLoader(
-            to_float_images(images).to(device), targets.to(device), batch_size, shuffle=shuffle, seed=seed
+            to_float_images(images).to(device), targets.to(device), batch_size, shuffle, seed, rank, world_size
         )
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(ImageDataset(images, labels, one_hot), batch_size=batch_size, shuffle=shuffle, generator=generator)
 
 
-def get_data_loaders(config: Config, device: torch.device | str = "cpu") -> dict:
-    """Loaders for "train" (shuffled), "validation" (absent when val_size is 0) and "test"."""
+def get_data_loaders(config: Config, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> dict:
+    """Loaders for "train" (shuffled), "validation" (absent when val_size is 0) and "test".
+
+    With several processes each gets its shard, and ``batch_size`` is the total over all of them
+    (as with Ignite's ``auto_dataloader``), so the optimisation is the same as in one process.
+    """
     sets = load_fashion_mnist(config.data_dir, verify=config.verify_data)
     splits = make_splits(sets, config.val_size, config.split_seed)
     return {
         name: make_loader(
             split,
             config.loader,
-            config.batch_size if name == "train" else config.eval_batch_size,
+            config.batch_size // world_size if name == "train" else config.eval_batch_size,
             shuffle=name == "train",
             one_hot=config.one_hot,
             seed=config.seed,
             device=device,
+            rank=rank,
+            world_size=world_size,
         )
         for name, split in splits.items()
     }

@@ -35,7 +35,8 @@ def attach_epoch_header(trainer: Engine, log: Log = print) -> Callable[[Engine],
 def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> Callable[[Engine], None]:
     """Every ``every`` batches of an epoch, from its first, print ``loss: 2.313032  [    0/60000]``.
 
-    The count is samples seen before this batch, out of the samples in the epoch, as in the tutorial.
+    The count is samples seen before this batch, out of the samples in the epoch, as in the tutorial
+    (over all processes when a ``TensorLoader`` is sharded across several).
     """
 
     def every_n_in_epoch(engine: Engine, iteration: int) -> bool:
@@ -45,7 +46,8 @@ def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> 
         loader = engine.state.dataloader
         batch_index = (engine.state.iteration - 1) % engine.state.epoch_length
         loss = float(engine.state.output)
-        log(f"loss: {loss:>7f}  [{batch_index * loader.batch_size:>5d}/{len(loader.dataset):>5d}]")
+        seen = batch_index * loader.batch_size * getattr(loader, "world_size", 1)
+        log(f"loss: {loss:>7f}  [{seen:>5d}/{len(loader.dataset):>5d}]")
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED(event_filter=every_n_in_epoch), log_loss)
     return log_loss

@@ -10,6 +10,7 @@ import platform
 import tempfile
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import global_step_from_engine
@@ -54,7 +55,11 @@ class EpochLossAverage:
 
     @property
     def value(self) -> float:
-        return float(self.total) / max(self.count, 1)
+        """The mean over all processes' batches (every process must ask, as at EPOCH_COMPLETED)."""
+        total, count = self.total, torch.tensor(float(self.count))
+        if idist.get_world_size() > 1:
+            total, count = idist.all_reduce(total.clone()), idist.all_reduce(count)
+        return float(total) / max(float(count), 1.0)
 
     def state_dict(self) -> dict:
         return {"total": self.total, "count": self.count}

@@ -7,8 +7,10 @@ a stop on a NaN loss, and an exact resume (same batches, same weights) from any 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver, TerminateOnNan
@@ -31,6 +34,13 @@ from fmnist_ignite.checkpoints import (
 )
 from fmnist_ignite.config import Config
 from fmnist_ignite.data import get_data_loaders
+from fmnist_ignite.distributed import (
+    agreed_max,
+    broadcast_weights,
+    launched_by_torchrun,
+    run_data_parallel,
+    unwrap,
+)
 from fmnist_ignite.engines import create_evaluator, create_trainer, make_optimizer, resolve_device
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.handlers import (
@@ -61,6 +71,7 @@ from fmnist_ignite.reports import (
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal
 
 
 class TrainingInterrupted(FmnistError):
@@ -149,7 +160,8 @@ def attach_default_handlers(
                 trainer, evaluator, config.patience, config.monitor
             )
     handlers["train_loss"] = to_save["train_loss"] = attach_epoch_stats(trainer, handlers["history"], to_save["optimizer"])
-    attach_metrics_csv(trainer, handlers["history"], output_dir / "metrics.csv")
+    if idist.get_rank() == 0:
+        attach_metrics_csv(trainer, handlers["history"], output_dir / "metrics.csv")
     handlers["checkpoint"] = attach_checkpointing(trainer, to_save, output_dir, config.n_saved)
     return handlers
 
@@ -182,25 +194,29 @@ def stop_on_signals(trainer: Engine):
     Yields a list that holds the signal number once one arrived.
     """
     received: list[int] = []
+    # Several processes must stop at the same iteration, so they agree every few iterations.
+    every = 1 if idist.get_world_size() == 1 else SIGNAL_CHECK_EVERY
 
     def stop_mid_epoch(engine: Engine) -> None:
-        if received and engine.state.iteration % engine.state.epoch_length:
-            engine.terminate()
+        if engine.state.iteration % every == 0 and engine.state.iteration % engine.state.epoch_length:
+            stop_if_any_received(engine)
 
-    def stop_at_epoch_end(engine: Engine) -> None:
-        if received:
+    def stop_if_any_received(engine: Engine) -> None:
+        signum = agreed_max(received[0] if received else 0)
+        if signum:
+            received[:] = [signum]
             engine.terminate()
 
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS}
     trainer.add_event_handler(Events.ITERATION_COMPLETED, stop_mid_epoch)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, stop_at_epoch_end)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, stop_if_any_received)
     try:
         yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         trainer.remove_event_handler(stop_mid_epoch, Events.ITERATION_COMPLETED)
-        trainer.remove_event_handler(stop_at_epoch_end, Events.EPOCH_COMPLETED)
+        trainer.remove_event_handler(stop_if_any_received, Events.EPOCH_COMPLETED)
 
 
 class Training:
@@ -213,19 +229,24 @@ class Training:
         self.started = time.perf_counter()
         config.validate()
         self.config = config
-        self.device = device = resolve_device(config.device)
+        self.rank, self.world_size = idist.get_rank(), idist.get_world_size()
+        self.device = device = idist.device() if self.world_size > 1 else resolve_device(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
         manual_seed(config.seed)
         self.model = model = Net(config.dropout).to(device)
-        self.optimizer = optimizer = make_optimizer(config, model)
+        if self.world_size > 1:
+            self.model = model = idist.auto_model(model)  # DistributedDataParallel: gradients all-reduced
+        self.optimizer = optimizer = idist.auto_optim(make_optimizer(config, model))
         self.trainer = trainer = create_trainer(model, optimizer, device, config.label_smoothing, config.precision)
         self.evaluator = create_evaluator(model, device, config.precision)
-        bar = attach_progress_bar(trainer, enabled=None if config.progress else False)
+        bar = attach_progress_bar(trainer, enabled=None if config.progress and self.rank == 0 else False)
+        if self.rank != 0:  # only rank 0 prints
+            log = lambda line: None  # noqa: E731
         self.log = log = log or (tqdm.write if bar else print)
-        self.output_dir, resume = resolve_output_dir(config, log)
-        checkpoint = read_resume_checkpoint(resume, model, device) if resume else None
-        self.loaders = get_data_loaders(config, device)
+        self.output_dir, resume = self._agree_on_output_dir(log)
+        checkpoint = read_resume_checkpoint(resume, unwrap(model), device) if resume else None
+        self.loaders = get_data_loaders(config, device, self.rank, self.world_size)
 
         self.to_save = {"model": model, "optimizer": optimizer, "trainer": trainer, "random_state": RandomState()}
         if config.scheduler == "onecycle":
@@ -244,6 +265,7 @@ class Training:
             check_epochs_left(config, trainer, resume)
         self.summary = {
             "status": "running",
+            "processes": self.world_size,
             "config": dataclasses.asdict(config),
             "versions": versions(),
             "device": str(device),
@@ -253,6 +275,14 @@ class Training:
             "output_dir": str(self.output_dir),
         }
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: self.write_summary())
+
+    def _agree_on_output_dir(self, log: Log) -> tuple[Path, Path | None]:
+        """Rank 0 checks and creates the output directory; every process gets its answer."""
+        if self.world_size == 1:
+            return resolve_output_dir(self.config, log)
+        answer = json.dumps([str(p) if p else None for p in resolve_output_dir(self.config, log)]) if self.rank == 0 else ""
+        output_dir, resume = json.loads(idist.broadcast(answer, src=0, safe_mode=True))
+        return Path(output_dir), Path(resume) if resume else None
 
     def write_summary(self, **updates) -> None:
         """Bring ``summary.json`` up to date: written when the run starts, after each epoch and at the end."""
@@ -270,9 +300,11 @@ class Training:
                 )
             },
             wall_time_s=round(time.perf_counter() - self.started, 3),
+            history=history.epochs,
             **updates,
         )
-        write_summary(self.output_dir / "summary.json", self.summary)
+        if self.rank == 0:
+            write_summary(self.output_dir / "summary.json", self.summary)
 
     def run(self) -> TrainResult:
         """Train (or finish training), then score the test split once with the chosen weights."""
@@ -308,7 +340,9 @@ class Training:
         best_checkpoint = handlers.get("best_checkpoint")
         best_path = Path(best_checkpoint.last_checkpoint) if best_checkpoint and best_checkpoint.last_checkpoint else None
         if best_path and config.restore_best:
-            self.model.load_state_dict(load_checkpoint(best_path, map_location=self.device))
+            if self.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
+                unwrap(self.model).load_state_dict(load_checkpoint(best_path, map_location=self.device))
+            broadcast_weights(unwrap(self.model))
             scored = f"best (epoch {history.best(f'val_{config.monitor}')['epoch']})"
         else:
             scored = f"last (epoch {trainer.state.epoch})"
@@ -319,7 +353,7 @@ class Training:
         log(per_class_table(classes))
         last_path = Path(handlers["checkpoint"].last_checkpoint)
         log(f"Checkpoints in {self.output_dir}: {last_path.name}" + (f", {best_path.name}" if best_path else ""))
-        if config.plots:
+        if config.plots and self.rank == 0:
             plotted = plot_curves(history, self.output_dir / "curves.png") and plot_confusion(
                 confusion, self.output_dir / "confusion.png"
             )
@@ -342,7 +376,7 @@ class Training:
             last_checkpoint=last_path,
             per_class_accuracy=classes,
             confusion=confusion,
-            model=self.model,
+            model=unwrap(self.model),
             handlers=handlers,
         )
 
@@ -359,10 +393,41 @@ def train(
 
     ``extra_handlers`` are called with the trainer after the standard handlers are attached.
     """
+    config.validate()
+    if idist.get_world_size() == 1 and (config.world_size > 1 or launched_by_torchrun()):
+        return train_data_parallel(config, log)
     training = Training(config, log)
     for attach in extra_handlers:
         attach(training.trainer)
     return training.run()
+
+
+def _train_in_process(local_rank: int, config: Config) -> None:
+    """What each data-parallel process runs (module level, so spawned processes can import it)."""
+    Training(config).run()
+
+
+def train_data_parallel(config: Config, log: Log | None = None) -> TrainResult:
+    """Train in several processes with ``idist.Parallel``; the result is read back from rank 0's files."""
+    if config.world_size > 1:  # spawning here: check the output directory before any process starts
+        output_dir, resume = resolve_output_dir(config, log or print)
+        config = config.replace(output_dir=str(output_dir), resume=str(resume) if resume else None)
+        if config.threads is None:  # the processes share this machine's cores
+            config = config.replace(threads=max(1, (os.cpu_count() or 1) // config.nproc_per_node))
+    summary = run_data_parallel(config, _train_in_process)
+    checkpoints = summary.get("checkpoints", {})
+    test = dict(summary.get("test", {}))
+    return TrainResult(
+        history=summary.get("history", []),
+        test_metrics={k: v for k, v in test.items() if k != "per_class_accuracy"},
+        scored_weights=summary.get("scored_weights", ""),
+        output_dir=Path(summary.get("output_dir", config.output_dir or "")),
+        epochs_run=summary.get("epochs_done", 0),
+        stopped_early=summary.get("stopped_early", False),
+        best_checkpoint=Path(checkpoints["best"]) if checkpoints.get("best") else None,
+        last_checkpoint=Path(checkpoints["last"]) if checkpoints.get("last") else None,
+        per_class_accuracy=test.get("per_class_accuracy", {}),
+    )
 
 
 def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
