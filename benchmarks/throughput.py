@@ -76,8 +76,13 @@ def plain_loop(config: Config, split) -> float:
 def our_trainer(config: Config, splits) -> tuple[float, float]:
     """(c): samples/s of one epoch with every default handler; and of its batches alone."""
     loaders = {
-        name: make_loader(split, "tensor", config.batch_size if name == "train" else config.eval_batch_size,
-                          shuffle=name == "train", seed=config.seed)
+        name: make_loader(
+            split,
+            "tensor",
+            config.batch_size if name == "train" else config.eval_batch_size,
+            shuffle=name == "train",
+            seed=config.seed,
+        )
         for name, split in splits.items()
     }
     model = Net()
@@ -131,8 +136,10 @@ def main() -> None:
         c_batch_runs.append(c_batches)
     b, c, c_batches = (statistics.median(runs) for runs in (b_runs, c_runs, c_batch_runs))
 
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, "
-          f"{len(splits['train'][1])} training samples an epoch")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, "
+        f"{len(splits['train'][1])} training samples an epoch"
+    )
     print(f"measured fp32 matmul peak: {peak:.0f} GFLOP/s")
     print(f"(a) tutorial pipeline:        {a:>9,.0f} samples/s")
     print(f"(b) plain PyTorch loop:       {b:>9,.0f} samples/s")
@@ -140,11 +147,15 @@ def main() -> None:
     print(f"    its batches alone:        {c_batches:>9,.0f} samples/s")
     step_us = 1e6 * config.batch_size / b
     overhead = engine_overhead_us(make_loader(splits["train"], "tensor", config.batch_size, shuffle=True))
-    print(f"Ignite Engine around a no-op step: {overhead:.0f} us/iteration = {overhead / step_us:.1%} "
-          f"of a (b) step ({step_us:.0f} us)")
+    print(
+        f"Ignite Engine around a no-op step: {overhead:.0f} us/iteration = {overhead / step_us:.1%} "
+        f"of a (b) step ({step_us:.0f} us)"
+    )
     print(f"c/b = {c / b:.3f} (batches alone: {c_batches / b:.3f}), c/a = {c / a:.2f}")
-    print(f"(c) reaches {c * FLOP_PER_SAMPLE / 1e9:.0f} GFLOP/s = {c * FLOP_PER_SAMPLE / 1e9 / peak:.0%} of the peak "
-          f"(batches alone: {c_batches * FLOP_PER_SAMPLE / 1e9 / peak:.0%})")
+    print(
+        f"(c) reaches {c * FLOP_PER_SAMPLE / 1e9:.0f} GFLOP/s = {c * FLOP_PER_SAMPLE / 1e9 / peak:.0%} of the peak "
+        f"(batches alone: {c_batches * FLOP_PER_SAMPLE / 1e9 / peak:.0%})"
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,15 @@ def main() -> None:
     overrides = {"epochs": args.epochs} if args.epochs else {}
     with tempfile.TemporaryDirectory() as output_dir:
         config = recipe(
-            args.recipe, **overrides, threads=args.threads, precision=args.precision, seed=args.seed,
+            args.recipe,
+            **overrides,
+            threads=args.threads,
+            precision=args.precision,
+            seed=args.seed,
             data_dir=args.data_dir,
-            output_dir=output_dir, progress=False, log_interval=10**9,
+            output_dir=output_dir,
+            progress=False,
+            log_interval=10**9,
         )
         training = Training(config, log=lambda line: None)
         history = training.handlers["history"]
@@ -58,8 +64,11 @@ def main() -> None:
 
         result = training.run()
 
-    print(f"recipe {args.recipe}: {config.epochs} epochs, batch {config.batch_size}, {config.optimizer}, "
-          f"lr {config.lr}, {config.scheduler} schedule, {config.precision}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"recipe {args.recipe}: {config.epochs} epochs, batch {config.batch_size}, {config.optimizer}, "
+        f"lr {config.lr}, {config.scheduler} schedule, {config.precision}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     for epoch, seconds, val_accuracy in rows:
         print(f"  epoch {epoch:>3}: {seconds:6.1f} s, validation accuracy {val_accuracy:.2%}")
     for threshold in THRESHOLDS:
@@ -68,8 +77,11 @@ def main() -> None:
             print(f"test accuracy >= {threshold:.0%}: {seconds:.1f} s from process start (epoch {epoch})")
         else:
             print(f"test accuracy >= {threshold:.0%}: not reached")
-    print(f"final: {result.scored_weights} weights, validation {history.best(f'val_{config.monitor}')['val_accuracy']:.2%}, "
-          f"test {result.test_metrics['accuracy']:.2%}; total {time.perf_counter() - START - excluded:.1f} s")
+    best = history.best(f"val_{config.monitor}")
+    print(
+        f"final: {result.scored_weights} weights, validation {best['val_accuracy']:.2%}, "
+        f"test {result.test_metrics['accuracy']:.2%}; total {time.perf_counter() - START - excluded:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """fmnist-ignite: train and evaluate the tutorial's Fashion-MNIST MLP with PyTorch-Ignite."""
 
+from fmnist_ignite.checkpoints import RandomState, find_latest_checkpoint, load_checkpoint
 from fmnist_ignite.config import RECIPES, Config, recipe
 from fmnist_ignite.data import (
     CLASS_NAMES,
@@ -28,7 +29,6 @@ from fmnist_ignite.handlers import (
     score_function,
 )
 from fmnist_ignite.model import Net
-from fmnist_ignite.checkpoints import RandomState, find_latest_checkpoint, load_checkpoint
 from fmnist_ignite.training import Training, TrainingInterrupted, TrainResult, attach_default_handlers, train
 
 __version__ = "0.1.0"

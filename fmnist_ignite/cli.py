@@ -156,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     """``fmnist-ignite`` and ``python -m fmnist_ignite``: run a subcommand, return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_command_parser().parse_args(argv)
-    runners = {"train": lambda: run_train(args, argv[1:]), "evaluate": lambda: run_evaluate(args),
-               "predict": lambda: run_predict(args)}
+    runners = {
+        "train": lambda: run_train(args, argv[1:]),
+        "evaluate": lambda: run_evaluate(args),
+        "predict": lambda: run_predict(args),
+    }
     return guarded(runners[args.command])
 
 

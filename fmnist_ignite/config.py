@@ -77,7 +77,10 @@ class Config:
             ),
             (self.log_interval >= 1, f"log interval must be at least 1, got {self.log_interval}"),
             (self.n_saved >= 1, f"checkpoints kept must be at least 1, got {self.n_saved}"),
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}",
+            ),
             (self.device in DEVICES, f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}"),
             (self.loader in LOADERS, f"unknown loader {self.loader!r}: choose one of {', '.join(LOADERS)}"),
             (self.monitor in MONITORS, f"unknown monitor {self.monitor!r}: choose one of {', '.join(MONITORS)}"),

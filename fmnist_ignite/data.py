@@ -24,7 +24,16 @@ from fmnist_ignite.config import Config
 from fmnist_ignite.errors import FmnistError
 
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 NUM_CLASSES = len(CLASS_NAMES)
 SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"
@@ -296,7 +305,9 @@ def make_loader(
             to_float_images(images).to(device), targets.to(device), batch_size, shuffle, seed, rank, world_size
         )
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(ImageDataset(images, labels, one_hot), batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return DataLoader(
+        ImageDataset(images, labels, one_hot), batch_size=batch_size, shuffle=shuffle, generator=generator
+    )
 
 
 def get_data_loaders(config: Config, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> dict:

@@ -52,13 +52,17 @@ def _child_error(exc: BaseException) -> str:
 def run_data_parallel(config: Config, worker) -> dict:
     """Run ``worker(local_rank, config)`` in each of ``nproc_per_node`` processes (or, under torchrun,
     in this one) with ``idist.Parallel``; return rank 0's ``summary.json``."""
-    spawn = {} if launched_by_torchrun() else {
-        "nproc_per_node": config.nproc_per_node,
-        "nnodes": config.nnodes,
-        "node_rank": config.node_rank,
-        "master_addr": config.master_addr,
-        "master_port": config.master_port,
-    }
+    spawn = (
+        {}
+        if launched_by_torchrun()
+        else {
+            "nproc_per_node": config.nproc_per_node,
+            "nnodes": config.nnodes,
+            "node_rank": config.node_rank,
+            "master_addr": config.master_addr,
+            "master_port": config.master_port,
+        }
+    )
     # The workers take the signals and stop together; the launching process just waits for them.
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if spawn else {}
     try:

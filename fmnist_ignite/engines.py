@@ -12,7 +12,7 @@ from fmnist_ignite.errors import FmnistError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" is CUDA when present, else CPU; "cuda" without CUDA is an error, not a silent fallback."""
+    """ "auto" is CUDA when present, else CPU; "cuda" without CUDA is an error, not a silent fallback."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

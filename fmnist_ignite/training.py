@@ -69,7 +69,6 @@ from fmnist_ignite.reports import (
     write_summary,
 )
 
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal
 
@@ -109,7 +108,11 @@ def resolve_output_dir(config: Config, log: Log) -> tuple[Path, Path | None]:
     if config.resume == "auto":
         output_dir = Path(config.output_dir) if config.output_dir else find_latest_run()
         resume = find_latest_checkpoint(output_dir) if output_dir else None
-        log(f"Resuming from {resume}" if resume else f"No checkpoint to resume from in {output_dir or 'runs/'}: starting fresh")
+        log(
+            f"Resuming from {resume}"
+            if resume
+            else f"No checkpoint to resume from in {output_dir or 'runs/'}: starting fresh"
+        )
     elif config.resume:
         resume = Path(config.resume)
         output_dir = Path(config.output_dir) if config.output_dir else resume.parent
@@ -159,7 +162,9 @@ def attach_default_handlers(
             handlers["early_stopping"] = to_save["early_stopping"] = attach_early_stopping(
                 trainer, evaluator, config.patience, config.monitor
             )
-    handlers["train_loss"] = to_save["train_loss"] = attach_epoch_stats(trainer, handlers["history"], to_save["optimizer"])
+    handlers["train_loss"] = to_save["train_loss"] = attach_epoch_stats(
+        trainer, handlers["history"], to_save["optimizer"]
+    )
     if idist.get_rank() == 0:
         attach_metrics_csv(trainer, handlers["history"], output_dir / "metrics.csv")
     handlers["checkpoint"] = attach_checkpointing(trainer, to_save, output_dir, config.n_saved)
@@ -280,7 +285,9 @@ class Training:
         """Rank 0 checks and creates the output directory; every process gets its answer."""
         if self.world_size == 1:
             return resolve_output_dir(self.config, log)
-        answer = json.dumps([str(p) if p else None for p in resolve_output_dir(self.config, log)]) if self.rank == 0 else ""
+        answer = (
+            json.dumps([str(p) if p else None for p in resolve_output_dir(self.config, log)]) if self.rank == 0 else ""
+        )
         output_dir, resume = json.loads(idist.broadcast(answer, src=0, safe_mode=True))
         return Path(output_dir), Path(resume) if resume else None
 
@@ -338,7 +345,9 @@ class Training:
 
         history = handlers["history"]
         best_checkpoint = handlers.get("best_checkpoint")
-        best_path = Path(best_checkpoint.last_checkpoint) if best_checkpoint and best_checkpoint.last_checkpoint else None
+        best_path = (
+            Path(best_checkpoint.last_checkpoint) if best_checkpoint and best_checkpoint.last_checkpoint else None
+        )
         if best_path and config.restore_best:
             if self.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
                 unwrap(self.model).load_state_dict(load_checkpoint(best_path, map_location=self.device))
@@ -357,8 +366,11 @@ class Training:
             plotted = plot_curves(history, self.output_dir / "curves.png") and plot_confusion(
                 confusion, self.output_dir / "confusion.png"
             )
-            log("Plots: curves.png, confusion.png" if plotted else "Plots skipped: matplotlib is not installed "
-                "(pip install 'fmnist-ignite[plot]')")
+            log(
+                "Plots: curves.png, confusion.png"
+                if plotted
+                else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
+            )
         self.write_summary(
             status="completed",
             stopped_early=stopped_early,
@@ -453,8 +465,7 @@ def interrupted(signum: int, trainer: Engine, to_save: dict, checkpointer: Check
     path = Path(saver.last_checkpoint)
     name = signal.Signals(signum).name
     return TrainingInterrupted(
-        f"interrupted by {name} at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}; "
-        f"saved {path}",
+        f"interrupted by {name} at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}; saved {path}",
         checkpoint=path,
         exit_code=128 + signum,
     )

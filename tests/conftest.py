@@ -88,9 +88,7 @@ def small_config(tmp_path, synthetic_dir) -> Config:
 def real_data_dir() -> Path | None:
     """Where the real Fashion-MNIST lies on this machine, or None."""
     for directory in (Path("data/FashionMNIST/raw"), Path("data"), Path(data_module.SYSTEM_DATA_DIR)):
-        if all(
-            (directory / name).is_file() or (directory / f"{name}.gz").is_file() for name in data_module.IDX_FILES
-        ):
+        if all((directory / name).is_file() or (directory / f"{name}.gz").is_file() for name in data_module.IDX_FILES):
             return directory
     return None
 

@@ -7,9 +7,9 @@ import gzip
 
 import pytest
 import torch
+from conftest import write_idx, write_synthetic
 from ignite.handlers import DiskSaver
 
-from conftest import write_idx, write_synthetic
 from fmnist_ignite import FmnistError, train
 from fmnist_ignite.cli import train_main as main
 
@@ -91,7 +91,9 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_checkpoints(small
         return real_save(self, checkpoint, filename, metadata)
 
     monkeypatch.setattr(DiskSaver, "__call__", fail_from_the_third_save)
-    with pytest.raises(FmnistError, match="could not write a checkpoint to .*: No space left on device; the checkpoints"):
+    with pytest.raises(
+        FmnistError, match="could not write a checkpoint to .*: No space left on device; the checkpoints"
+    ):
         train(small_config, log=lambda line: None)
     saved = torch.load(f"{small_config.output_dir}/training_checkpoint_1.pt", weights_only=True)
     assert saved["trainer"]["iteration"] == 10

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from test_examples import ROOT, run_script
 
 # 10,000 training images (157 batches of 64): about a second an epoch, yet the real data and pipeline.
@@ -47,13 +46,16 @@ def test_sigkill_then_resume_auto_equals_the_uninterrupted_run(real_data, tmp_pa
     assert proc.returncode == -signal.SIGKILL
 
     resumed = run_script(
-        [str(ROOT / "examples" / "run.py"), *FAST, *args, "--output-dir", "cut", "--resume", "auto"], tmp_path, real_data
+        [str(ROOT / "examples" / "run.py"), *FAST, *args, "--output-dir", "cut", "--resume", "auto"],
+        tmp_path,
+        real_data,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.startswith("Resuming from ")
     last = sorted((tmp_path / "full").glob("training_checkpoint_*.pt"))[-1].name
     a, b = model_of(tmp_path / "full" / last), model_of(tmp_path / "cut" / last)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
     def test_line(stdout):
         return next(line for line in stdout.splitlines() if line.startswith("Test, "))
 

@@ -7,12 +7,11 @@ import re
 
 import pytest
 import torch
-
 from conftest import idx_bytes, synthetic_set, write_idx, write_synthetic
+
 from fmnist_ignite import Config, FmnistError, get_data_loaders, load_fashion_mnist, locate_fashion_mnist, read_idx
 from fmnist_ignite import data as data_module
 from fmnist_ignite.data import IdxSpec, ImageDataset, TensorLoader, make_loader, make_splits, split_indices
-
 
 # ------------------------------------------------------------------------------------------ IDX files
 

@@ -29,8 +29,14 @@ def free_port() -> int:
 def two_process_config(small_config, tmp_path):
     # Last weights, not the best, so the check of identical weights looks at what training left.
     return small_config.replace(
-        nproc_per_node=2, backend="gloo", epochs=2, batch_size=50, restore_best=False, threads=1,
-        output_dir=str(tmp_path / "run" / "out"), master_port=free_port(),
+        nproc_per_node=2,
+        backend="gloo",
+        epochs=2,
+        batch_size=50,
+        restore_best=False,
+        threads=1,
+        output_dir=str(tmp_path / "run" / "out"),
+        master_port=free_port(),
     )
 
 

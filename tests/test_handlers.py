@@ -120,7 +120,8 @@ def test_checkpoints_appear_each_epoch_and_only_the_last_n_are_kept(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "monitor, expected", [("loss", "best_model_3_neg_val_loss=-0.3000.pt"), ("accuracy", "best_model_3_val_accuracy=0.7000.pt")]
+    "monitor, expected",
+    [("loss", "best_model_3_neg_val_loss=-0.3000.pt"), ("accuracy", "best_model_3_val_accuracy=0.7000.pt")],
 )
 def test_best_model_checkpoint_keeps_the_best_epoch_named_by_trainer_epoch(tmp_path, monitor, expected):
     trainer, evaluator = dummy_trainer(), scripted_evaluator([0.8, 0.5, 0.3, 0.4, 0.6])

@@ -69,7 +69,7 @@ def test_bf16_autocast_trains_with_fp32_logits_and_close_losses():
         model = Net()
         trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=0.05), precision=precision)
         seen = []
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append(e.state.output.item()))
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e, seen=seen: seen.append(e.state.output.item()))
         trainer.run([(x, y)] * 5, max_epochs=1)
         outputs[precision] = seen
         assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -9,10 +9,10 @@ import signal
 
 import pytest
 import torch
+from conftest import write_idx
 from ignite.engine import Events
 from PIL import Image
 
-from conftest import write_idx
 from fmnist_ignite import CLASS_NAMES, FmnistError, TrainingInterrupted, train
 from fmnist_ignite import reports as reports_module
 from fmnist_ignite.cli import main
@@ -32,13 +32,22 @@ def read_csv(path):
 def trained(tmp_path_factory):
     """One small trained run on synthetic data, shared by the tests that only read its results."""
     from conftest import write_synthetic
+
     from fmnist_ignite import Config
 
     root = tmp_path_factory.mktemp("trained")
     data = write_synthetic(root / "data")
     config = Config(
-        data_dir=str(data), output_dir=str(root / "out"), verify_data=False, val_size=100, batch_size=50,
-        eval_batch_size=64, epochs=3, lr=0.05, progress=False, device="cpu",
+        data_dir=str(data),
+        output_dir=str(root / "out"),
+        verify_data=False,
+        val_size=100,
+        batch_size=50,
+        eval_batch_size=64,
+        epochs=3,
+        lr=0.05,
+        progress=False,
+        device="cpu",
     )
     lines = []
     result = train(config, log=lines.append)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import without_times
 from ignite.engine import Events
 
-from conftest import without_times
 from fmnist_ignite import FmnistError, Net, TrainingInterrupted, find_latest_checkpoint, train
 from fmnist_ignite.cli import resume_command
 from fmnist_ignite.cli import train_main as main
@@ -120,7 +120,9 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(small_config)
     def count(trainer):
         trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
 
-    with pytest.raises(FmnistError, match=r"iteration 15: the loss became nan .*good checkpoint is .*_checkpoint_1\.pt"):
+    with pytest.raises(
+        FmnistError, match=r"iteration 15: the loss became nan .*good checkpoint is .*_checkpoint_1\.pt"
+    ):
         train(small_config, extra_handlers=[nan_batch_at_iteration_15, count], **QUIET)
     assert iterations[-1] == 15  # stopped at once
     good = torch.load(f"{small_config.output_dir}/training_checkpoint_1.pt", weights_only=True)

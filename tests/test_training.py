@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import without_times
+
 from fmnist_ignite import Config, FmnistError, Net, create_evaluator, get_data_loaders, train
 from fmnist_ignite.cli import build_parser, config_from_args
 from fmnist_ignite.cli import train_main as main
@@ -134,8 +134,26 @@ def test_missing_data_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 def test_flags_map_onto_the_config():
     args = build_parser().parse_args(
-        ["--epochs", "7", "--batch-size", "128", "--lr", "0.01", "--optimizer", "adamw", "--one-hot",
-         "--loader", "dataloader", "--no-progress", "--monitor", "accuracy", "--patience", "3", "--val-size", "100"]
+        [
+            "--epochs",
+            "7",
+            "--batch-size",
+            "128",
+            "--lr",
+            "0.01",
+            "--optimizer",
+            "adamw",
+            "--one-hot",
+            "--loader",
+            "dataloader",
+            "--no-progress",
+            "--monitor",
+            "accuracy",
+            "--patience",
+            "3",
+            "--val-size",
+            "100",
+        ]
     )
     config = config_from_args(args)
     assert (config.epochs, config.batch_size, config.lr, config.optimizer) == (7, 128, 0.01, "adamw")
