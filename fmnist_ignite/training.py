@@ -144,6 +144,7 @@ def attach_default_handlers(
     then the epoch's statistics and metrics.csv, and the training checkpoint comes last so it saves
     their updated state.
     """
+    output_dir = Path(output_dir)
     handlers = {
         "epoch_header": attach_epoch_header(trainer, log),
         "loss_logging": attach_loss_logging(trainer, config.log_interval, log),
