@@ -50,7 +50,10 @@ class EpochLossAverage:
             self.total, self.count = torch.zeros(()), 0
 
     def _add(self, engine: Engine) -> None:
-        self.total = self.total + engine.state.output.detach().float().cpu()
+        loss = engine.state.output.detach()
+        if self.total.device != loss.device:  # the first batch of an epoch: keep the sum where the loss is
+            self.total = self.total.to(loss.device)
+        self.total += loss
         self.count += 1
 
     @property
@@ -62,7 +65,7 @@ class EpochLossAverage:
         return float(total) / max(float(count), 1.0)
 
     def state_dict(self) -> dict:
-        return {"total": self.total, "count": self.count}
+        return {"total": self.total.cpu(), "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
         self.total, self.count = state["total"], state["count"]

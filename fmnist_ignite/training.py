@@ -172,23 +172,28 @@ def attach_default_handlers(
     return handlers
 
 
+@contextmanager
+def must_fit(path: Path):
+    """Turn a state dict that does not fit (wrong shapes, keys, types) into one line naming the file."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
+
+
 def read_resume_checkpoint(path: Path, model: torch.nn.Module, device: torch.device) -> dict:
     """Read a training checkpoint and check it fits ``model``, before any data is loaded."""
     checkpoint = load_checkpoint(path, map_location=device)
     require_training_state(path, checkpoint)
-    try:
+    with must_fit(path):
         model.load_state_dict(checkpoint["model"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
     return checkpoint
 
 
 def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
     """Load every object the checkpoint holds state for, or fail with one line naming the file."""
-    try:
+    with must_fit(path):
         Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
 
 
 @contextmanager
