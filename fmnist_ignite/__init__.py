@@ -28,19 +28,28 @@ from fmnist_ignite.handlers import (
     format_metrics,
     score_function,
 )
+from fmnist_ignite.inference import evaluate_checkpoint, load_images, load_model, predict
 from fmnist_ignite.model import Net
+from fmnist_ignite.reports import (
+    attach_epoch_stats,
+    attach_metrics_csv,
+    attach_tensorboard,
+    per_class_accuracy,
+    plot_confusion,
+    plot_curves,
+)
 from fmnist_ignite.training import Training, TrainingInterrupted, TrainResult, attach_default_handlers, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CLASS_NAMES",
-    "RECIPES",
     "Config",
     "FmnistError",
     "ImageDataset",
     "MetricsHistory",
     "Net",
+    "RECIPES",
     "RandomState",
     "TensorLoader",
     "TrainResult",
@@ -51,22 +60,32 @@ __all__ = [
     "attach_default_handlers",
     "attach_early_stopping",
     "attach_epoch_header",
+    "attach_epoch_stats",
     "attach_evaluation",
     "attach_loss_logging",
+    "attach_metrics_csv",
     "attach_one_cycle_lr",
     "attach_progress_bar",
+    "attach_tensorboard",
     "class_indices",
     "create_evaluator",
     "create_trainer",
-    "format_metrics",
+    "evaluate_checkpoint",
     "find_latest_checkpoint",
+    "format_metrics",
     "get_data_loaders",
     "load_checkpoint",
     "load_fashion_mnist",
+    "load_images",
+    "load_model",
     "locate_fashion_mnist",
     "make_loader",
     "make_optimizer",
     "make_splits",
+    "per_class_accuracy",
+    "plot_confusion",
+    "plot_curves",
+    "predict",
     "read_idx",
     "recipe",
     "resolve_device",
