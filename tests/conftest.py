@@ -67,12 +67,11 @@ def synthetic_dir(tmp_path) -> Path:
     return write_synthetic(tmp_path / "data")
 
 
-@pytest.fixture
-def small_config(tmp_path, synthetic_dir) -> Config:
-    """A quick run on the synthetic data: 600 train images, 100 of them held out, 200 test images."""
+def small_run_config(root: Path) -> Config:
+    """A quick run on synthetic data written under ``root``: 600 train images (100 held out), 200 test."""
     return Config(
-        data_dir=str(synthetic_dir),
-        output_dir=str(tmp_path / "out"),
+        data_dir=str(write_synthetic(root / "data")),
+        output_dir=str(root / "out"),
         verify_data=False,
         val_size=100,
         batch_size=50,
@@ -83,6 +82,11 @@ def small_config(tmp_path, synthetic_dir) -> Config:
         log_interval=4,
         plots=False,  # tests/test_reports.py checks them
     )
+
+
+@pytest.fixture
+def small_config(tmp_path) -> Config:
+    return small_run_config(tmp_path)
 
 
 def real_data_dir() -> Path | None:

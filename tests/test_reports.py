@@ -9,7 +9,7 @@ import signal
 
 import pytest
 import torch
-from conftest import write_idx
+from conftest import small_run_config, write_idx
 from ignite.engine import Events
 from PIL import Image
 
@@ -31,24 +31,7 @@ def read_csv(path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One small trained run on synthetic data, shared by the tests that only read its results."""
-    from conftest import write_synthetic
-
-    from fmnist_ignite import Config
-
-    root = tmp_path_factory.mktemp("trained")
-    data = write_synthetic(root / "data")
-    config = Config(
-        data_dir=str(data),
-        output_dir=str(root / "out"),
-        verify_data=False,
-        val_size=100,
-        batch_size=50,
-        eval_batch_size=64,
-        epochs=3,
-        lr=0.05,
-        progress=False,
-        device="cpu",
-    )
+    config = small_run_config(tmp_path_factory.mktemp("trained")).replace(lr=0.05)
     lines = []
     result = train(config, log=lines.append)
     return config, result, lines
