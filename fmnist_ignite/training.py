@@ -274,6 +274,7 @@ class Training:
         if resume:
             restore(resume, checkpoint, {**self.to_save, "checkpointer": self.handlers["checkpoint"]})
             check_epochs_left(config, trainer, resume)
+            self._check_schedule_fits(resume)
         self.summary = {
             "status": "running",
             "processes": self.world_size,
@@ -286,6 +287,17 @@ class Training:
             "output_dir": str(self.output_dir),
         }
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: self.write_summary())
+
+    def _check_schedule_fits(self, resume: Path) -> None:
+        """A restored one-cycle schedule is planned for its run's length; it cannot be stretched."""
+        scheduler = self.to_save.get("lr_scheduler")
+        planned = self.config.epochs * len(self.loaders["train"])
+        if scheduler is not None and scheduler.lr_scheduler.total_steps != planned:
+            epochs = scheduler.lr_scheduler.total_steps // len(self.loaders["train"])
+            raise FmnistError(
+                f"{resume}: its one-cycle learning rate was planned for {epochs} epochs and cannot be "
+                f"stretched to {self.config.epochs}: resume with --epochs {epochs}"
+            )
 
     def _agree_on_output_dir(self, log: Log) -> tuple[Path, Path | None]:
         """Rank 0 checks and creates the output directory; every process gets its answer."""

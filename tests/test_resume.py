@@ -180,3 +180,10 @@ def test_bad_checkpoints_are_refused_with_one_line_and_nothing_overwritten(small
         assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and message in err, err
     assert not (tmp_path / "pwned").exists()  # the malicious file's code never ran
     assert {path.name: path.read_bytes() for path in good.parent.iterdir()} == before
+
+
+def test_a_one_cycle_run_cannot_be_stretched_on_resume(small_config):
+    config = small_config.replace(optimizer="adamw", scheduler="onecycle", lr=0.01, epochs=2)
+    first = train(config, **QUIET)
+    with pytest.raises(FmnistError, match="planned for 2 epochs and cannot be stretched to 4: resume with --epochs 2"):
+        train(config.replace(epochs=4, resume=str(first.last_checkpoint)), **QUIET)
