@@ -38,6 +38,7 @@ from fmnist_ignite.distributed import (
     agreed_max,
     broadcast_weights,
     launched_by_torchrun,
+    loss_seen_by_all,
     run_data_parallel,
     unwrap,
 )
@@ -148,7 +149,7 @@ def attach_default_handlers(
     handlers = {
         "epoch_header": attach_epoch_header(trainer, log),
         "loss_logging": attach_loss_logging(trainer, config.log_interval, log),
-        "terminate_on_nan": TerminateOnNan(),
+        "terminate_on_nan": TerminateOnNan(output_transform=loss_seen_by_all),
         "history": MetricsHistory(),
     }
     handlers["terminate_on_nan"].logger.setLevel(logging.ERROR)  # the run reports it, in one line
@@ -348,12 +349,13 @@ class Training:
             error = interrupted(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
             self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
             raise error
-        if trainer.state.output is not None and not math.isfinite(float(trainer.state.output)):
+        loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
+        if agreed_max(int(trainer.state.output is not None and not math.isfinite(loss))):
             last = handlers["checkpoint"].last_checkpoint
             self.write_summary(status="stopped: non-finite loss")
             raise FmnistError(
                 f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
-                f"loss became {float(trainer.state.output)} (try a smaller --lr); "
+                f"loss became {loss if not math.isfinite(loss) else 'nan in another process'} (try a smaller --lr); "
                 + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
             )
         log("Training completed")

@@ -107,3 +107,45 @@ def test_cuda_training_keeps_data_and_model_on_the_gpu(small_config):
     result = training.run()
     assert next(result.model.parameters()).device.type == "cuda"
     assert result.test_metrics["accuracy"] > 0.8
+
+
+def poison_rank_1_at_iteration_3(local_rank, config):
+    """A worker whose rank 1 alone gets a NaN batch at iteration 3."""
+    from ignite.engine import Events
+
+    training = Training(config)
+
+    @training.trainer.on(Events.ITERATION_STARTED(once=3))
+    def poison(engine):
+        if idist.get_rank() == 1:
+            images, targets = engine.state.batch
+            engine.state.batch = (torch.full_like(images, float("nan")), targets)
+
+    training.run()
+
+
+NAN_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_distributed import poison_rank_1_at_iteration_3
+from fmnist_ignite import Config, FmnistError
+from fmnist_ignite.distributed import run_data_parallel
+config = Config(**{config!r})
+try:
+    run_data_parallel(config, poison_rank_1_at_iteration_3)
+except FmnistError as exc:
+    print("ERROR:", exc)
+"""
+
+
+def test_a_nan_in_one_process_stops_all_of_them_at_the_same_iteration(two_process_config, tmp_path):
+    import dataclasses
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = dataclasses.asdict(two_process_config.replace(master_port=free_port()))
+    script = NAN_SCRIPT.format(tests=str(Path(__file__).parent), config=config)
+    # In a subprocess with a time limit: a regression here would hang, not fail.
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert "ERROR: training stopped at epoch 1, iteration 3: the loss became nan" in proc.stdout, proc.stderr
