@@ -100,7 +100,7 @@ def metrics_csv(history: MetricsHistory) -> str:
 
 
 def attach_metrics_csv(trainer: Engine, history: MetricsHistory, path: Path) -> None:
-    """Rewrite ``path`` from ``history`` after every epoch (registered last, so the row is complete).
+    """Rewrite ``path`` from ``history`` after every epoch (attached after evaluation and epoch stats, so each row is complete).
 
     Rewriting it whole from the checkpointed history keeps it right after a resume: no epoch twice.
     """

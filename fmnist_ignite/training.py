@@ -97,7 +97,6 @@ class TrainResult:
     per_class_accuracy: dict = field(default_factory=dict)
     confusion: torch.Tensor | None = field(default=None, repr=False)
     model: torch.nn.Module | None = field(default=None, repr=False)
-    handlers: dict = field(default_factory=dict, repr=False)
 
 
 def resolve_output_dir(config: Config, log: Log) -> tuple[Path, Path | None]:
@@ -409,7 +408,6 @@ class Training:
             per_class_accuracy=classes,
             confusion=confusion,
             model=unwrap(self.model),
-            handlers=handlers,
         )
 
     def evaluate(self, loader, confusion_matrix: bool = False) -> dict:
