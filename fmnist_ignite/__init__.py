@@ -1,6 +1,6 @@
 """fmnist-ignite: train and evaluate the tutorial's Fashion-MNIST MLP with PyTorch-Ignite."""
 
-from fmnist_ignite.checkpoints import RandomState, find_latest_checkpoint, load_checkpoint
+from fmnist_ignite.checkpoints import RandomState, load_checkpoint
 from fmnist_ignite.config import RECIPES, Config, recipe
 from fmnist_ignite.data import (
     CLASS_NAMES,
@@ -14,7 +14,7 @@ from fmnist_ignite.data import (
     read_idx,
 )
 from fmnist_ignite.engines import class_indices, create_evaluator, create_trainer, make_optimizer, resolve_device
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.handlers import (
     MetricsHistory,
     attach_best_model_checkpoint,
@@ -38,19 +38,28 @@ from fmnist_ignite.reports import (
     plot_confusion,
     plot_curves,
 )
-from fmnist_ignite.training import Training, TrainingInterrupted, TrainResult, attach_default_handlers, train
+from fmnist_ignite.rundir import (
+    DurableDiskSaver,
+    RunDirectory,
+    claim_run_directory,
+    find_latest_checkpoint,
+    write_durably,
+)
+from fmnist_ignite.training import Training, TrainResult, attach_default_handlers, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CLASS_NAMES",
+    "RECIPES",
     "Config",
+    "DurableDiskSaver",
     "FmnistError",
     "ImageDataset",
     "MetricsHistory",
     "Net",
-    "RECIPES",
     "RandomState",
+    "RunDirectory",
     "TensorLoader",
     "TrainResult",
     "Training",
@@ -67,6 +76,7 @@ __all__ = [
     "attach_one_cycle_lr",
     "attach_progress_bar",
     "attach_tensorboard",
+    "claim_run_directory",
     "class_indices",
     "create_evaluator",
     "create_trainer",
@@ -91,4 +101,5 @@ __all__ = [
     "resolve_device",
     "score_function",
     "train",
+    "write_durably",
 ]

@@ -1,4 +1,4 @@
-"""Loading checkpoints safely and finding the one to resume from."""
+"""Loading checkpoints safely, and the random state they carry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import torch
 
 from fmnist_ignite.errors import FmnistError
 
-RESUMABLE_PATTERNS = ("training_checkpoint_*.pt", "interrupted_checkpoint_*.pt")
 TRAINING_KEYS = ("model", "optimizer", "trainer")
 
 
@@ -62,20 +61,3 @@ def require_training_state(path: Path, checkpoint: dict) -> None:
             f"{path}: not a training checkpoint (no {', '.join(missing)}); resume from a "
             "training_checkpoint_*.pt or interrupted_checkpoint_*.pt file"
         )
-
-
-def find_latest_checkpoint(directory: str | Path) -> Path | None:
-    """The most recently written checkpoint to resume from in ``directory``, or None.
-
-    Files are written under a temporary name and renamed, so a half-written one is never matched.
-    """
-    directory = Path(directory)
-    candidates = [path for pattern in RESUMABLE_PATTERNS for path in directory.glob(pattern)]
-    return max(candidates, key=lambda path: path.stat().st_mtime_ns, default=None)
-
-
-def find_latest_run(runs_dir: str | Path = "runs") -> Path | None:
-    """The run directory under ``runs_dir`` with the most recent resumable checkpoint, or None."""
-    latest = [find_latest_checkpoint(run) for run in Path(runs_dir).glob("*/")]
-    latest = [path for path in latest if path is not None]
-    return max(latest, key=lambda path: path.stat().st_mtime_ns).parent if latest else None

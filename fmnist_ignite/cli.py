@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
-from pathlib import Path
 
 from fmnist_ignite.config import (
     DEVICES,
@@ -16,13 +16,13 @@ from fmnist_ignite.config import (
     RECIPES,
     SCHEDULERS,
     Config,
-    recipe,
 )
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.handlers import format_metrics
 from fmnist_ignite.inference import evaluate_checkpoint, load_images, load_model, predict
 from fmnist_ignite.reports import per_class_accuracy, per_class_table
-from fmnist_ignite.training import TrainingInterrupted, train
+from fmnist_ignite.rundir import run_directory_of, saved_config
+from fmnist_ignite.training import train
 
 
 def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The training flags. A flag given overrides the recipe; the rest come from it."""
     d = Config()
-    p.add_argument("--recipe", choices=RECIPES, default="tutorial", help="preset hyperparameters (default: tutorial)")
+    p.add_argument("--recipe", choices=RECIPES, help="preset hyperparameters (default: tutorial)")
     p.add_argument("--epochs", type=int, help=f"maximum number of epochs ({d.epochs})")
     p.add_argument("--batch-size", type=int, help=f"training batch size ({d.batch_size})")
     p.add_argument("--lr", type=float, help=f"learning rate ({d.lr})")
@@ -67,7 +67,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume",
         metavar="PATH|auto",
-        help="continue from a checkpoint file, or 'auto': the newest in --output-dir (else the newest run in runs/)",
+        help="continue a run from a checkpoint file, or 'auto': the newest intact one in --output-dir (else in the "
+        "newest run in runs/); the run's saved settings are used, and only flags that do not change the result "
+        "(--epochs, --device, --threads, ...) may be given",
     )
     p.add_argument(
         "--no-restore-best", action="store_true", help="score the test set with the last weights, not the best"
@@ -86,33 +88,30 @@ NEGATED_FLAGS = {"no_progress": "progress", "no_restore_best": "restore_best", "
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The recipe's configuration with every flag that was given on top."""
+    """The recipe's configuration with every flag that was given on top.
+
+    A resume starts from the configuration the run saved, so it continues the same run without
+    retyping its flags; a recipe or flag given with it must agree with it (the run checks that).
+    """
     given = dict(vars(args))
-    name = given.pop("recipe")
+    name = given.pop("recipe", None)
     for flag, field in NEGATED_FLAGS.items():
         if given.pop(flag, False):
             given[field] = False
-    return recipe(name, **given)
+    preset = RECIPES[name or "tutorial"]
+    saved = saved_config(run_directory_of(Config(**given))) if given.get("resume") else None
+    if saved:
+        known = {f.name for f in dataclasses.fields(Config)}
+        preset = {**{k: v for k, v in saved.items() if k in known}, **(RECIPES[name] if name else {})}
+    return Config(**{**preset, **given})
 
 
-def resume_command(argv: list[str], checkpoint: Path) -> str:
-    """The command line that continues this run from ``checkpoint``: the same flags, plus --resume."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in ("--resume", "--output-dir"):
-            skip = True
-        elif not arg.startswith(("--resume=", "--output-dir=")):
-            kept.append(arg)
-    return shlex.join(["python", sys.argv[0], *kept, "--resume", str(checkpoint)])
-
-
-def run_train(args: argparse.Namespace, argv: list[str]) -> int:
+def run_train(args: argparse.Namespace, prog: str) -> int:
     try:
         train(config_from_args(args))
     except TrainingInterrupted as exc:
-        print(f"{exc}\nTo resume: {resume_command(argv, exc.checkpoint)}", file=sys.stderr)
+        hint = exc.checkpoint and f"\nTo resume: {prog} --resume auto --output-dir {shlex.quote(str(exc.output_dir))}"
+        print(f"{exc}{hint or ''}", file=sys.stderr)
         return exc.exit_code
     return 0
 
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_command_parser().parse_args(argv)
     runners = {
-        "train": lambda: run_train(args, argv[1:]),
+        "train": lambda: run_train(args, "fmnist-ignite train"),
         "evaluate": lambda: run_evaluate(args),
         "predict": lambda: run_predict(args),
     }
@@ -168,7 +167,7 @@ def train_main(argv: list[str] | None = None) -> int:
     """``examples/run.py``: training flags only, return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    return guarded(lambda: run_train(args, argv))
+    return guarded(lambda: run_train(args, shlex.join(["python", sys.argv[0]])))
 
 
 def guarded(run) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from fmnist_ignite.errors import FmnistError
 
@@ -15,6 +16,16 @@ SCHEDULERS = ("constant", "onecycle")
 PRECISIONS = ("fp32", "bf16")
 BACKENDS = (None, "gloo", "nccl")
 TRAIN_SET_SIZE = 60_000
+DEFAULT_DATA_DIR = "data"
+
+
+def check_data_dir(data_dir: str) -> None:
+    """A data directory the user named must exist; only the default may be absent (then it is looked for elsewhere)."""
+    path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise FmnistError(f"--data-dir {data_dir} is a file, not a directory")
+    if not path.exists() and data_dir != DEFAULT_DATA_DIR:
+        raise FmnistError(f"--data-dir {data_dir}: no such directory")
 
 
 @dataclass
@@ -34,7 +45,7 @@ class Config:
     monitor: str = "loss"  # validation metric for early stopping and the best model
     val_size: int = 5_000
     split_seed: int = 0  # fixed apart from `seed` so every run is selected on the same validation images
-    data_dir: str = "data"
+    data_dir: str = DEFAULT_DATA_DIR
     output_dir: str | None = None  # None: runs/<date>-<time>
     seed: int = 0
     device: str = "auto"
@@ -113,6 +124,7 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise FmnistError(message)
+        check_data_dir(self.data_dir)
         return self
 
     @property

@@ -12,7 +12,7 @@ import ignite.distributed as idist
 import torch
 
 from fmnist_ignite.config import Config
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 
 
 def launched_by_torchrun() -> bool:
@@ -81,12 +81,13 @@ def run_data_parallel(config: Config, worker) -> dict:
         raise
     except Exception as exc:  # a worker's error arrives wrapped in its traceback text
         message = _child_error(exc)
-        saved = re.match(r"interrupted by (SIG\w+) .*; saved (.+)$", message)
-        if saved:
-            from fmnist_ignite.training import TrainingInterrupted
-
-            exit_code = 128 + signal.Signals[saved[1]].value
-            raise TrainingInterrupted(message, Path(saved[2]), exit_code) from None
+        stopped = re.match(r"interrupted by (SIG\w+) ", message)
+        if stopped:
+            saved = re.search(r"; saved (.+)$", message)
+            exit_code = 128 + signal.Signals[stopped[1]].value
+            raise TrainingInterrupted(
+                message, exit_code, Path(saved[1]) if saved else None, config.output_dir and Path(config.output_dir)
+            ) from None
         raise FmnistError(message) from None
     finally:
         for sig, handler in previous.items():

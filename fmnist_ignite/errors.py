@@ -1,5 +1,21 @@
-"""The one exception type for problems a user can fix: the command line prints it as one line."""
+"""The exceptions a run ends with when a user can act on it: the command line prints each as one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class FmnistError(Exception):
     """Bad input, missing or wrong data, or an unusable output directory; the message says what to do."""
+
+
+class TrainingInterrupted(FmnistError):
+    """Ctrl-C or SIGTERM stopped the run; the message says what is safe on disk. Exit with 128 + the signal.
+
+    ``checkpoint`` is the checkpoint saved at the stop (None when the signal came outside training) and
+    ``output_dir`` the run directory, which ``--resume auto --output-dir`` continues.
+    """
+
+    def __init__(self, message: str, exit_code: int, checkpoint: Path | None = None, output_dir: Path | None = None):
+        super().__init__(message)
+        self.exit_code, self.checkpoint, self.output_dir = exit_code, checkpoint, output_dir

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping, LRScheduler, ProgressBar, global_step_from_engine
+from ignite.handlers import Checkpoint, EarlyStopping, LRScheduler, ProgressBar, global_step_from_engine
+
+from fmnist_ignite.rundir import DurableDiskSaver
 
 Log = Callable[[str], None]
 
@@ -112,11 +114,12 @@ def attach_evaluation(
 def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path, n_saved: int = 2) -> Checkpoint:
     """Save ``to_save`` (model, optimizer, trainer, ...) after each epoch, keeping the last ``n_saved``.
 
-    Files are ``training_checkpoint_<epoch>.pt``; writes are atomic (a temporary file, then a rename).
+    Files are ``training_checkpoint_<epoch>.pt``; writes are atomic and fsynced
+    (a temporary file, fsynced, then a rename), so a crash or power loss never leaves a half-written one.
     """
     checkpoint = Checkpoint(
         to_save,
-        DiskSaver(output_dir, require_empty=False),
+        DurableDiskSaver(output_dir),
         filename_prefix="training",
         n_saved=n_saved,
         global_step_transform=lambda engine, event: engine.state.epoch,
@@ -132,7 +135,7 @@ def attach_best_model_checkpoint(
     """Keep the model weights of the best validation score, named ``best_model_<epoch>_<score>.pt``."""
     checkpoint = Checkpoint(
         {"model": model},
-        DiskSaver(output_dir, require_empty=False),
+        DurableDiskSaver(output_dir),
         filename_prefix="best",
         n_saved=1,
         score_function=score_function(monitor),

@@ -9,6 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fmnist_ignite.checkpoints import load_checkpoint
+from fmnist_ignite.config import check_data_dir
 from fmnist_ignite.data import CLASS_NAMES, load_fashion_mnist, make_loader, read_idx, to_float_images
 from fmnist_ignite.engines import create_evaluator, resolve_device
 from fmnist_ignite.errors import FmnistError
@@ -33,6 +34,7 @@ def evaluate_checkpoint(
     path: str | Path, data_dir: str = "data", device: str = "auto", batch_size: int = 1000, verify: bool = True
 ) -> dict:
     """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model."""
+    check_data_dir(data_dir)
     device = resolve_device(device)
     model = load_model(path, device)
     test = load_fashion_mnist(data_dir, verify=verify)["test"]

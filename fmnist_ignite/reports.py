@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import ignite.distributed as idist
@@ -18,16 +16,9 @@ from ignite.handlers import global_step_from_engine
 from fmnist_ignite.data import CLASS_NAMES
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.handlers import MetricsHistory
+from fmnist_ignite.rundir import write_durably
 
 CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 class EpochLossAverage:
@@ -100,11 +91,11 @@ def metrics_csv(history: MetricsHistory) -> str:
 
 
 def attach_metrics_csv(trainer: Engine, history: MetricsHistory, path: Path) -> None:
-    """Rewrite ``path`` from ``history`` after every epoch (attached after evaluation and epoch stats, so each row is complete).
+    """Rewrite ``path`` from ``history`` after every epoch (attach it after evaluation and epoch stats: rows complete).
 
     Rewriting it whole from the checkpointed history keeps it right after a resume: no epoch twice.
     """
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: write_atomically(path, metrics_csv(history)))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: write_durably(path, metrics_csv(history)))
 
 
 def versions() -> dict:
@@ -123,7 +114,7 @@ def versions() -> dict:
 
 
 def write_summary(path: Path, summary: dict) -> None:
-    write_atomically(path, json.dumps(summary, indent=2, default=str) + "\n")
+    write_durably(path, json.dumps(summary, indent=2, default=str) + "\n")
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> dict[str, float]:

@@ -21,17 +21,11 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver, TerminateOnNan
+from ignite.handlers import Checkpoint, TerminateOnNan
 from ignite.utils import manual_seed
 from tqdm import tqdm
 
-from fmnist_ignite.checkpoints import (
-    RandomState,
-    find_latest_checkpoint,
-    find_latest_run,
-    load_checkpoint,
-    require_training_state,
-)
+from fmnist_ignite.checkpoints import RandomState, load_checkpoint
 from fmnist_ignite.config import Config
 from fmnist_ignite.data import get_data_loaders
 from fmnist_ignite.distributed import (
@@ -43,7 +37,7 @@ from fmnist_ignite.distributed import (
     unwrap,
 )
 from fmnist_ignite.engines import create_evaluator, create_trainer, make_optimizer, resolve_device
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.handlers import (
     Log,
     MetricsHistory,
@@ -69,17 +63,14 @@ from fmnist_ignite.reports import (
     versions,
     write_summary,
 )
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal
-
-
-class TrainingInterrupted(FmnistError):
-    """Ctrl-C or SIGTERM stopped the run after it saved ``checkpoint``; exit with 128 + the signal."""
-
-    def __init__(self, message: str, checkpoint: Path, exit_code: int):
-        super().__init__(message)
-        self.checkpoint, self.exit_code = checkpoint, exit_code
+from fmnist_ignite.rundir import (
+    LOCK_HELD_BY_PARENT,
+    DurableDiskSaver,
+    RunDirectory,
+    claim_run_directory,
+    storable_config,
+)
+from fmnist_ignite.signals import Stopped, raising_on_signals, stop_on_signals
 
 
 @dataclass
@@ -97,42 +88,6 @@ class TrainResult:
     per_class_accuracy: dict = field(default_factory=dict)
     confusion: torch.Tensor | None = field(default=None, repr=False)
     model: torch.nn.Module | None = field(default=None, repr=False)
-
-
-def resolve_output_dir(config: Config, log: Log) -> tuple[Path, Path | None]:
-    """The run's output directory and the checkpoint to resume from (None: start fresh).
-
-    A fresh run refuses a directory that already holds checkpoints, so it never overwrites one.
-    """
-    resume = None
-    if config.resume == "auto":
-        output_dir = Path(config.output_dir) if config.output_dir else find_latest_run()
-        resume = find_latest_checkpoint(output_dir) if output_dir else None
-        log(
-            f"Resuming from {resume}"
-            if resume
-            else f"No checkpoint to resume from in {output_dir or 'runs/'}: starting fresh"
-        )
-    elif config.resume:
-        resume = Path(config.resume)
-        output_dir = Path(config.output_dir) if config.output_dir else resume.parent
-        log(f"Resuming from {resume}")
-    else:
-        output_dir = None
-    output_dir = output_dir or Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S"))
-    if resume is None and output_dir.is_dir() and any(output_dir.glob("*.pt")):
-        raise FmnistError(
-            f"{output_dir} already holds checkpoints of an earlier run: continue it with --resume auto, "
-            "or choose another --output-dir"
-        )
-    probe = output_dir / ".write-test"
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FmnistError(f"output directory {output_dir} is not writable: {exc.strerror or exc}") from None
-    return output_dir, resume
 
 
 def attach_default_handlers(
@@ -181,59 +136,25 @@ def must_fit(path: Path):
         raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
 
 
-def read_resume_checkpoint(path: Path, model: torch.nn.Module, device: torch.device) -> dict:
-    """Read a training checkpoint and check it fits ``model``, before any data is loaded."""
-    checkpoint = load_checkpoint(path, map_location=device)
-    require_training_state(path, checkpoint)
-    with must_fit(path):
-        model.load_state_dict(checkpoint["model"])
-    return checkpoint
-
-
 def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
     """Load every object the checkpoint holds state for, or fail with one line naming the file."""
     with must_fit(path):
         Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
 
 
-@contextmanager
-def stop_on_signals(trainer: Engine):
-    """While training, Ctrl-C and SIGTERM stop the trainer cleanly instead of raising mid-step.
+class SavedConfig:
+    """The run's configuration as plain data inside each training checkpoint, so a resume can check it."""
 
-    In the middle of an epoch it stops after the current iteration; on an epoch's last iteration it
-    first lets the epoch finish (evaluation, checkpoints), so a resumed run misses no epoch's handlers.
-    Yields a list that holds the signal number once one arrived.
-    """
-    received: list[int] = []
-    # Several processes must stop at the same iteration, so they agree every few iterations.
-    every = 1 if idist.get_world_size() == 1 else SIGNAL_CHECK_EVERY
+    def __init__(self, config: Config):
+        self.config = config
 
-    def stop_mid_epoch(engine: Engine) -> None:
-        if engine.state.iteration % every == 0 and engine.state.iteration % engine.state.epoch_length:
-            stop_if_any_received(engine)
-
-    def stop_if_any_received(engine: Engine) -> None:
-        signum = agreed_max(received[0] if received else 0)
-        if signum:
-            received[:] = [signum]
-            engine.terminate()
-
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS}
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, stop_mid_epoch)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, stop_if_any_received)
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        trainer.remove_event_handler(stop_mid_epoch, Events.ITERATION_COMPLETED)
-        trainer.remove_event_handler(stop_if_any_received, Events.EPOCH_COMPLETED)
+    def state_dict(self) -> dict:
+        return storable_config(self.config)
 
 
 class Training:
-    """One run, set up: model, engines, loaders and the standard handlers attached, resumed if asked.
-
-    Its parts are attributes, so code can attach more handlers before calling ``run()``.
+    """One run, set up: output directory claimed, model, engines, loaders and the standard handlers
+    attached, resumed if asked. Its parts are attributes, so code can attach more handlers before ``run()``.
     """
 
     def __init__(self, config: Config, log: Log | None = None):
@@ -255,11 +176,39 @@ class Training:
         if self.rank != 0:  # only rank 0 prints
             log = lambda line: None  # noqa: E731
         self.log = log = log or (tqdm.write if bar else print)
-        self.output_dir, resume = self._agree_on_output_dir(log)
-        checkpoint = read_resume_checkpoint(resume, unwrap(model), device) if resume else None
-        self.loaders = get_data_loaders(config, device, self.rank, self.world_size)
+        self.after_training: str | None = None  # what the run does once training is over, for a stop's message
+        self.run_dir = self._claim_output_dir(log)
+        self.output_dir = self.run_dir.path
+        self.summary: dict | None = None  # summary.json's contents, once the run is set up
+        try:
+            with raising_on_signals():
+                self._set_up()
+        except BaseException as exc:  # run() releases the directory once the run is set up
+            self.run_dir.release()
+            if isinstance(exc, Stopped):
+                raise self._stopped(exc.signum) from None
+            raise
 
-        self.to_save = {"model": model, "optimizer": optimizer, "trainer": trainer, "random_state": RandomState()}
+    def _set_up(self) -> None:
+        """Read the checkpoint to resume from, load the data, attach the handlers and restore the state."""
+        config, trainer, optimizer, log = self.config, self.trainer, self.optimizer, self.log
+        resume, checkpoint = self.run_dir.resume_from, self.run_dir.checkpoint
+        if resume and checkpoint is None:  # another process found it: every process reads it itself
+            checkpoint = load_checkpoint(resume, map_location="cpu")
+        if checkpoint is not None:
+            with must_fit(resume):  # before the data is loaded: a wrong file fails at once
+                unwrap(self.model).load_state_dict(checkpoint["model"])
+        self.loaders = get_data_loaders(config, self.device, self.rank, self.world_size)
+        if self.rank == 0:  # once the data is found and verified: a bad data set leaves nothing behind
+            self.run_dir.save_config(config)
+
+        self.to_save = {
+            "model": self.model,
+            "optimizer": optimizer,
+            "trainer": trainer,
+            "random_state": RandomState(),
+            "config": SavedConfig(config),
+        }
         if config.scheduler == "onecycle":
             self.to_save["lr_scheduler"] = attach_one_cycle_lr(
                 trainer, optimizer, config.lr, config.epochs * len(self.loaders["train"])
@@ -272,7 +221,8 @@ class Training:
                 trainer, self.evaluator, optimizer, self.output_dir / "tb", config.log_interval
             )
         if resume:
-            restore(resume, checkpoint, {**self.to_save, "checkpointer": self.handlers["checkpoint"]})
+            to_load = {k: v for k, v in self.to_save.items() if k != "config"}
+            restore(resume, checkpoint, {**to_load, "checkpointer": self.handlers["checkpoint"]})
             check_epochs_left(config, trainer, resume)
             self._check_schedule_fits(resume)
         self.summary = {
@@ -280,7 +230,7 @@ class Training:
             "processes": self.world_size,
             "config": dataclasses.asdict(config),
             "versions": versions(),
-            "device": str(device),
+            "device": str(self.device),
             "threads": torch.get_num_threads(),
             "seed": config.seed,
             "resumed_from": str(resume) if resume else None,
@@ -299,15 +249,14 @@ class Training:
                 f"stretched to {self.config.epochs}: resume with --epochs {epochs}"
             )
 
-    def _agree_on_output_dir(self, log: Log) -> tuple[Path, Path | None]:
-        """Rank 0 checks and creates the output directory; every process gets its answer."""
+    def _claim_output_dir(self, log: Log) -> RunDirectory:
+        """Rank 0 claims the output directory and finds the checkpoint; every process gets its answer."""
         if self.world_size == 1:
-            return resolve_output_dir(self.config, log)
-        answer = (
-            json.dumps([str(p) if p else None for p in resolve_output_dir(self.config, log)]) if self.rank == 0 else ""
-        )
+            return claim_run_directory(self.config, log)
+        run_dir = claim_run_directory(self.config, log) if self.rank == 0 else None
+        answer = json.dumps([str(run_dir.path), str(run_dir.resume_from or "")]) if run_dir else ""
         output_dir, resume = json.loads(idist.broadcast(answer, src=0, safe_mode=True))
-        return Path(output_dir), Path(resume) if resume else None
+        return run_dir or RunDirectory(Path(output_dir), Path(resume) if resume else None)
 
     def write_summary(self, **updates) -> None:
         """Bring ``summary.json`` up to date: written when the run starts, after each epoch and at the end."""
@@ -318,11 +267,8 @@ class Training:
             best_epoch=best["epoch"] if best else None,
             best_validation={self.config.monitor: best[f"val_{self.config.monitor}"]} if best else None,
             checkpoints={
-                kind: str(handler.last_checkpoint) if handler and handler.last_checkpoint else None
-                for kind, handler in (
-                    ("last", self.handlers["checkpoint"]),
-                    ("best", self.handlers.get("best_checkpoint")),
-                )
+                kind: str(path) if path else None
+                for kind, path in (("last", self._saved("checkpoint")), ("best", self._saved("best_checkpoint")))
             },
             wall_time_s=round(time.perf_counter() - self.started, 3),
             history=history.epochs,
@@ -331,8 +277,41 @@ class Training:
         if self.rank == 0:
             write_summary(self.output_dir / "summary.json", self.summary)
 
+    def _saved(self, name: str) -> Path | None:
+        """The last file the checkpoint handler ``name`` wrote, if any."""
+        handler = self.handlers.get(name)
+        return Path(handler.last_checkpoint) if handler and handler.last_checkpoint else None
+
     def run(self) -> TrainResult:
-        """Train (or finish training), then score the test split once with the chosen weights."""
+        """Train (or finish training), then score the test split once with the chosen weights.
+
+        A stop signal during training saves a checkpoint; one after it says where the trained weights are.
+        """
+        try:
+            with raising_on_signals():
+                return self._run()
+        except Stopped as stop:
+            raise self._stopped(stop.signum) from None
+        finally:
+            self.run_dir.release()
+
+    def _stopped(self, signum: int) -> TrainingInterrupted:
+        """What a stop signal outside training means, said in one line; the summary records it."""
+        name = signal.Signals(signum).name
+        if self.after_training is None:
+            safe = f"the checkpoints in {self.output_dir} are as they were" if self.run_dir.resume_from else ""
+            message = f"interrupted by {name} before training started; " + (safe or "nothing was trained")
+        else:
+            weights = self._saved("best_checkpoint") or self._saved("checkpoint")
+            message = (
+                f"interrupted by {name} after training, while {self.after_training}: the trained weights are in "
+                f"{weights}; score them with: fmnist-ignite evaluate {weights}"
+            )
+        if self.summary is not None:
+            self.write_summary(status="interrupted")
+        return TrainingInterrupted(message, 128 + signum, output_dir=self.output_dir)
+
+    def _run(self) -> TrainResult:
         config, trainer, handlers, log = self.config, self.trainer, self.handlers, self.log
         self.write_summary()
         try:
@@ -350,23 +329,21 @@ class Training:
             raise error
         loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
         if agreed_max(int(trainer.state.output is not None and not math.isfinite(loss))):
-            last = handlers["checkpoint"].last_checkpoint
+            last = self._saved("checkpoint")
             self.write_summary(status="stopped: non-finite loss")
             raise FmnistError(
                 f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
                 f"loss became {loss if not math.isfinite(loss) else 'nan in another process'} (try a smaller --lr); "
                 + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
             )
+        self.after_training = "scoring the test set"
         log("Training completed")
         stopped_early = trainer.state.epoch < config.epochs
         if stopped_early:
             log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
 
         history = handlers["history"]
-        best_checkpoint = handlers.get("best_checkpoint")
-        best_path = (
-            Path(best_checkpoint.last_checkpoint) if best_checkpoint and best_checkpoint.last_checkpoint else None
-        )
+        best_path = self._saved("best_checkpoint")
         if best_path and config.restore_best:
             if self.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
                 unwrap(self.model).load_state_dict(load_checkpoint(best_path, map_location=self.device))
@@ -379,9 +356,10 @@ class Training:
         classes = per_class_accuracy(confusion)
         log(format_metrics(f"Test, {scored} weights", test))
         log(per_class_table(classes))
-        last_path = Path(handlers["checkpoint"].last_checkpoint)
+        last_path = self._saved("checkpoint")
         log(f"Checkpoints in {self.output_dir}: {last_path.name}" + (f", {best_path.name}" if best_path else ""))
         if config.plots and self.rank == 0:
+            self.after_training = "drawing the plots"
             plotted = plot_curves(history, self.output_dir / "curves.png") and plot_confusion(
                 confusion, self.output_dir / "confusion.png"
             )
@@ -390,6 +368,7 @@ class Training:
                 if plotted
                 else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
             )
+        self.after_training = "writing the summary"
         self.write_summary(
             status="completed",
             stopped_early=stopped_early,
@@ -439,12 +418,19 @@ def _train_in_process(local_rank: int, config: Config) -> None:
 
 def train_data_parallel(config: Config, log: Log | None = None) -> TrainResult:
     """Train in several processes with ``idist.Parallel``; the result is read back from rank 0's files."""
-    if config.world_size > 1:  # spawning here: check the output directory before any process starts
-        output_dir, resume = resolve_output_dir(config, log or print)
-        config = config.replace(output_dir=str(output_dir), resume=str(resume) if resume else None)
+    run_dir = None
+    if config.world_size > 1:  # spawning here: this process claims the directory for its children
+        run_dir = claim_run_directory(config, log or print)
+        config = config.replace(output_dir=str(run_dir.path), resume=str(run_dir.resume_from or "") or None)
+        os.environ[LOCK_HELD_BY_PARENT] = str(run_dir.path.resolve())
         if config.threads is None:  # the processes share this machine's cores
             config = config.replace(threads=max(1, (os.cpu_count() or 1) // config.nproc_per_node))
-    summary = run_data_parallel(config, _train_in_process)
+    try:
+        summary = run_data_parallel(config, _train_in_process)
+    finally:
+        if run_dir:
+            run_dir.release()
+            os.environ.pop(LOCK_HELD_BY_PARENT, None)
     checkpoints = summary.get("checkpoints", {})
     test = dict(summary.get("test", {}))
     return TrainResult(
@@ -475,7 +461,7 @@ def interrupted(signum: int, trainer: Engine, to_save: dict, checkpointer: Check
     """Save where the trainer stopped and say so; the caller raises what this returns."""
     saver = Checkpoint(
         {**to_save, "checkpointer": checkpointer},
-        DiskSaver(output_dir, require_empty=False),
+        DurableDiskSaver(output_dir),
         filename_prefix="interrupted",
         global_step_transform=lambda engine, event: engine.state.iteration,
     )
@@ -484,6 +470,7 @@ def interrupted(signum: int, trainer: Engine, to_save: dict, checkpointer: Check
     name = signal.Signals(signum).name
     return TrainingInterrupted(
         f"interrupted by {name} at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}; saved {path}",
+        128 + signum,
         checkpoint=path,
-        exit_code=128 + signum,
+        output_dir=output_dir,
     )

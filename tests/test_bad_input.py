@@ -61,7 +61,7 @@ def test_a_data_dir_that_is_not_fashion_mnist_is_refused(tmp_path, capsys, probl
     code, err = run_cli(["--data-dir", str(tmp_path / "data"), "--output-dir", str(out)], capsys)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: {tmp_path / 'data' / 'train-images-idx3-ubyte.gz'}: ") and message in err
-    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "notes.txt"] and (out / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_two_gloo_processes_train_one_model_and_score_the_whole_validation_set(t
     out = tmp_path / "run" / "out"
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
-        ["metrics.csv", "summary.json", "training_checkpoint_1.pt", "training_checkpoint_2.pt"]
+        [".lock", "config.json", "metrics.csv", "summary.json", "training_checkpoint_1.pt", "training_checkpoint_2.pt"]
         + [p.name for p in out.glob("best_model_*.pt")]
     )
     assert len(list(out.glob("best_model_*.pt"))) == 1

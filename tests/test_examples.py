@@ -23,7 +23,7 @@ def run_script(args, cwd, data_dir, timeout=600):
 def test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers(real_data, tmp_path):
     out = tmp_path / "out"
     proc = run_script(
-        [str(ROOT / "examples" / "run.py"), "--epochs", "1", "--output-dir", str(out), "--data-dir", "nothing"],
+        [str(ROOT / "examples" / "run.py"), "--epochs", "1", "--output-dir", str(out)],
         cwd=tmp_path,
         data_dir=real_data,
     )
@@ -42,10 +42,12 @@ def test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers(real_data, 
     assert "Training completed" in lines
     best = out / f"best_model_1_neg_val_loss=-{float(validation[2]):.4f}.pt"
     assert sorted(p.name for p in out.glob("*.pt")) == [best.name, "training_checkpoint_1.pt"]
-    assert {"metrics.csv", "summary.json", "curves.png", "confusion.png"} <= {p.name for p in out.iterdir()}
+    assert {"metrics.csv", "summary.json", "config.json", "curves.png", "confusion.png"} <= {
+        p.name for p in out.iterdir()
+    }
 
     # `fmnist-ignite evaluate` scores the saved best model exactly as the run did.
-    evaluated = run_script(["-m", "fmnist_ignite", "evaluate", str(best), "--data-dir", "nothing"], tmp_path, real_data)
+    evaluated = run_script(["-m", "fmnist_ignite", "evaluate", str(best)], tmp_path, real_data)
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.splitlines()[0] == f"Test: Accuracy: {test[1]}%, Avg loss: {test[2]}"
 

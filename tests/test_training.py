@@ -84,7 +84,7 @@ def test_an_output_dir_with_checkpoints_is_refused_and_left_alone(small_config, 
     (out / "training_checkpoint_7.pt").write_bytes(b"precious")
     with pytest.raises(FmnistError, match="already holds checkpoints"):
         train(small_config, log=lambda line: None)
-    assert [p.name for p in out.iterdir()] == ["training_checkpoint_7.pt"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "training_checkpoint_7.pt"]  # the OS lock file only
     assert (out / "training_checkpoint_7.pt").read_bytes() == b"precious"
 
 
@@ -127,9 +127,21 @@ def test_unknown_choices_are_refused_by_the_parser(capsys):
 
 
 def test_missing_data_is_one_line_and_exit_code_2(tmp_path, capsys):
-    assert main(["--data-dir", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "out")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["--data-dir", str(tmp_path / "empty"), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Fashion-MNIST not found.") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_data_dir_named_but_not_a_directory_is_refused_before_anything_is_written(tmp_path, capsys, kind):
+    named = tmp_path / "nothing"
+    if kind == "file":
+        named.write_text("not a directory")
+    assert main(["--data-dir", str(named), "--output-dir", str(tmp_path / "out")]) == 2
+    expected = "is a file, not a directory" if kind == "file" else "no such directory"
+    assert capsys.readouterr().err == f"error: --data-dir {named}{':' if kind == 'missing' else ''} {expected}\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_flags_map_onto_the_config():
