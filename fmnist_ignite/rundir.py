@@ -75,8 +75,15 @@ def write_durably(path: Path, text: str) -> None:
             tmp.close()
             os.remove(tmp.name)
             raise
+    os.chmod(tmp.name, 0o666 & ~_umask())  # as open() would make it, not the temporary file's 0600
     os.replace(tmp.name, path)
     fsync_directory(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class DurableDiskSaver(DiskSaver):

@@ -199,8 +199,6 @@ class Training:
             with must_fit(resume):  # before the data is loaded: a wrong file fails at once
                 unwrap(self.model).load_state_dict(checkpoint["model"])
         self.loaders = get_data_loaders(config, self.device, self.rank, self.world_size)
-        if self.rank == 0:  # once the data is found and verified: a bad data set leaves nothing behind
-            self.run_dir.save_config(config)
 
         self.to_save = {
             "model": self.model,
@@ -225,6 +223,8 @@ class Training:
             restore(resume, checkpoint, {**to_load, "checkpointer": self.handlers["checkpoint"]})
             check_epochs_left(config, trainer, resume)
             self._check_schedule_fits(resume)
+        if self.rank == 0:  # once data, checkpoint and settings passed every check: a refused run changes nothing
+            self.run_dir.save_config(config)
         self.summary = {
             "status": "running",
             "processes": self.world_size,
@@ -392,6 +392,7 @@ class Training:
     def evaluate(self, loader, confusion_matrix: bool = False) -> dict:
         """Metrics of the model as it is now on ``loader``, with a fresh evaluator (no handlers fire)."""
         evaluator = create_evaluator(self.model, self.device, self.config.precision, confusion_matrix)
+        evaluator.logger.setLevel(logging.CRITICAL)  # an error or a stop signal here is reported in one line
         return dict(evaluator.run(loader).metrics)
 
 

@@ -179,5 +179,7 @@ def test_bad_checkpoints_are_refused_with_one_line_and_nothing_overwritten(small
 def test_a_one_cycle_run_cannot_be_stretched_on_resume(small_config):
     config = small_config.replace(optimizer="adamw", scheduler="onecycle", lr=0.01, epochs=2)
     first = train(config, **QUIET)
+    saved = (first.output_dir / "config.json").read_bytes()
     with pytest.raises(FmnistError, match="planned for 2 epochs and cannot be stretched to 4: resume with --epochs 2"):
         train(config.replace(epochs=4, resume=str(first.last_checkpoint)), **QUIET)
+    assert (first.output_dir / "config.json").read_bytes() == saved  # a refused resume leaves the run as it was

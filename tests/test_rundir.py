@@ -259,6 +259,9 @@ def fsyncs(monkeypatch):
 def test_write_durably_fsyncs_the_file_and_its_directory(tmp_path, fsyncs):
     write_durably(tmp_path / "summary.json", "{}\n")
     assert (tmp_path / "summary.json").read_text() == "{}\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == 0o666 & ~umask  # not the temporary's 0600
     (is_dir, first), (last_is_dir, last) = fsyncs
     assert not is_dir and Path(first).parent == tmp_path and Path(first).name.startswith(".summary.json.")
     assert last_is_dir and last == str(tmp_path)
