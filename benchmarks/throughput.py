@@ -12,6 +12,7 @@ machine's measured fp32 matmul peak that (c) reaches.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -38,6 +39,16 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def describe_machine() -> str:
+    """The line every figure is printed with: CPU capability, cores, threads, torch, matmul peak."""
+    from fmnist_ignite.engines import cpu_capability
+
+    return (
+        f"machine: CPU {cpu_capability()}, {os.cpu_count()} cores, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, measured fp32 matmul peak {matmul_peak_gflops():.0f} GFLOP/s"
+    )
 
 
 def tutorial_pipeline(config: Config, split) -> float:
@@ -136,11 +147,8 @@ def main() -> None:
         c_batch_runs.append(c_batches)
     b, c, c_batches = (statistics.median(runs) for runs in (b_runs, c_runs, c_batch_runs))
 
-    print(
-        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, "
-        f"{len(splits['train'][1])} training samples an epoch"
-    )
-    print(f"measured fp32 matmul peak: {peak:.0f} GFLOP/s")
+    print(describe_machine())
+    print(f"batch {args.batch_size}, {len(splits['train'][1])} training samples an epoch")
     print(f"(a) tutorial pipeline:        {a:>9,.0f} samples/s")
     print(f"(b) plain PyTorch loop:       {b:>9,.0f} samples/s")
     print(f"(c) fmnist-ignite trainer:    {c:>9,.0f} samples/s (whole epoch: batches, validation, checkpoint)")

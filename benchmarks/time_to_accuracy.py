@@ -12,12 +12,14 @@ import time
 START = time.perf_counter()  # before torch is imported: imports count, as they do for a user
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import tempfile  # noqa: E402
 
 import torch  # noqa: E402
 from ignite.engine import Events  # noqa: E402
 
 from fmnist_ignite import RECIPES, Training, recipe  # noqa: E402
+from fmnist_ignite.engines import cpu_capability  # noqa: E402
 
 THRESHOLDS = (0.88, 0.89, 0.90)
 
@@ -27,7 +29,7 @@ def main() -> None:
     parser.add_argument("--recipe", choices=RECIPES, default="best")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default="data")
     args = parser.parse_args()
@@ -66,8 +68,8 @@ def main() -> None:
 
     print(
         f"recipe {args.recipe}: {config.epochs} epochs, batch {config.batch_size}, {config.optimizer}, "
-        f"lr {config.lr}, {config.scheduler} schedule, {config.precision}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"lr {config.lr}, {config.scheduler} schedule, {training.precision} ({training.precision_reason}); "
+        f"CPU {cpu_capability()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     for epoch, seconds, val_accuracy in rows:
         print(f"  epoch {epoch:>3}: {seconds:6.1f} s, validation accuracy {val_accuracy:.2%}")

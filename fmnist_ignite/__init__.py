@@ -1,55 +1,85 @@
-"""fmnist-ignite: train and evaluate the tutorial's Fashion-MNIST MLP with PyTorch-Ignite."""
+"""fmnist-ignite: train and evaluate the tutorial's Fashion-MNIST MLP with PyTorch-Ignite.
 
-from fmnist_ignite.checkpoints import RandomState, load_checkpoint
-from fmnist_ignite.config import RECIPES, Config, recipe
-from fmnist_ignite.data import (
-    CLASS_NAMES,
-    ImageDataset,
-    TensorLoader,
-    get_data_loaders,
-    load_fashion_mnist,
-    locate_fashion_mnist,
-    make_loader,
-    make_splits,
-    read_idx,
-)
-from fmnist_ignite.engines import class_indices, create_evaluator, create_trainer, make_optimizer, resolve_device
-from fmnist_ignite.errors import FmnistError, TrainingInterrupted
-from fmnist_ignite.handlers import (
-    MetricsHistory,
-    attach_best_model_checkpoint,
-    attach_checkpointing,
-    attach_early_stopping,
-    attach_epoch_header,
-    attach_evaluation,
-    attach_loss_logging,
-    attach_one_cycle_lr,
-    attach_progress_bar,
-    format_metrics,
-    score_function,
-)
-from fmnist_ignite.inference import evaluate_checkpoint, load_images, load_model, predict
-from fmnist_ignite.model import Net
-from fmnist_ignite.reports import (
-    attach_epoch_stats,
-    attach_metrics_csv,
-    attach_tensorboard,
-    per_class_accuracy,
-    plot_confusion,
-    plot_curves,
-)
-from fmnist_ignite.rundir import (
-    DurableDiskSaver,
-    RunDirectory,
-    claim_run_directory,
-    find_latest_checkpoint,
-    write_durably,
-)
-from fmnist_ignite.training import Training, TrainResult, attach_default_handlers, train
+The public API is imported on first use, so the command line answers ``--help`` and rejects a bad flag
+before torch is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
+_WHERE = {  # public name -> the module that defines it
+    "RandomState": "checkpoints",
+    "load_checkpoint": "checkpoints",
+    "RECIPES": "config",
+    "Config": "config",
+    "recipe": "config",
+    "CLASS_NAMES": "data",
+    "ImageDataset": "data",
+    "TensorLoader": "data",
+    "get_data_loaders": "data",
+    "load_fashion_mnist": "data",
+    "locate_fashion_mnist": "data",
+    "make_loader": "data",
+    "make_splits": "data",
+    "read_idx": "data",
+    "class_indices": "engines",
+    "create_evaluator": "engines",
+    "create_trainer": "engines",
+    "make_optimizer": "engines",
+    "resolve_device": "engines",
+    "FmnistError": "errors",
+    "TrainingInterrupted": "errors",
+    "MetricsHistory": "handlers",
+    "attach_best_model_checkpoint": "handlers",
+    "attach_checkpointing": "handlers",
+    "attach_early_stopping": "handlers",
+    "attach_epoch_header": "handlers",
+    "attach_evaluation": "handlers",
+    "attach_loss_logging": "handlers",
+    "attach_one_cycle_lr": "handlers",
+    "attach_progress_bar": "handlers",
+    "format_metrics": "handlers",
+    "score_function": "handlers",
+    "evaluate_checkpoint": "inference",
+    "load_images": "inference",
+    "load_model": "inference",
+    "predict": "inference",
+    "Net": "model",
+    "attach_epoch_stats": "reports",
+    "attach_metrics_csv": "reports",
+    "attach_tensorboard": "reports",
+    "per_class_accuracy": "reports",
+    "plot_confusion": "reports",
+    "plot_curves": "reports",
+    "DurableDiskSaver": "handlers",
+    "RunDirectory": "rundir",
+    "claim_run_directory": "rundir",
+    "find_latest_checkpoint": "rundir",
+    "write_durably": "rundir",
+    "Training": "training",
+    "TrainResult": "training",
+    "attach_default_handlers": "training",
+    "train": "training",
+}
+
+
+def __getattr__(name: str):
+    """Import the module of a public name when the name is first used."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fmnist_ignite.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
+
+__all__ = [  # noqa: F822 (defined on first use by __getattr__)
     "CLASS_NAMES",
     "RECIPES",
     "Config",

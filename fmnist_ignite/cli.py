@@ -1,4 +1,8 @@
-"""Command line for a training run: argparse flags onto ``Config``, errors as one line and exit code 2."""
+"""Command line for a training run: argparse flags onto ``Config``, errors as one line and exit code 2.
+
+Parsing and checking the flags import no torch: ``--help``, ``--version`` and a bad flag answer at once;
+the modules that do the work are imported when a command runs.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import dataclasses
 import shlex
 import sys
 
+from fmnist_ignite import __version__
 from fmnist_ignite.config import (
     DEVICES,
     LOADERS,
@@ -18,11 +23,7 @@ from fmnist_ignite.config import (
     Config,
 )
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
-from fmnist_ignite.handlers import format_metrics
-from fmnist_ignite.inference import evaluate_checkpoint, load_images, load_model, predict
-from fmnist_ignite.reports import per_class_accuracy, per_class_table
 from fmnist_ignite.rundir import run_directory_of, saved_config
-from fmnist_ignite.training import train
 
 
 def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
         "SGD, lr 1e-3, momentum 0.9, batch 64, 5 epochs).",
         argument_default=argparse.SUPPRESS,
     )
+    parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
     add_train_arguments(parser)
     return parser
 
@@ -59,7 +61,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help=f"seed of the initial weights and the data order ({d.seed})")
     p.add_argument("--device", choices=DEVICES, help=f"({d.device})")
     p.add_argument("--threads", type=int, help="CPU threads for torch (torch's default: one per core)")
-    p.add_argument("--precision", choices=PRECISIONS, help=f"autocast precision ({d.precision})")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="bf16 autocast or fp32; auto (the default): bf16 only where the CPU or GPU computes bf16 natively",
+    )
     p.add_argument("--log-interval", type=int, help=f"print the loss every N batches ({d.log_interval})")
     p.add_argument("--one-hot", action="store_true", help="use the tutorial's one-hot float targets")
     p.add_argument("--loader", choices=LOADERS, help=f"in-memory tensors, or torchvision-style ({d.loader})")
@@ -93,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     A resume starts from the configuration the run saved, so it continues the same run without
     retyping its flags; a recipe or flag given with it must agree with it (the run checks that).
     """
-    given = dict(vars(args))
+    given = {key: value for key, value in vars(args).items() if key != "command"}
     name = given.pop("recipe", None)
     for flag, field in NEGATED_FLAGS.items():
         if given.pop(flag, False):
@@ -107,8 +113,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def run_train(args: argparse.Namespace, prog: str) -> int:
+    config = config_from_args(args).validate()  # a bad value is refused before torch is imported
+    from fmnist_ignite.training import train
+
     try:
-        train(config_from_args(args))
+        train(config)
     except TrainingInterrupted as exc:
         hint = exc.checkpoint and f"\nTo resume: {prog} --resume auto --output-dir {shlex.quote(str(exc.output_dir))}"
         print(f"{exc}{hint or ''}", file=sys.stderr)
@@ -117,6 +126,10 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from fmnist_ignite.handlers import format_metrics
+    from fmnist_ignite.inference import evaluate_checkpoint
+    from fmnist_ignite.reports import per_class_accuracy, per_class_table
+
     metrics = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device)
     print(format_metrics("Test", metrics))
     print(per_class_table(per_class_accuracy(metrics["confusion"])))
@@ -124,6 +137,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from fmnist_ignite.inference import load_images, load_model, predict
+
     model = load_model(args.checkpoint)
     for image in args.images:
         names, pixels = load_images(image)
@@ -135,6 +150,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def build_command_parser() -> argparse.ArgumentParser:
     """``fmnist-ignite {train,evaluate,predict}``."""
     parser = argparse.ArgumentParser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
+    parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict}")
     add_train_arguments(
         commands.add_parser(

@@ -13,7 +13,7 @@ DEVICES = ("auto", "cpu", "cuda")
 LOADERS = ("tensor", "dataloader")
 MONITORS = ("loss", "accuracy")
 SCHEDULERS = ("constant", "onecycle")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = (None, "gloo", "nccl")
 TRAIN_SET_SIZE = 60_000
 DEFAULT_DATA_DIR = "data"
@@ -55,7 +55,7 @@ class Config:
     progress: bool = True
     n_saved: int = 2  # training-state checkpoints kept
     threads: int | None = None  # torch's CPU threads; None leaves torch's default (one per core)
-    precision: str = "fp32"  # "bf16": autocast forward passes to bfloat16
+    precision: str = "auto"  # bf16 autocast where the hardware computes bf16 natively, else fp32; or "fp32", "bf16"
     eval_batch_size: int = 1_000
     verify_data: bool = True  # check shapes and checksums of the real data set
     tensorboard: bool = False  # log to <output_dir>/tb with Ignite's TensorboardLogger

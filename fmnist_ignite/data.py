@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, TensorDataset
-from torchvision.transforms import ToTensor
 
 from fmnist_ignite.config import Config
 from fmnist_ignite.errors import FmnistError
@@ -218,9 +217,18 @@ class TensorLoader:
     """
 
     def __init__(
-        self, images, targets, batch_size: int, shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        images,
+        targets,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        transform=None,
     ):
         self.dataset = TensorDataset(images, targets)
+        self.transform = transform  # applied to each batch of images, e.g. uint8 to float
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -259,20 +267,23 @@ class TensorLoader:
         epoch, self.epoch = self.epoch, self.epoch + 1
         first, self.start_batch = self.start_batch * self.batch_size, 0
         order = self._local_order(epoch)
+        transform = self.transform or (lambda batch: batch)
         if order is None:
             for start in range(first, len(images), self.batch_size):
-                yield images[start : start + self.batch_size], targets[start : start + self.batch_size]
+                yield transform(images[start : start + self.batch_size]), targets[start : start + self.batch_size]
         else:
             order = order.to(images.device)
             for start in range(first, len(order), self.batch_size):
                 index = order[start : start + self.batch_size]
-                yield images[index], targets[index]
+                yield transform(images[index]), targets[index]
 
 
 class ImageDataset(Dataset):
     """The tutorial's per-sample path: each image goes through PIL and ``ToTensor``, like torchvision's."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, one_hot: bool = False):
+        from torchvision.transforms import ToTensor  # torchvision takes seconds to import: only on this path
+
         self.images, self.labels, self.one_hot = images, labels, one_hot
         self.transform = ToTensor()
 
@@ -296,13 +307,14 @@ def make_loader(
     rank: int = 0,
     world_size: int = 1,
 ):
-    """A ``TensorLoader`` (kind "tensor", data on ``device``, this process's shard) or a
+    """A ``TensorLoader`` (kind "tensor", uint8 data on ``device``, this process's shard) or a
     torchvision-style ``DataLoader`` (one process only)."""
     images, labels = split
     if kind == "tensor":
         targets = one_hot_targets(labels) if one_hot else labels
+        # The images stay uint8 (a quarter of float32's memory); each batch is made float where it lies.
         return TensorLoader(
-            to_float_images(images).to(device), targets.to(device), batch_size, shuffle, seed, rank, world_size
+            images.to(device), targets.to(device), batch_size, shuffle, seed, rank, world_size, to_float_images
         )
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(

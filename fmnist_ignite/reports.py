@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import platform
+from importlib import metadata
 from pathlib import Path
 
 import ignite.distributed as idist
@@ -99,16 +100,20 @@ def attach_metrics_csv(trainer: Engine, history: MetricsHistory, path: Path) -> 
 
 
 def versions() -> dict:
-    import ignite
-    import torchvision
-
+    """Versions of this package, torch, Ignite, torchvision and Python, for ``summary.json``."""
     from fmnist_ignite import __version__
+
+    def installed(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
 
     return {
         "fmnist_ignite": __version__,
         "torch": torch.__version__,
-        "pytorch_ignite": ignite.__version__,
-        "torchvision": torchvision.__version__,
+        "pytorch_ignite": installed("pytorch-ignite"),
+        "torchvision": installed("torchvision"),  # read without importing it, which takes seconds
         "python": platform.python_version(),
     }
 

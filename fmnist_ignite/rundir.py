@@ -1,5 +1,7 @@
 """The run directory: claimed by one run at a time, holding its saved configuration, the checkpoint to
 resume from, and files written durably (a crash or power loss leaves the old file or the new one whole).
+
+It imports no torch, so the command line can read a run's saved configuration before it imports torch.
 """
 
 from __future__ import annotations
@@ -13,10 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import ignite.distributed as idist
-from ignite.handlers import DiskSaver
-
-from fmnist_ignite.checkpoints import load_checkpoint, require_training_state
 from fmnist_ignite.config import Config
 from fmnist_ignite.errors import FmnistError
 
@@ -84,28 +82,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-class DurableDiskSaver(DiskSaver):
-    """Ignite's ``DiskSaver`` (atomic: a temporary file, then a rename) with the data and the rename fsynced."""
-
-    def __init__(self, dirname: str | Path, **kwargs):
-        super().__init__(dirname, require_empty=False, **kwargs)
-
-    def _save_func(self, checkpoint, path: Path, func) -> None:
-        def save_and_fsync(obj, file, **kwargs):
-            func(obj, file, **kwargs)
-            file.flush()
-            os.fsync(file.fileno())
-
-        super()._save_func(checkpoint, path, save_and_fsync)
-        fsync_directory(Path(path).parent)
-
-    def remove(self, filename: str) -> None:
-        """Delete an old checkpoint; one already gone is fine (a resume from an older checkpoint
-        remembers files that the run after it deleted)."""
-        if idist.get_rank() == self.save_on_rank:
-            (self.dirname / filename).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------- finding checkpoints
@@ -278,6 +254,8 @@ def _find_resume_checkpoint(run: RunDirectory, config: Config) -> list[tuple[Pat
 
 
 def _read_training_checkpoint(path: Path) -> dict:
+    from fmnist_ignite.checkpoints import load_checkpoint, require_training_state  # imports torch
+
     checkpoint = load_checkpoint(path, map_location="cpu")
     require_training_state(path, checkpoint)
     return checkpoint

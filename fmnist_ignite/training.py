@@ -36,9 +36,10 @@ from fmnist_ignite.distributed import (
     run_data_parallel,
     unwrap,
 )
-from fmnist_ignite.engines import create_evaluator, create_trainer, make_optimizer, resolve_device
+from fmnist_ignite.engines import choose_precision, create_evaluator, create_trainer, make_optimizer, resolve_device
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.handlers import (
+    DurableDiskSaver,
     Log,
     MetricsHistory,
     attach_best_model_checkpoint,
@@ -65,7 +66,6 @@ from fmnist_ignite.reports import (
 )
 from fmnist_ignite.rundir import (
     LOCK_HELD_BY_PARENT,
-    DurableDiskSaver,
     RunDirectory,
     claim_run_directory,
     storable_config,
@@ -170,8 +170,9 @@ class Training:
         if self.world_size > 1:
             self.model = model = idist.auto_model(model)  # DistributedDataParallel: gradients all-reduced
         self.optimizer = optimizer = idist.auto_optim(make_optimizer(config, model))
-        self.trainer = trainer = create_trainer(model, optimizer, device, config.label_smoothing, config.precision)
-        self.evaluator = create_evaluator(model, device, config.precision)
+        self.precision, self.precision_reason = choose_precision(config.precision, device)
+        self.trainer = trainer = create_trainer(model, optimizer, device, config.label_smoothing, self.precision)
+        self.evaluator = create_evaluator(model, device, self.precision)
         bar = attach_progress_bar(trainer, enabled=None if config.progress and self.rank == 0 else False)
         if self.rank != 0:  # only rank 0 prints
             log = lambda line: None  # noqa: E731
@@ -225,12 +226,14 @@ class Training:
             self._check_schedule_fits(resume)
         if self.rank == 0:  # once data, checkpoint and settings passed every check: a refused run changes nothing
             self.run_dir.save_config(config)
+        self.log(f"Precision: {self.precision} ({self.precision_reason})")
         self.summary = {
             "status": "running",
             "processes": self.world_size,
             "config": dataclasses.asdict(config),
             "versions": versions(),
             "device": str(self.device),
+            "precision": {"used": self.precision, "why": self.precision_reason},
             "threads": torch.get_num_threads(),
             "seed": config.seed,
             "resumed_from": str(resume) if resume else None,
@@ -391,7 +394,7 @@ class Training:
 
     def evaluate(self, loader, confusion_matrix: bool = False) -> dict:
         """Metrics of the model as it is now on ``loader``, with a fresh evaluator (no handlers fire)."""
-        evaluator = create_evaluator(self.model, self.device, self.config.precision, confusion_matrix)
+        evaluator = create_evaluator(self.model, self.device, self.precision, confusion_matrix)
         evaluator.logger.setLevel(logging.CRITICAL)  # an error or a stop signal here is reported in one line
         return dict(evaluator.run(loader).metrics)
 

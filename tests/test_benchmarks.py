@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
+
+from conftest import write_synthetic
 
 from fmnist_ignite import Config
 from fmnist_ignite.data import load_fashion_mnist, make_splits
@@ -46,3 +50,22 @@ def test_time_to_accuracy_benchmark_runs_a_recipe(synthetic_dir, monkeypatch, ca
     benchmark.main()
     out = capsys.readouterr().out
     assert "recipe fast: 2 epochs" in out and "epoch   2:" in out and "final: best (epoch" in out
+
+
+def test_the_floor_and_the_ignite_example_pattern_train_and_report(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    default_run = load("default_run")
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    write_synthetic(raw, gz=False)
+    python = sys.executable
+    plain = [python, str(BENCHMARKS / "plain_program.py"), str(raw), str(tmp_path / "out"), "--epochs", "1"]
+    example = [python, str(BENCHMARKS / "ignite_example.py"), str(tmp_path / "data"), "--epochs", "1"]
+    for command in (plain, example):
+        seconds, peak_mb = default_run.timed(command)
+        assert seconds > 0 and peak_mb > 50  # a process that imported torch
+    printed = subprocess.run(plain, capture_output=True, text=True, check=True).stdout
+    assert "Training completed" in printed and printed.count("Validation: Accuracy: ") == 1
+    assert (tmp_path / "out" / "1.pt").is_file()
+    printed = subprocess.run(example, capture_output=True, text=True, check=True).stdout
+    assert "Training Results - Epoch: 1" in printed and "Validation Results - Epoch: 1" in printed
+    assert default_run.describe_machine().startswith("machine: CPU ")
