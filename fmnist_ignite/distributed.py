@@ -73,7 +73,8 @@ def run_data_parallel(config: Config, worker) -> dict:
         }
     )
     # The workers take the signals and stop together; the launching process just waits for them.
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if spawn else {}
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stop_signals} if spawn else {}
     try:
         with idist.Parallel(backend=default_backend(config), **spawn) as parallel:
             parallel.run(worker, config)

@@ -1,5 +1,8 @@
-"""Ctrl-C and SIGTERM at any point of a run: during training they stop the trainer at a safe point;
-before and after it they raise ``Stopped`` where the run is, so it can say what is safe on disk."""
+"""Ctrl-C, SIGTERM and SIGUSR1 at any point of a run: during training they stop the trainer at a safe
+point; before and after it they raise ``Stopped`` where the run is, so it can say what is safe on disk.
+
+SIGUSR1 is SLURM's usual warning before a job's time limit (``#SBATCH --signal=USR1@120``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from ignite.engine import Engine, Events
 
 from fmnist_ignite.distributed import agreed_max
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal
 
 

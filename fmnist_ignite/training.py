@@ -321,15 +321,15 @@ class Training:
             with stop_on_signals(trainer) as received:
                 if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
                     trainer.run(self.loaders["train"], max_epochs=config.epochs)
+                if received:  # saved while further signals are still only noted: one stop, one checkpoint
+                    error = interrupted(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
+                    self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
+                    raise error
         except OSError as exc:  # a checkpoint could not be written: full disk, directory gone, ...
             raise FmnistError(
                 f"could not write a checkpoint to {self.output_dir}: {exc.strerror or exc}; the checkpoints "
                 "already there are intact: free some space, then continue with --resume auto"
             ) from None
-        if received:
-            error = interrupted(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
-            self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
-            raise error
         loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
         if agreed_max(int(trainer.state.output is not None and not math.isfinite(loss))):
             last = self._saved("checkpoint")
