@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: run test data clean
+.PHONY: run test data slurm clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,19 @@ data: $(STAMP)
 	    || echo "Could not install dataset-fashion-mnist: torchvision will try to download the data"; \
 	fi
 
+# The SLURM tests need Debian's slurm-wlm and munge (tests/slurm/cluster.sh starts a one-node cluster and
+# stops it). Installed as root with apt when missing; otherwise those tests are skipped, with the reason.
+slurm:
+	@if ! command -v slurmctld >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's slurm-wlm and munge for the SLURM tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null) \
+	    || echo "Could not install slurm-wlm and munge: the SLURM tests will be skipped"; \
+	fi
+
 run: data
 	$(PY) examples/run.py $(ARGS)
 
-test: data
+test: data slurm
 	$(PY) -m pytest $(ARGS)
 
 clean:

@@ -15,9 +15,10 @@ from fmnist_ignite.config import Config
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 
 
-def launched_by_torchrun() -> bool:
-    """True in a process that torchrun (or another env:// launcher) started as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+def launched_externally() -> bool:
+    """True in a process that a launcher started as one of several: torchrun (or another env://
+    launcher), or SLURM's ``srun -n N`` (whose variables ignite.distributed reads by itself)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
 
 
 def default_backend(config: Config) -> str:
@@ -59,11 +60,11 @@ def _child_error(exc: BaseException) -> str:
 
 
 def run_data_parallel(config: Config, worker) -> dict:
-    """Run ``worker(local_rank, config)`` in each of ``nproc_per_node`` processes (or, under torchrun,
+    """Run ``worker(local_rank, config)`` in each of ``nproc_per_node`` processes (or, under torchrun or srun,
     in this one) with ``idist.Parallel``; return rank 0's ``summary.json``."""
     spawn = (
         {}
-        if launched_by_torchrun()
+        if launched_externally()
         else {
             "nproc_per_node": config.nproc_per_node,
             "nnodes": config.nnodes,

@@ -31,7 +31,7 @@ from fmnist_ignite.data import get_data_loaders
 from fmnist_ignite.distributed import (
     agreed_max,
     broadcast_weights,
-    launched_by_torchrun,
+    launched_externally,
     loss_seen_by_all,
     run_data_parallel,
     unwrap,
@@ -163,8 +163,8 @@ class Training:
         self.config = config
         self.rank, self.world_size = idist.get_rank(), idist.get_world_size()
         self.device = device = idist.device() if self.world_size > 1 else resolve_device(config.device)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        if config.threads or self.world_size > 1:  # the processes on one machine share its cores
+            torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // idist.get_nproc_per_node()))
         manual_seed(config.seed)
         self.model = model = Net(config.dropout).to(device)
         if self.world_size > 1:
@@ -407,7 +407,7 @@ def train(
     ``extra_handlers`` are called with the trainer after the standard handlers are attached.
     """
     config.validate()
-    if idist.get_world_size() == 1 and (config.world_size > 1 or launched_by_torchrun()):
+    if idist.get_world_size() == 1 and (config.world_size > 1 or launched_externally()):
         return train_data_parallel(config, log)
     training = Training(config, log)
     for attach in extra_handlers:
@@ -427,8 +427,6 @@ def train_data_parallel(config: Config, log: Log | None = None) -> TrainResult:
         run_dir = claim_run_directory(config, log or print)
         config = config.replace(output_dir=str(run_dir.path), resume=str(run_dir.resume_from or "") or None)
         os.environ[LOCK_HELD_BY_PARENT] = str(run_dir.path.resolve())
-        if config.threads is None:  # the processes share this machine's cores
-            config = config.replace(threads=max(1, (os.cpu_count() or 1) // config.nproc_per_node))
     try:
         summary = run_data_parallel(config, _train_in_process)
     finally:

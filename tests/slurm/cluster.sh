@@ -16,6 +16,11 @@ dir=$(cd "$dir" && pwd)
 cannot() { echo "cannot start SLURM: $*"; exit 3; }
 
 stop() {
+  if [ -f "$dir/slurmctld.pid" ]; then  # end the jobs first, so no job step outlives its slurmd
+    export SLURM_CONF="$dir/slurm.conf"
+    scancel --quiet --full $(squeue -h -o %i 2>/dev/null) 2>/dev/null
+    for _ in $(seq 100); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.1; done
+  fi
   for name in slurmd slurmctld munged; do
     if [ -f "$dir/$name.pid" ]; then
       pid=$(cat "$dir/$name.pid")
@@ -44,8 +49,8 @@ if ! munge -n </dev/null >/dev/null 2>&1; then
   fi
   chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
   mkdir -p /run/munge /var/lib/munge /var/log/munge && chown munge:munge /run/munge /var/lib/munge /var/log/munge
-  runuser -u munge -- munged --pid-file="$dir/munged.pid.munge" || cannot "munged did not start"
-  cp "$dir/munged.pid.munge" "$dir/munged.pid" 2>/dev/null || pgrep -n -u munge munged >"$dir/munged.pid"
+  runuser -u munge -- munged --pid-file=/run/munge/munged.pid || cannot "munged did not start"
+  cp /run/munge/munged.pid "$dir/munged.pid"  # started here, so stopped here
   munge -n </dev/null >/dev/null 2>&1 || cannot "munge does not answer"
 fi
 
@@ -71,7 +76,7 @@ SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
 KillWait=30
-NodeName=$host CPUs=$(nproc) State=UNKNOWN
+NodeName=$host CPUs=$(nproc) RealMemory=$(($(free -m | awk '/^Mem:/ {print $2}') * 9 / 10)) State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
 export SLURM_CONF="$dir/slurm.conf"
