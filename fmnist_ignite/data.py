@@ -129,15 +129,25 @@ def _download_with_torchvision(data_dir: Path) -> str | None:
     return None
 
 
-def locate_fashion_mnist(data_dir: str | os.PathLike, download: bool = True) -> dict[str, Path]:
-    """Find the four IDX files: under ``data_dir``, then the system copy, then torchvision's download."""
+def download_allowed() -> bool:
+    """Downloads are off inside a SLURM job (compute nodes seldom reach the internet, and a job should
+    not hang on it) unless ``FMNIST_ALLOW_DOWNLOAD=1`` allows them."""
+    return "SLURM_JOB_ID" not in os.environ or os.environ.get("FMNIST_ALLOW_DOWNLOAD") == "1"
+
+
+def locate_fashion_mnist(data_dir: str | os.PathLike, download: bool | None = None) -> dict[str, Path]:
+    """Find the four IDX files: under ``data_dir``, then the system copy, then torchvision's download
+    (``download`` None: where ``download_allowed()``)."""
     data_dir = Path(data_dir).expanduser()
     system_dir = Path(os.environ.get("FMNIST_DATA_DIR") or SYSTEM_DATA_DIR)
     for directory in (data_dir / "FashionMNIST" / "raw", data_dir, system_dir):
         found = _idx_files_in(directory)
         if found:
             return found
-    download_error = _download_with_torchvision(data_dir) if download else "download not allowed"
+    if download is None and not download_allowed():
+        download_error = "downloads are off inside a SLURM job; FMNIST_ALLOW_DOWNLOAD=1 allows them"
+    else:
+        download_error = _download_with_torchvision(data_dir) if download is not False else "download not allowed"
     found = _idx_files_in(data_dir / "FashionMNIST" / "raw")
     if found:
         return found
@@ -150,7 +160,7 @@ def locate_fashion_mnist(data_dir: str | os.PathLike, download: bool = True) -> 
 
 
 def load_fashion_mnist(
-    data_dir: str | os.PathLike, verify: bool = True, download: bool = True
+    data_dir: str | os.PathLike, verify: bool = True, download: bool | None = None
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The train and test sets as ``(uint8 images N x 28 x 28, int64 labels N)``, verified by default."""
     files = locate_fashion_mnist(data_dir, download=download)

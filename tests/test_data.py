@@ -225,3 +225,20 @@ def test_config_val_size_is_honoured(small_config):
 
 def test_default_config_keeps_5000_for_validation():
     assert Config().val_size == 5000 and Config().batch_size == 64
+
+
+@pytest.mark.parametrize("allow", [None, "1"])
+def test_inside_a_slurm_job_nothing_is_downloaded_unless_allowed(tmp_path, monkeypatch, allow):
+    tried = []
+    monkeypatch.setattr(data_module, "_download_with_torchvision", lambda data_dir: tried.append(data_dir) or "no net")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    if allow:
+        monkeypatch.setenv("FMNIST_ALLOW_DOWNLOAD", allow)
+    with pytest.raises(FmnistError) as info:
+        data_module.locate_fashion_mnist(tmp_path)
+    if allow:
+        assert tried == [tmp_path] and "it failed: no net" in str(info.value)
+    else:
+        assert tried == [] and "downloads are off inside a SLURM job; FMNIST_ALLOW_DOWNLOAD=1 allows them" in str(
+            info.value
+        )
