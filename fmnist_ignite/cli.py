@@ -22,6 +22,7 @@ from fmnist_ignite.config import (
     SCHEDULERS,
     Config,
 )
+from fmnist_ignite.configfile import read_config_file
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.rundir import run_directory_of, saved_config
 
@@ -43,6 +44,12 @@ def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The training flags. A flag given overrides the recipe; the rest come from it."""
     d = Config()
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings from a YAML, JSON or TOML file (any Config field, and a recipe); flags given override it. "
+        "A run's OUTPUT_DIR/config.json replays that run",
+    )
     p.add_argument("--recipe", choices=RECIPES, help="preset hyperparameters (default: tutorial)")
     p.add_argument("--epochs", type=int, help=f"maximum number of epochs ({d.epochs})")
     p.add_argument("--batch-size", type=int, help=f"training batch size ({d.batch_size})")
@@ -94,22 +101,21 @@ NEGATED_FLAGS = {"no_progress": "progress", "no_restore_best": "restore_best", "
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The recipe's configuration with every flag that was given on top.
-
-    A resume starts from the configuration the run saved, so it continues the same run without
-    retyping its flags; a recipe or flag given with it must agree with it (the run checks that).
+    """The configuration of a run, in layers: the defaults (the tutorial's), or the configuration a
+    resumed run saved; then a ``--config`` file (its recipe, then its keys); then ``--recipe``; then
+    every flag given. A resume thus continues the same run without retyping its flags; a file,
+    recipe or flag given with it must agree with it (the run checks that).
     """
     given = {key: value for key, value in vars(args).items() if key != "command"}
     name = given.pop("recipe", None)
+    file = read_config_file(given.pop("config")) if "config" in given else {}
     for flag, field in NEGATED_FLAGS.items():
         if given.pop(flag, False):
             given[field] = False
-    preset = RECIPES[name or "tutorial"]
     saved = saved_config(run_directory_of(Config(**given))) if given.get("resume") else None
-    if saved:
-        known = {f.name for f in dataclasses.fields(Config)}
-        preset = {**{k: v for k, v in saved.items() if k in known}, **(RECIPES[name] if name else {})}
-    return Config(**{**preset, **given})
+    known = {f.name for f in dataclasses.fields(Config)}
+    base = {k: v for k, v in (saved or {}).items() if k in known}
+    return Config(**{**base, **file, **RECIPES.get(name, {}), **given})
 
 
 def run_train(args: argparse.Namespace, prog: str) -> int:

@@ -102,3 +102,15 @@ def test_the_uint8_loader_gives_the_same_batches_as_float_tensors_in_a_quarter_o
         for (x, y), (expected_x, expected_y) in pairs:
             assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28)
             assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
+
+
+def test_every_public_name_resolves_on_first_use():
+    import fmnist_ignite
+
+    assert sorted(fmnist_ignite.__all__) == sorted(fmnist_ignite._WHERE)
+    for name in fmnist_ignite.__all__:
+        assert getattr(fmnist_ignite, name) is getattr(
+            __import__(f"fmnist_ignite.{fmnist_ignite._WHERE[name]}", fromlist=[name]), name
+        )
+    with pytest.raises(AttributeError, match="has no attribute 'nonsense'"):
+        fmnist_ignite.nonsense  # noqa: B018

@@ -1,0 +1,66 @@
+"""Configuration files (YAML, JSON, or TOML): any ``Config`` fields, a recipe named in them, checked
+field by field, so a typo is one line naming the file and the key. Imports no torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from fmnist_ignite.config import RECIPES, Config
+from fmnist_ignite.errors import FmnistError
+
+# The Python types each annotation of ``Config`` accepts (bool is no int here, an int is a float).
+ACCEPTED = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _parse(path: Path) -> object:
+    text = path.read_text()
+    if path.suffix == ".json":
+        return json.loads(text)
+    if path.suffix == ".toml":
+        import tomllib  # Python 3.11+
+
+        return tomllib.loads(text)
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The settings a file gives, as ``Config`` fields over the recipe it names (if any).
+
+    Raises FmnistError naming the file: unreadable, not a mapping, an unknown key, a value of the
+    wrong type, or a value ``Config.validate`` refuses.
+    """
+    path = Path(path)
+    try:
+        settings = _parse(path)
+    except OSError as exc:
+        raise FmnistError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except Exception as exc:  # each parser has its own error type: yaml's, json's, tomllib's
+        reason = str(exc).replace("\n", " ")
+        raise FmnistError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {reason}") from None
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise FmnistError(f"{path}: expected a mapping of settings (key: value), got {type(settings).__name__}")
+    settings = dict(settings)
+    name = settings.pop("recipe", None)
+    if name is not None and name not in RECIPES:
+        raise FmnistError(f"{path}: recipe: unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    types = {field.name: field.type for field in dataclasses.fields(Config)}
+    for key, value in settings.items():
+        if key not in types:
+            raise FmnistError(f"{path}: unknown key {key!r}: the keys are recipe, {', '.join(types)}")
+        accepted = [kind for part in types[key].split(" | ") for kind in ACCEPTED.get(part, ())]
+        optional = "None" in types[key]
+        bad_bool = isinstance(value, bool) and bool not in accepted
+        if not ((value is None and optional) or (isinstance(value, tuple(accepted)) and not bad_bool)):
+            raise FmnistError(f"{path}: {key}: expected {types[key].replace(' | None', ' or null')}, got {value!r}")
+    merged = {**(RECIPES[name] if name else {}), **settings}
+    try:
+        Config(**merged).validate()
+    except FmnistError as exc:
+        raise FmnistError(f"{path}: {exc}") from None
+    return merged
