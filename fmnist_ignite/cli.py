@@ -15,6 +15,7 @@ from fmnist_ignite import __version__
 from fmnist_ignite.config import (
     DEVICES,
     LOADERS,
+    MODEL_NAMES,
     MONITORS,
     OPTIMIZERS,
     PRECISIONS,
@@ -51,6 +52,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "A run's OUTPUT_DIR/config.json replays that run",
     )
     p.add_argument("--recipe", choices=RECIPES, help="preset hyperparameters (default: tutorial)")
+    p.add_argument("--model", choices=MODEL_NAMES, help="the tutorial's MLP (mlp, the default) or a small CNN")
     p.add_argument("--epochs", type=int, help=f"maximum number of epochs ({d.epochs})")
     p.add_argument("--batch-size", type=int, help=f"training batch size ({d.batch_size})")
     p.add_argument("--lr", type=float, help=f"learning rate ({d.lr})")

@@ -59,8 +59,8 @@ def _child_error(exc: BaseException) -> str:
     return found[-1] if found else f"a training process failed: {str(exc).strip().splitlines()[-1]}"
 
 
-def run_data_parallel(config: Config, worker) -> dict:
-    """Run ``worker(local_rank, config)`` in each of ``nproc_per_node`` processes (or, under torchrun or srun,
+def run_data_parallel(config: Config, worker, *args) -> dict:
+    """Run ``worker(local_rank, config, *args)`` in each of ``nproc_per_node`` processes (or, under torchrun or srun,
     in this one) with ``idist.Parallel``; return rank 0's ``summary.json``."""
     spawn = (
         {}
@@ -78,7 +78,7 @@ def run_data_parallel(config: Config, worker) -> dict:
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stop_signals} if spawn else {}
     try:
         with idist.Parallel(backend=default_backend(config), **spawn) as parallel:
-            parallel.run(worker, config)
+            parallel.run(worker, config, *args)
     except FmnistError:
         raise
     except Exception as exc:  # a worker's error arrives wrapped in its traceback text

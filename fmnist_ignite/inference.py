@@ -13,30 +13,42 @@ from fmnist_ignite.config import check_data_dir
 from fmnist_ignite.data import CLASS_NAMES, load_fashion_mnist, make_loader, read_idx, to_float_images
 from fmnist_ignite.engines import create_evaluator, resolve_device
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.model import Net
+from fmnist_ignite.models import model_for_state_dict
 
 GRAYSCALE_MODES = ("L", "LA", "I", "I;16", "1")
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> Net:
-    """The model in a best-model file (weights only) or a training checkpoint (its ``model`` entry)."""
+def load_model(path: str | Path, device: torch.device | str = "cpu", model: torch.nn.Module | None = None):
+    """The model in a best-model file (weights only) or a training checkpoint (its ``model`` entry).
+
+    Built-in models (mlp, cnn) are rebuilt from the weights' layout; weights of your own model are
+    loaded into ``model``.
+    """
     checkpoint = load_checkpoint(path, map_location=device)
     state = checkpoint["model"] if isinstance(checkpoint.get("model"), dict) else checkpoint
-    model = Net.for_state_dict(state)
     try:
+        model = model if model is not None else model_for_state_dict(state)
         model.load_state_dict(state)
+    except FmnistError as exc:
+        raise FmnistError(f"{path}: {exc}") from None
     except RuntimeError as exc:
         raise FmnistError(f"{path}: not weights of this model ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval()
 
 
 def evaluate_checkpoint(
-    path: str | Path, data_dir: str = "data", device: str = "auto", batch_size: int = 1000, verify: bool = True
+    path: str | Path,
+    data_dir: str = "data",
+    device: str = "auto",
+    batch_size: int = 1000,
+    verify: bool = True,
+    model: torch.nn.Module | None = None,
 ) -> dict:
-    """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model."""
+    """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model (``model``:
+    your own, to load the weights into)."""
     check_data_dir(data_dir)
     device = resolve_device(device)
-    model = load_model(path, device)
+    model = load_model(path, device, model)
     test = load_fashion_mnist(data_dir, verify=verify)["test"]
     loader = make_loader(test, "tensor", batch_size, shuffle=False, device=device)
     return dict(create_evaluator(model, device, confusion_matrix=True).run(loader).metrics)
@@ -70,7 +82,7 @@ def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:
     return [f"{path}[{i}]" for i in range(len(images))], images
 
 
-def predict(model: Net, images: torch.Tensor) -> list[tuple[str, float]]:
+def predict(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, float]]:
     """Class name and probability of the most likely class for each uint8 28 x 28 image."""
     device = next(model.parameters()).device
     with torch.no_grad():

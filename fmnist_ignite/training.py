@@ -52,7 +52,7 @@ from fmnist_ignite.handlers import (
     attach_progress_bar,
     format_metrics,
 )
-from fmnist_ignite.model import Net
+from fmnist_ignite.models import build_model, check_model_output
 from fmnist_ignite.reports import (
     attach_epoch_stats,
     attach_metrics_csv,
@@ -157,8 +157,11 @@ class Training:
     attached, resumed if asked. Its parts are attributes, so code can attach more handlers before ``run()``.
     """
 
-    def __init__(self, config: Config, log: Log | None = None):
+    def __init__(self, config: Config, log: Log | None = None, model: torch.nn.Module | None = None):
+        """``model``: a model of your own (any module mapping N x 1 x 28 x 28 to N x 10 logits) instead
+        of the built-in ``config.model``; the run records it as "custom"."""
         self.started = time.perf_counter()
+        config = config.replace(model="custom") if model is not None else config
         config.validate()
         self.config = config
         self.rank, self.world_size = idist.get_rank(), idist.get_world_size()
@@ -166,7 +169,9 @@ class Training:
         if config.threads or self.world_size > 1:  # the processes on one machine share its cores
             torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // idist.get_nproc_per_node()))
         manual_seed(config.seed)
-        self.model = model = Net(config.dropout).to(device)
+        model = (model if model is not None else build_model(config.model, config.dropout)).to(device)
+        check_model_output(model, device)
+        self.model = model
         if self.world_size > 1:
             self.model = model = idist.auto_model(model)  # DistributedDataParallel: gradients all-reduced
         self.optimizer = optimizer = idist.auto_optim(make_optimizer(config, model))
@@ -233,6 +238,7 @@ class Training:
             "config": dataclasses.asdict(config),
             "versions": versions(),
             "device": str(self.device),
+            "model": f"{config.model} ({type(unwrap(self.model)).__module__}.{type(unwrap(self.model)).__qualname__})",
             "precision": {"used": self.precision, "why": self.precision_reason},
             "threads": torch.get_num_threads(),
             "seed": config.seed,
@@ -400,27 +406,32 @@ class Training:
 
 
 def train(
-    config: Config, log: Log | None = None, extra_handlers: Iterable[Callable[[Engine], object]] = ()
+    config: Config,
+    log: Log | None = None,
+    extra_handlers: Iterable[Callable[[Engine], object]] = (),
+    model: torch.nn.Module | None = None,
 ) -> TrainResult:
     """Train on the train split, select on validation, score the test split once with the chosen weights.
 
-    ``extra_handlers`` are called with the trainer after the standard handlers are attached.
+    ``extra_handlers`` are called with the trainer after the standard handlers are attached; ``model``
+    is a model of your own instead of the built-in ``config.model``.
     """
     config.validate()
     if idist.get_world_size() == 1 and (config.world_size > 1 or launched_externally()):
-        return train_data_parallel(config, log)
-    training = Training(config, log)
+        return train_data_parallel(config, log, model)
+    training = Training(config, log, model)
     for attach in extra_handlers:
         attach(training.trainer)
     return training.run()
 
 
-def _train_in_process(local_rank: int, config: Config) -> None:
+def _train_in_process(local_rank: int, config: Config, model: torch.nn.Module | None = None) -> None:
     """What each data-parallel process runs (module level, so spawned processes can import it)."""
-    Training(config).run()
+    Training(config, model=model).run()
+    idist.barrier()  # no process tears its connections down while another still writes its results
 
 
-def train_data_parallel(config: Config, log: Log | None = None) -> TrainResult:
+def train_data_parallel(config: Config, log: Log | None = None, model: torch.nn.Module | None = None) -> TrainResult:
     """Train in several processes with ``idist.Parallel``; the result is read back from rank 0's files."""
     run_dir = None
     if config.world_size > 1:  # spawning here: this process claims the directory for its children
@@ -428,7 +439,7 @@ def train_data_parallel(config: Config, log: Log | None = None) -> TrainResult:
         config = config.replace(output_dir=str(run_dir.path), resume=str(run_dir.resume_from or "") or None)
         os.environ[LOCK_HELD_BY_PARENT] = str(run_dir.path.resolve())
     try:
-        summary = run_data_parallel(config, _train_in_process)
+        summary = run_data_parallel(config, _train_in_process, model)
     finally:
         if run_dir:
             run_dir.release()

@@ -1,0 +1,109 @@
+"""The models: the tutorial's MLP (the default), a small CNN, and the checks any model must pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fmnist_ignite.errors import FmnistError
+
+
+class Net(nn.Module):
+    """Flatten, 784-512 ReLU, 512-512 ReLU, 512-10; logits out.
+
+    With ``dropout=0`` (the default) this is exactly the tutorial's model, down to its state-dict
+    keys; ``dropout > 0`` adds a dropout layer after each ReLU.
+    """
+
+    def __init__(self, dropout: float = 0.0):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        layers = [nn.Linear(28 * 28, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)]
+        if dropout:
+            layers[4:4] = [nn.Dropout(dropout)]
+            layers[2:2] = [nn.Dropout(dropout)]
+        self.linear_relu_stack = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.linear_relu_stack(self.flatten(x))
+
+    @classmethod
+    def for_state_dict(cls, state_dict: dict) -> Net:
+        """A Net whose layout (with or without dropout layers) matches a saved state dict."""
+        return cls(dropout=0.5 if "linear_relu_stack.3.weight" in state_dict else 0.0)
+
+
+def conv_block(channels_in: int, channels_out: int) -> list[nn.Module]:
+    """3x3 convolution, batch norm, ReLU, then 2x2 max pooling: half the size, more channels."""
+    return [
+        nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(channels_out),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    ]
+
+
+class CNN(nn.Module):
+    """A small convolutional network: two conv blocks (16 and 32 channels, 28 -> 14 -> 7 pixels),
+    then dropout, a 128-unit layer and 10 logits. Its state-dict keys do not depend on ``dropout``."""
+
+    def __init__(self, dropout: float = 0.0):
+        super().__init__()
+        self.features = nn.Sequential(*conv_block(1, 16), *conv_block(16, 32))
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(32 * 7 * 7, 128),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(128, 10),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+MODELS = {"mlp": Net, "cnn": CNN}
+
+
+def build_model(name: str, dropout: float = 0.0) -> nn.Module:
+    """The built-in model called ``name`` ("mlp" or "cnn")."""
+    if name == "custom":
+        raise FmnistError(
+            "this run used a model of your own (model: custom): pass it, train(config, model=YourModel())"
+        )
+    if name not in MODELS:
+        raise FmnistError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    return MODELS[name](dropout)
+
+
+def model_for_state_dict(state_dict: dict) -> nn.Module:
+    """The built-in model whose layout matches saved weights, or a one-line error."""
+    if "features.0.weight" in state_dict:
+        return CNN()
+    if "linear_relu_stack.0.weight" in state_dict:
+        return Net.for_state_dict(state_dict)
+    raise FmnistError(
+        "not the weights of a built-in model (mlp or cnn); for your own model, load them into it: "
+        "evaluate_checkpoint(path, model=YourModel())"
+    )
+
+
+def check_model_output(model: nn.Module, device: torch.device | str = "cpu") -> None:
+    """Refuse, before training, a model that does not map N x 1 x 28 x 28 images to N x 10 logits."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, 1, 28, 28, device=device))
+    except Exception as exc:  # any layer may refuse the input shape
+        raise FmnistError(
+            f"the model failed on a batch of 2 images of 1 x 28 x 28: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from None
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (2, 10):
+        raise FmnistError(
+            f"the model returned {shape} for a batch of 2 images of 1 x 28 x 28; it must return 2 x 10 logits"
+        )

@@ -1,0 +1,83 @@
+"""Models: the built-in CNN by name, a user's own model through the whole pipeline, and the checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_resume import assert_same_weights, final_weights, signal_at
+from torch import nn
+
+from fmnist_ignite import CNN, FmnistError, Net, TrainingInterrupted, evaluate_checkpoint, train
+from fmnist_ignite.cli import build_parser, config_from_args
+from fmnist_ignite.inference import load_images, load_model, predict
+
+QUIET = {"log": lambda line: None}
+
+
+class TinyConvNet(nn.Module):
+    """A user's own model: one convolution with batch norm and dropout, then a linear layer."""
+
+    def __init__(self, outputs: int = 10):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 4, 5, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.1))
+        self.head = nn.Linear(4 * 12 * 12, outputs)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1))
+
+
+def test_a_users_model_trains_resumes_bitwise_and_is_scored_with_its_class(small_config, tmp_path):
+    config = small_config.replace(epochs=3, lr=0.02, optimizer="adamw")
+    torch.manual_seed(0)
+    full = train(config.replace(output_dir=str(tmp_path / "full")), model=TinyConvNet(), **QUIET)
+    cut = config.replace(output_dir=str(tmp_path / "cut"))
+    torch.manual_seed(0)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cut, extra_handlers=[signal_at(13)], model=TinyConvNet(), **QUIET)
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)), model=TinyConvNet(), **QUIET)
+    assert_same_weights(final_weights(resumed), final_weights(full))
+    assert resumed.test_metrics == full.test_metrics
+
+    summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert summary["config"]["model"] == "custom" and summary["model"].endswith("test_models.TinyConvNet)")
+    with pytest.raises(FmnistError, match="not the weights of a built-in model"):
+        evaluate_checkpoint(resumed.best_checkpoint, config.data_dir, "cpu", verify=False)
+    mine = evaluate_checkpoint(resumed.best_checkpoint, config.data_dir, "cpu", verify=False, model=TinyConvNet())
+    assert mine["accuracy"] == resumed.test_metrics["accuracy"]
+    with pytest.raises(FmnistError, match="other settings; .*: model: 'custom' -> 'mlp'"):
+        train(cut.replace(resume="auto", epochs=4), **QUIET)  # resumed with the built-in model instead
+    with pytest.raises(FmnistError, match=r"model of your own \(model: custom\): pass it"):
+        train(cut.replace(resume="auto", epochs=4, model="custom"), **QUIET)  # as its saved config says
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (TinyConvNet(outputs=5), r"the model returned \(2, 5\) for a batch of 2 images of 1 x 28 x 28; it must"),
+        (nn.Linear(10, 10), "the model failed on a batch of 2 images of 1 x 28 x 28: RuntimeError: "),
+    ],
+)
+def test_a_model_that_does_not_give_ten_logits_is_refused_before_training(small_config, model, message):
+    with pytest.raises(FmnistError, match=message):
+        train(small_config, model=model, **QUIET)
+    assert not list(Path(small_config.output_dir).glob("*.pt"))
+
+
+def test_the_cnn_trains_and_evaluate_and_predict_rebuild_it_from_the_checkpoint(small_config, tmp_path):
+    assert config_from_args(build_parser().parse_args(["--model", "cnn"])).model == "cnn"
+    result = train(small_config.replace(model="cnn", epochs=1, dropout=0.2, lr=0.05), **QUIET)
+    assert isinstance(result.model, CNN)
+    for path in (result.best_checkpoint, result.last_checkpoint):
+        assert isinstance(load_model(path), CNN)
+    scored = evaluate_checkpoint(result.best_checkpoint, small_config.data_dir, "cpu", verify=False)
+    assert scored["accuracy"] == result.test_metrics["accuracy"]
+    names, images = load_images(tmp_path / "data" / "t10k-images-idx3-ubyte.gz")
+    assert len(predict(load_model(result.best_checkpoint), images[:3])) == 3 and len(names) == 200
+
+
+def test_an_mlp_checkpoint_still_rebuilds_an_mlp(small_config):
+    result = train(small_config.replace(epochs=1), **QUIET)
+    assert type(load_model(result.best_checkpoint)) is Net
