@@ -185,6 +185,16 @@ def storable_config(config: Config) -> dict:
     return {**dataclasses.asdict(config), "resume": None}
 
 
+class SavedConfig:
+    """The run's configuration as plain data inside each training checkpoint, so a resume can check it."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def state_dict(self) -> dict:
+        return storable_config(self.config)
+
+
 def claim_run_directory(config: Config, log) -> RunDirectory:
     """Claim the run's output directory and find what it continues from, or fail with one line.
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import signal
 from contextlib import contextmanager
+from pathlib import Path
 
 import ignite.distributed as idist
 from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
 
 from fmnist_ignite.distributed import agreed_max
+from fmnist_ignite.errors import TrainingInterrupted
+from fmnist_ignite.handlers import DurableDiskSaver
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal
@@ -74,3 +78,23 @@ def stop_on_signals(trainer: Engine):
             signal.signal(sig, handler)
         trainer.remove_event_handler(stop_mid_epoch, Events.ITERATION_COMPLETED)
         trainer.remove_event_handler(stop_if_any_received, Events.EPOCH_COMPLETED)
+
+
+def save_on_stop(signum: int, trainer: Engine, to_save: dict, checkpointer: Checkpoint, output_dir: Path):
+    """Save ``interrupted_checkpoint_<iteration>.pt`` where the trainer stopped; return the error that
+    says so, for the caller to raise."""
+    saver = Checkpoint(
+        {**to_save, "checkpointer": checkpointer},
+        DurableDiskSaver(output_dir),
+        filename_prefix="interrupted",
+        global_step_transform=lambda engine, event: engine.state.iteration,
+    )
+    saver(trainer)
+    path = Path(saver.last_checkpoint)
+    name = signal.Signals(signum).name
+    return TrainingInterrupted(
+        f"interrupted by {name} at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}; saved {path}",
+        128 + signum,
+        checkpoint=path,
+        output_dir=output_dir,
+    )

@@ -39,7 +39,6 @@ from fmnist_ignite.distributed import (
 from fmnist_ignite.engines import choose_precision, create_evaluator, create_trainer, make_optimizer, resolve_device
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.handlers import (
-    DurableDiskSaver,
     Log,
     MetricsHistory,
     attach_best_model_checkpoint,
@@ -67,10 +66,10 @@ from fmnist_ignite.reports import (
 from fmnist_ignite.rundir import (
     LOCK_HELD_BY_PARENT,
     RunDirectory,
+    SavedConfig,
     claim_run_directory,
-    storable_config,
 )
-from fmnist_ignite.signals import Stopped, raising_on_signals, stop_on_signals
+from fmnist_ignite.signals import Stopped, raising_on_signals, save_on_stop, stop_on_signals
 
 
 @dataclass
@@ -140,16 +139,6 @@ def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
     """Load every object the checkpoint holds state for, or fail with one line naming the file."""
     with must_fit(path):
         Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
-
-
-class SavedConfig:
-    """The run's configuration as plain data inside each training checkpoint, so a resume can check it."""
-
-    def __init__(self, config: Config):
-        self.config = config
-
-    def state_dict(self) -> dict:
-        return storable_config(self.config)
 
 
 class Training:
@@ -328,7 +317,7 @@ class Training:
                 if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
                     trainer.run(self.loaders["train"], max_epochs=config.epochs)
                 if received:  # saved while further signals are still only noted: one stop, one checkpoint
-                    error = interrupted(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
+                    error = save_on_stop(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
                     self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
                     raise error
         except OSError as exc:  # a checkpoint could not be written: full disk, directory gone, ...
@@ -468,22 +457,3 @@ def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
             f"{resume} is from epoch {started} of its run; --epochs {config.epochs} is fewer: "
             f"pass --epochs {started} or more to continue it"
         )
-
-
-def interrupted(signum: int, trainer: Engine, to_save: dict, checkpointer: Checkpoint, output_dir: Path):
-    """Save where the trainer stopped and say so; the caller raises what this returns."""
-    saver = Checkpoint(
-        {**to_save, "checkpointer": checkpointer},
-        DurableDiskSaver(output_dir),
-        filename_prefix="interrupted",
-        global_step_transform=lambda engine, event: engine.state.iteration,
-    )
-    saver(trainer)
-    path = Path(saver.last_checkpoint)
-    name = signal.Signals(signum).name
-    return TrainingInterrupted(
-        f"interrupted by {name} at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}; saved {path}",
-        128 + signum,
-        checkpoint=path,
-        output_dir=output_dir,
-    )
