@@ -10,6 +10,8 @@ import argparse
 import dataclasses
 import shlex
 import sys
+import time
+from pathlib import Path
 
 from fmnist_ignite import __version__
 from fmnist_ignite.config import (
@@ -120,6 +122,74 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return Config(**{**base, **file, **RECIPES.get(name, {}), **given})
 
 
+def fixed_settings(args: argparse.Namespace) -> tuple[str, ...]:
+    """The settings the user gave by flag or in the ``--config`` file (its recipe's do not count)."""
+    given = {NEGATED_FLAGS.get(key, key) for key in vars(args)}
+    from_file = read_config_file(args.config, with_recipe=False) if "config" in vars(args) else {}
+    return tuple(sorted(given.union(from_file) & {f.name for f in dataclasses.fields(Config)}))
+
+
+def without(args: argparse.Namespace, names: tuple[str, ...]) -> argparse.Namespace:
+    """The training flags of ``args``: those of a subcommand's own (``names``) left out."""
+    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in names})
+
+
+LR_FIND_FLAGS = ("start_lr", "end_lr", "iterations")
+TUNE_FLAGS = ("trials", "timeout", "storage", "study", "space", "keep_trials", "heartbeat")
+
+
+def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
+    config = config_from_args(without(args, LR_FIND_FLAGS)).validate()
+    output_dir = Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S-lr-find"))
+    from fmnist_ignite.tuning import find_lr
+
+    print(f"Learning-rate finder: {args.iterations} batches, lr from {args.start_lr:g} to {args.end_lr:g}")
+    result = find_lr(config, args.start_lr, args.end_lr, args.iterations, output_dir / "lr_finder.png")
+    print(f"Suggested learning rate: {result.suggestion:.3g} (where the loss fell fastest)")
+    print("Plot: " + (str(result.plot) if result.plot else "skipped (pip install 'fmnist-ignite[plot]')"))
+    kept = drop_flags(argv, ("--lr", "--output-dir", "--start-lr", "--end-lr", "--iterations"))
+    print("Train with it: " + shlex.join(["fmnist-ignite", "train", *kept, "--lr", f"{result.suggestion:.3g}"]))
+    return 0
+
+
+def drop_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``argv`` without the given flags and their values (``--flag value`` or ``--flag=value``)."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in flags:
+            skip = True
+        elif not token.startswith(tuple(f"{flag}=" for flag in flags)):
+            kept.append(token)
+    return kept
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    config = config_from_args(without(args, TUNE_FLAGS)).validate()
+    try:
+        from fmnist_ignite.tuning import read_search_space, tune
+    except ImportError as exc:
+        raise FmnistError(f"tune needs Optuna ({exc}): pip install 'fmnist-ignite[tune]'") from None
+    try:
+        tune(
+            config,
+            args.trials,
+            timeout=args.timeout,
+            storage=args.storage,
+            study_name=args.study,
+            output_dir=config.output_dir,
+            space=read_search_space(args.space) if args.space else None,
+            fixed=fixed_settings(without(args, TUNE_FLAGS)),
+            keep_trials=args.keep_trials,
+            heartbeat=args.heartbeat,
+        )
+    except TrainingInterrupted as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
 def run_train(args: argparse.Namespace, prog: str) -> int:
     config = config_from_args(args).validate()  # a bad value is refused before torch is imported
     from fmnist_ignite.training import train
@@ -156,10 +226,10 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def build_command_parser() -> argparse.ArgumentParser:
-    """``fmnist-ignite {train,evaluate,predict}``."""
+    """``fmnist-ignite {train,evaluate,predict,lr-find,tune}``."""
     parser = argparse.ArgumentParser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
     parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,lr-find,tune}")
     add_train_arguments(
         commands.add_parser(
             "train", help="train a model (the flags of examples/run.py)", argument_default=argparse.SUPPRESS
@@ -172,6 +242,34 @@ def build_command_parser() -> argparse.ArgumentParser:
     predict_parser = commands.add_parser("predict", help="classify 28x28 grayscale images (PNG, or IDX files)")
     predict_parser.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
     predict_parser.add_argument("images", nargs="+", metavar="IMAGE")
+    lr_find = commands.add_parser(
+        "lr-find",
+        help="suggest a learning rate with Ignite's FastaiLRFinder (the training flags, a few hundred batches)",
+        argument_default=argparse.SUPPRESS,
+    )
+    add_train_arguments(lr_find)
+    lr_find.add_argument("--start-lr", type=float, default=1e-6, help="the first learning rate tried (1e-6)")
+    lr_find.add_argument("--end-lr", type=float, default=1.0, help="the last (1.0)")
+    lr_find.add_argument("--iterations", type=int, default=300, help="training batches, lr rising exponentially (300)")
+    tune_parser = commands.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna; trials are training runs scored on the validation split",
+        argument_default=argparse.SUPPRESS,
+    )
+    add_train_arguments(tune_parser)
+    tune_parser.add_argument("--trials", type=int, required=True, help="trials of the study, all workers together")
+    tune_parser.add_argument("--timeout", type=float, default=None, help="this worker starts no trial after S seconds")
+    tune_parser.add_argument(
+        "--storage", default=None, help="SQLAlchemy URL of the study's database (sqlite:///OUTPUT_DIR/study.db)"
+    )
+    tune_parser.add_argument("--study", default="fmnist", help="study name; workers with the same one share it")
+    tune_parser.add_argument("--space", metavar="FILE", default=None, help="YAML search space replacing the default")
+    tune_parser.add_argument(
+        "--keep-trials", choices=("all", "best", "none"), default="all", help="trial directories to keep (all)"
+    )
+    tune_parser.add_argument(
+        "--heartbeat", type=int, default=30, help="seconds between a worker's heartbeats; 3 missed: trial retried"
+    )
     return parser
 
 
@@ -181,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_command_parser().parse_args(argv)
     runners = {
         "train": lambda: run_train(args, "fmnist-ignite train"),
+        "lr-find": lambda: run_lr_find(args, argv[1:]),
+        "tune": lambda: run_tune(args),
         "evaluate": lambda: run_evaluate(args),
         "predict": lambda: run_predict(args),
     }

@@ -70,6 +70,7 @@ class Config:
     master_port: int = 29500
     resume: str | None = None  # a checkpoint file, or "auto": the newest in output_dir
     restore_best: bool = True  # score the test set with the best-validation weights, not the last
+    score_test: bool = True  # False: the test split is never loaded into a loader nor read (the tuner's trials)
 
     def validate(self) -> Config:
         """Raise FmnistError naming the first bad field; return self so calls can chain."""

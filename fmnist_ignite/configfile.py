@@ -14,7 +14,8 @@ from fmnist_ignite.errors import FmnistError
 ACCEPTED = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
-def _parse(path: Path) -> object:
+def parse_settings_file(path: Path) -> object:
+    """The data in a JSON, TOML or (any other suffix) YAML file."""
     text = path.read_text()
     if path.suffix == ".json":
         return json.loads(text)
@@ -27,15 +28,11 @@ def _parse(path: Path) -> object:
     return yaml.safe_load(text)
 
 
-def read_config_file(path: str | Path) -> dict:
-    """The settings a file gives, as ``Config`` fields over the recipe it names (if any).
-
-    Raises FmnistError naming the file: unreadable, not a mapping, an unknown key, a value of the
-    wrong type, or a value ``Config.validate`` refuses.
-    """
+def read_settings_file(path: str | Path) -> dict:
+    """A file's mapping of settings, or FmnistError naming the file: unreadable, invalid, not a mapping."""
     path = Path(path)
     try:
-        settings = _parse(path)
+        settings = parse_settings_file(path)
     except OSError as exc:
         raise FmnistError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except Exception as exc:  # each parser has its own error type: yaml's, json's, tomllib's
@@ -45,7 +42,18 @@ def read_config_file(path: str | Path) -> dict:
         settings = {}
     if not isinstance(settings, dict):
         raise FmnistError(f"{path}: expected a mapping of settings (key: value), got {type(settings).__name__}")
-    settings = dict(settings)
+    return dict(settings)
+
+
+def read_config_file(path: str | Path, with_recipe: bool = True) -> dict:
+    """The settings a file gives, as ``Config`` fields over the recipe it names (if any; without
+    ``with_recipe``, the file's own keys only).
+
+    Raises FmnistError naming the file: unreadable, not a mapping, an unknown key, a value of the
+    wrong type, or a value ``Config.validate`` refuses.
+    """
+    path = Path(path)
+    settings = read_settings_file(path)
     name = settings.pop("recipe", None)
     if name is not None and name not in RECIPES:
         raise FmnistError(f"{path}: recipe: unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
@@ -63,4 +71,4 @@ def read_config_file(path: str | Path) -> dict:
         Config(**merged).validate()
     except FmnistError as exc:
         raise FmnistError(f"{path}: {exc}") from None
-    return merged
+    return merged if with_recipe else settings

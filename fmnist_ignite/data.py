@@ -333,7 +333,8 @@ def make_loader(
 
 
 def get_data_loaders(config: Config, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> dict:
-    """Loaders for "train" (shuffled), "validation" (absent when val_size is 0) and "test".
+    """Loaders for "train" (shuffled), "validation" (absent when val_size is 0) and "test" (absent
+    when ``score_test`` is off, so nothing can read it).
 
     With several processes each gets its shard, and ``batch_size`` is the total over all of them
     (as with Ignite's ``auto_dataloader``), so the optimisation is the same as in one process.
@@ -353,4 +354,5 @@ def get_data_loaders(config: Config, device: torch.device | str = "cpu", rank: i
             world_size=world_size,
         )
         for name, split in splits.items()
+        if name != "test" or config.score_test
     }

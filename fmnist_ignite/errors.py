@@ -19,3 +19,7 @@ class TrainingInterrupted(FmnistError):
     def __init__(self, message: str, exit_code: int, checkpoint: Path | None = None, output_dir: Path | None = None):
         super().__init__(message)
         self.exit_code, self.checkpoint, self.output_dir = exit_code, checkpoint, output_dir
+
+
+class NonFiniteLoss(FmnistError):
+    """The training loss became NaN or infinite (a learning rate too large, most often): the run stopped."""

@@ -137,7 +137,7 @@ def per_class_table(accuracies: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on a file-only backend, or None when matplotlib is not installed."""
     try:
         import matplotlib
@@ -151,7 +151,7 @@ def _pyplot():
 
 def plot_curves(history: MetricsHistory, path: Path) -> bool:
     """``curves.png``: train and validation loss, and validation accuracy, per epoch. False without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return False
     from matplotlib.ticker import MaxNLocator
@@ -179,7 +179,7 @@ def plot_curves(history: MetricsHistory, path: Path) -> bool:
 
 def plot_confusion(confusion: torch.Tensor, path: Path, title: str = "Test set confusion matrix") -> bool:
     """``confusion.png``: counts with the ten class names. False without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return False
     counts = confusion.long().numpy()

@@ -37,6 +37,7 @@ CHANGEABLE_ON_RESUME = frozenset(
         "data_dir",  # the data is verified by checksum wherever it lies
         "resume",
         "restore_best",  # which weights score the test set at the end, not how they are trained
+        "score_test",
         "backend",
         "master_addr",
         "master_port",

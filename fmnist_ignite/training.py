@@ -37,7 +37,7 @@ from fmnist_ignite.distributed import (
     unwrap,
 )
 from fmnist_ignite.engines import choose_precision, create_evaluator, create_trainer, make_optimizer, resolve_device
-from fmnist_ignite.errors import FmnistError, TrainingInterrupted
+from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.handlers import (
     Log,
     MetricsHistory,
@@ -329,7 +329,7 @@ class Training:
         if agreed_max(int(trainer.state.output is not None and not math.isfinite(loss))):
             last = self._saved("checkpoint")
             self.write_summary(status="stopped: non-finite loss")
-            raise FmnistError(
+            raise NonFiniteLoss(
                 f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
                 f"loss became {loss if not math.isfinite(loss) else 'nan in another process'} (try a smaller --lr); "
                 + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
@@ -337,7 +337,8 @@ class Training:
         self.after_training = "scoring the test set"
         log("Training completed")
         stopped_early = trainer.state.epoch < config.epochs
-        if stopped_early:
+        early_stopping = handlers.get("early_stopping")
+        if stopped_early and early_stopping and early_stopping.counter >= early_stopping.patience:
             log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
 
         history = handlers["history"]
@@ -349,20 +350,22 @@ class Training:
             scored = f"best (epoch {history.best(f'val_{config.monitor}')['epoch']})"
         else:
             scored = f"last (epoch {trainer.state.epoch})"
-        test = self.evaluate(self.loaders["test"], confusion_matrix=True)
-        confusion = test.pop("confusion").cpu()
-        classes = per_class_accuracy(confusion)
-        log(format_metrics(f"Test, {scored} weights", test))
-        log(per_class_table(classes))
+        test, confusion, classes = {}, None, {}
+        if config.score_test:
+            test = self.evaluate(self.loaders["test"], confusion_matrix=True)
+            confusion = test.pop("confusion").cpu()
+            classes = per_class_accuracy(confusion)
+            log(format_metrics(f"Test, {scored} weights", test))
+            log(per_class_table(classes))
         last_path = self._saved("checkpoint")
         log(f"Checkpoints in {self.output_dir}: {last_path.name}" + (f", {best_path.name}" if best_path else ""))
         if config.plots and self.rank == 0:
             self.after_training = "drawing the plots"
-            plotted = plot_curves(history, self.output_dir / "curves.png") and plot_confusion(
-                confusion, self.output_dir / "confusion.png"
+            plotted = plot_curves(history, self.output_dir / "curves.png") and (
+                confusion is None or plot_confusion(confusion, self.output_dir / "confusion.png")
             )
             log(
-                "Plots: curves.png, confusion.png"
+                f"Plots: curves.png{', confusion.png' if confusion is not None else ''}"
                 if plotted
                 else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
             )
@@ -371,7 +374,7 @@ class Training:
             status="completed",
             stopped_early=stopped_early,
             scored_weights=scored,
-            test={**test, "per_class_accuracy": classes},
+            test={**test, "per_class_accuracy": classes} if config.score_test else None,
         )
         return TrainResult(
             history=list(history.epochs),
@@ -434,7 +437,7 @@ def train_data_parallel(config: Config, log: Log | None = None, model: torch.nn.
             run_dir.release()
             os.environ.pop(LOCK_HELD_BY_PARENT, None)
     checkpoints = summary.get("checkpoints", {})
-    test = dict(summary.get("test", {}))
+    test = dict(summary.get("test") or {})
     return TrainResult(
         history=summary.get("history", []),
         test_metrics={k: v for k, v in test.items() if k != "per_class_accuracy"},

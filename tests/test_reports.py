@@ -79,7 +79,7 @@ def test_plots_are_pngs_of_sensible_size(small_config):
 
 
 def test_without_matplotlib_the_run_works_and_says_plots_were_skipped(small_config, monkeypatch):
-    monkeypatch.setattr(reports_module, "_pyplot", lambda: None)
+    monkeypatch.setattr(reports_module, "pyplot", lambda: None)
     lines = []
     result = train(small_config.replace(plots=True, epochs=1), log=lines.append)
     assert any(line.startswith("Plots skipped: matplotlib is not installed") for line in lines)
