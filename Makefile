@@ -10,7 +10,7 @@ ARGS ?=
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,plot,tensorboard]'
+	$(PY) -m pip install --quiet -e '.[dev,plot,tensorboard,tune]'
 	touch $(STAMP)
 
 # Make sure the data can be found: already under data/, a system copy, or (as root with apt) Debian's

@@ -67,6 +67,14 @@ _WHERE = {  # public name -> the module that defines it
     "TrainResult": "training",
     "attach_default_handlers": "training",
     "train": "training",
+    "NonFiniteLoss": "errors",
+    "DEFAULT_SPACE": "tuning",
+    "LRFinderResult": "tuning",
+    "TuneResult": "tuning",
+    "attach_pruning": "tuning",
+    "find_lr": "tuning",
+    "read_search_space": "tuning",
+    "tune": "tuning",
 }
 
 
@@ -140,4 +148,12 @@ __all__ = [  # noqa: F822 (defined on first use by __getattr__)
     "score_function",
     "train",
     "write_durably",
+    "NonFiniteLoss",
+    "DEFAULT_SPACE",
+    "LRFinderResult",
+    "TuneResult",
+    "attach_pruning",
+    "find_lr",
+    "read_search_space",
+    "tune",
 ]

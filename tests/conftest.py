@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from fmnist_ignite import Config
 from fmnist_ignite import data as data_module
@@ -82,6 +83,25 @@ def small_run_config(root: Path) -> Config:
         log_interval=4,
         plots=False,  # tests/test_reports.py checks them
     )
+
+
+def small_config_file(root: Path, **settings) -> Path:
+    """A YAML config file for a small synthetic run (the command line verifies data unless told not to)."""
+    config = small_run_config(root)
+    values = {
+        "data_dir": config.data_dir,
+        "verify_data": False,
+        "val_size": 100,
+        "batch_size": 50,
+        "eval_batch_size": 64,
+        "epochs": 3,
+        "threads": 1,
+        "log_interval": 100,
+        **settings,
+    }
+    path = root / "small.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
 
 
 @pytest.fixture

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_run_config
+from conftest import small_config_file, small_run_config
 from test_examples import ROOT
 
 from fmnist_ignite import evaluate_checkpoint
 
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 JOB_SCRIPT = ROOT / "examples" / "slurm" / "train.sbatch"
+TUNE_SCRIPT = ROOT / "examples" / "slurm" / "tune.sbatch"
 # 10,000 training images: about a second an epoch on the real data, through the real pipeline.
 FAST = ["--val-size", "50000", "--seed", "3", "--log-interval", "50", "--epochs", "3", "--no-plots"]
 
@@ -159,3 +160,23 @@ def test_the_job_script_outside_slurm_says_what_it_is_for_and_trains_in_the_fore
         "outside SLURM it trains in the foreground",
         "error: learning rate must be > 0, got -1.0",
     ]
+
+
+def test_a_two_task_array_on_one_study_completes_its_trials(slurm, tmp_path):
+    optuna = pytest.importorskip("optuna", reason="the tune extra is not installed")
+    config = small_config_file(tmp_path, epochs=4)
+    (tmp_path / "space.yaml").write_text("lr: {low: 0.02, high: 0.2, log: true}\noptimizer: [sgd]\n")
+    env = {**slurm, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    job = slurm_command(
+        env,
+        *("sbatch", "--parsable", "-D", str(tmp_path), "--array=0-1", "--cpus-per-task=1", str(TUNE_SCRIPT)),
+        *("--config", str(config), "--trials", "6", "--space", "space.yaml"),
+    ).strip()
+    wait_until(lambda: not slurm_command(env, "squeue", "-h", "-j", job).strip(), message=f"array {job} never ended")
+    outputs = [(tmp_path / f"slurm-fmnist-tune-{job}_{task}.out").read_text() for task in (0, 1)]
+    for task, output in enumerate(outputs):
+        assert f"fmnist-ignite: worker {job}_{task} finished" in output, output
+    study = optuna.load_study(study_name="fmnist", storage=f"sqlite:///{tmp_path}/runs/tune-fmnist-tune/study.db")
+    trials = [t for t in study.get_trials() if "surplus" not in t.user_attrs]
+    assert len(trials) == 6 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both array tasks ran trials

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import small_run_config
+from conftest import small_config_file
 
 from fmnist_ignite import training as training_module
 from fmnist_ignite.cli import main
@@ -35,25 +35,6 @@ from fmnist_ignite.tuning import (  # noqa: E402
 )
 
 SGD_SPACE = {"lr": [0.05, 0.1], "optimizer": ["sgd"]}  # trials that learn the synthetic data in an epoch or two
-
-
-def config_file(root: Path, **settings) -> Path:
-    """A YAML config file for a small synthetic run (the command line verifies data unless told not to)."""
-    config = small_run_config(root)
-    values = {
-        "data_dir": config.data_dir,
-        "verify_data": False,
-        "val_size": 100,
-        "batch_size": 50,
-        "eval_batch_size": 64,
-        "epochs": 3,
-        "threads": 1,
-        "log_interval": 100,
-        **settings,
-    }
-    path = root / "small.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
 
 
 def load(study_dir: Path, name: str = "fmnist"):
@@ -86,7 +67,7 @@ def test_lr_find_suggests_a_rate_in_its_range_writes_the_plot_and_restores_the_w
 
 
 def test_lr_find_command_prints_the_suggestion_and_the_train_command(tmp_path, capsys):
-    config = config_file(tmp_path, batch_size=20)
+    config = small_config_file(tmp_path, batch_size=20)
     code = main(["lr-find", "--config", str(config), "--iterations", "40", "--output-dir", str(tmp_path / "lrf")])
     out = capsys.readouterr().out
     assert code == 0
@@ -130,7 +111,7 @@ def test_a_bad_search_space_is_one_line_naming_the_entry(space, message):
 def test_a_bad_space_file_from_the_command_line_is_one_line_and_exit_2(tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text("lr: [0.1\n")
-    code = main(["tune", "--config", str(config_file(tmp_path)), "--trials", "1", "--space", str(space)])
+    code = main(["tune", "--config", str(small_config_file(tmp_path)), "--trials", "1", "--space", str(space)])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"error: {space}: not valid yaml") and len(err.splitlines()) == 1
 
@@ -138,7 +119,8 @@ def test_a_bad_space_file_from_the_command_line_is_one_line_and_exit_2(tmp_path,
 def test_every_setting_fixed_leaves_nothing_to_search(tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text("lr: [0.1, 0.2]\n")
-    code = main(["tune", "--config", str(config_file(tmp_path)), "--trials", "1", "--space", str(space), "--lr", "0.1"])
+    config = small_config_file(tmp_path)
+    code = main(["tune", "--config", str(config), "--trials", "1", "--space", str(space), "--lr", "0.1"])
     assert code == 2 and "nothing to search" in capsys.readouterr().err
 
 
@@ -212,7 +194,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(small_config, tmp_path
 
 
 def test_two_workers_share_one_study_and_its_budget_running_no_trial_twice(tmp_path):
-    config = config_file(tmp_path, epochs=4)
+    config = small_config_file(tmp_path, epochs=4)
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({"lr": {"low": 0.02, "high": 0.2, "log": True}, "optimizer": ["sgd"]}))
     study_dir = tmp_path / "study"
@@ -230,7 +212,7 @@ def test_two_workers_share_one_study_and_its_budget_running_no_trial_twice(tmp_p
 
 
 def test_a_worker_killed_mid_trial_leaves_a_trial_that_another_worker_continues(tmp_path, capsys):
-    config = config_file(tmp_path, epochs=40)
+    config = small_config_file(tmp_path, epochs=12)
     study_dir = tmp_path / "study"
     space = space_file(tmp_path)
     first = worker(
@@ -245,8 +227,8 @@ def test_a_worker_killed_mid_trial_leaves_a_trial_that_another_worker_continues(
     assert checkpoint.exists(), first.stdout.read()
     time.sleep(3.5)  # the grace period: three heartbeats missed
 
-    base = Config(**read_config_file(config)).replace(epochs=40, lr=0.05, optimizer="sgd")
-    result = tune(base, 2, space={"batch_size": [50]}, output_dir=study_dir, heartbeat=1, fixed=("lr", "optimizer"))
+    base = Config(**read_config_file(config)).replace(epochs=12, lr=0.05, optimizer="sgd")
+    result = tune(base, 2, space={"momentum": [0.9]}, output_dir=study_dir, heartbeat=1, fixed=("lr", "optimizer"))
     trials = result.study.get_trials()
     assert trials[0].state == TrialState.FAIL  # the heartbeat stopped: failed by the second worker
     retry = next(t for t in trials if trial_directory(study_dir, t).name == "trial-0000" and t.number != 0)
@@ -258,7 +240,7 @@ def test_a_worker_killed_mid_trial_leaves_a_trial_that_another_worker_continues(
 
 
 def test_ctrl_c_stops_a_worker_cleanly_and_queues_its_trial_to_continue(tmp_path):
-    config = config_file(tmp_path, epochs=40)
+    config = small_config_file(tmp_path, epochs=12)
     study_dir = tmp_path / "study"
     first = worker(config, study_dir, 1, "--lr", "0.05", "--optimizer", "sgd", "--space", str(space_file(tmp_path)))
     checkpoint = study_dir / "trial-0000" / "training_checkpoint_1.pt"
@@ -282,14 +264,14 @@ def test_ctrl_c_stops_a_worker_cleanly_and_queues_its_trial_to_continue(tmp_path
 
 def space_file(root: Path) -> Path:
     path = root / "space.yaml"
-    path.write_text("batch_size: [50]\n")
+    path.write_text("momentum: [0.9]\n")  # one choice: every trial the same
     return path
 
 
 def test_tune_without_optuna_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "optuna", None)
     monkeypatch.delitem(sys.modules, "fmnist_ignite.tuning", raising=False)
-    code = main(["tune", "--config", str(config_file(tmp_path)), "--trials", "1"])
+    code = main(["tune", "--config", str(small_config_file(tmp_path)), "--trials", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "pip install 'fmnist-ignite[tune]'" in err and len(err.splitlines()) == 1
 
