@@ -55,7 +55,7 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def _child_error(exc: BaseException) -> str:
     """The one-line message a failed training process raised, out of the traceback the parent gets."""
-    found = re.findall(r"(?:FmnistError|TrainingInterrupted): (.+)", str(exc))
+    found = re.findall(r"(?:FmnistError|TrainingInterrupted|NonFiniteLoss): (.+)", str(exc))
     return found[-1] if found else f"a training process failed: {str(exc).strip().splitlines()[-1]}"
 
 

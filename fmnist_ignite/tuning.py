@@ -209,7 +209,7 @@ RUN_SETTINGS = ("output_dir", "resume", "score_test", "progress", "plots")  # no
 def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
     """Stop a trial in the bottom quarter of the others at the same epoch, not before a third of its
     epochs: early epochs (a one-cycle warm-up, a small batch's first steps) say little of the last."""
-    return optuna.pruners.PercentilePruner(25.0, n_startup_trials=5, n_warmup_steps=max(2, epochs // 3))
+    return optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=max(2, epochs // 3))
 
 
 def open_study(storage: str, study_name: str, heartbeat: int, pruner=None, sampler=None) -> optuna.Study:

@@ -281,3 +281,24 @@ def test_tune_refuses_resume_and_several_processes(small_config):
         tune(small_config.replace(resume="auto"), 1)
     with pytest.raises(FmnistError, match="several tune workers"):
         tune(small_config.replace(nproc_per_node=2), 1)
+
+
+def test_the_default_pruner_stops_the_bottom_quarter_only_and_not_before_a_third_of_the_epochs():
+    from fmnist_ignite.tuning import default_pruner
+
+    study = optuna.create_study(direction="maximize", pruner=default_pruner(epochs=9))
+    for value in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):  # the startup trials, reported at epochs 2 and 3
+        study.add_trial(
+            optuna.create_trial(value=value, intermediate_values={2: value, 3: value}, params={}, distributions={})
+        )
+
+    def pruned_at(epoch: int, value: float) -> bool:
+        trial = study.ask()
+        trial.report(value, epoch)
+        pruned = trial.should_prune()
+        study.tell(trial, state=TrialState.FAIL)
+        return pruned
+
+    assert pruned_at(3, 0.15)  # in the bottom quarter at epoch 3 = a third of 9
+    assert not pruned_at(3, 0.35)  # below the median, above the bottom quarter: kept
+    assert not pruned_at(2, 0.05)  # too early to tell
