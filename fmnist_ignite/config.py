@@ -168,8 +168,8 @@ RECIPES = {
     },
     # The same, squeezed into 10 epochs: most of the accuracy in a quarter of the time.
     "fast": {**_TUNED, "dropout": 0.2, "epochs": 10},
-    # The small CNN with the same optimiser and schedule (one run, not tuned; README, "Recipes").
-    "cnn": {**_TUNED, "model": "cnn", "lr": 3e-3, "dropout": 0.3, "batch_size": 128, "epochs": 15},
+    # The small CNN with the same optimiser and schedule (not tuned; 20 epochs beat 15 on validation; README).
+    "cnn": {**_TUNED, "model": "cnn", "lr": 3e-3, "dropout": 0.3, "batch_size": 128, "epochs": 20},
 }
 
 
