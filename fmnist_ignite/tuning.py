@@ -263,7 +263,7 @@ def trial_directory(study_dir: Path, trial: FrozenTrial) -> Path:
     return study_dir / f"trial-{trial.number if origin is None else origin:04d}"
 
 
-class Study:
+class Worker:
     """One worker on a study: runs trials until the study has ``trials`` of them or ``timeout`` passes."""
 
     def __init__(
@@ -319,7 +319,7 @@ class Study:
                 raise
         trial.set_user_attr("epochs", result.epochs_run)
         if pruned:
-            raise optuna.TrialPruned(f"validation accuracy at epoch {pruned[0]} was below the median")
+            raise optuna.TrialPruned(f"the pruner stopped it after epoch {pruned[0]}")
         return selected_accuracy(result.history, config.monitor)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -494,7 +494,7 @@ def tune(
     storage = storage or f"sqlite:///{study_dir / 'study.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported in one line, below
     pruner = pruner or default_pruner(config.epochs)
-    worker = Study(config, trials, study_dir, storage, study_name, space, keep_trials, heartbeat, pruner, sampler, log)
+    worker = Worker(config, trials, study_dir, storage, study_name, space, keep_trials, heartbeat, pruner, sampler, log)
     log(f"Study {study_name!r} in {storage}: {trials} trials, searching {', '.join(space)}")
     started = time.perf_counter()
     worker.run(timeout)
