@@ -87,11 +87,10 @@ def find_lr(
     if len(results["loss"]) < 3:
         raise FmnistError(f"the loss diverged within {len(results['loss'])} iterations: lower --start-lr")
     suggestion = float(finder.lr_suggestion())
-    plot = None
-    if plot_path is not None and pyplot() is not None:
+    plot, plt = None, pyplot() if plot_path is not None else None
+    if plt is not None:
         plot = Path(plot_path)
         plot.parent.mkdir(parents=True, exist_ok=True)
-        plt = pyplot()
         fig, ax = plt.subplots(figsize=(6, 4))
         finder.plot(ax=ax)
         ax.set_title(f"Learning-rate finder: suggestion {suggestion:.3g}")
@@ -102,6 +101,8 @@ def find_lr(
 
 
 # --------------------------------------------------------------------------------------- search space
+
+RUN_SETTINGS = ("output_dir", "resume", "score_test", "progress", "plots")  # how a trial runs: not searched, not saved
 
 # What a study searches unless told otherwise: a list is a choice, a mapping a range (log: on a log scale).
 DEFAULT_SPACE = {
@@ -121,7 +122,7 @@ def check_search_space(space: object, source: str = "search space") -> dict:
         raise FmnistError(f"{source}: expected a mapping of setting: [choices] or {{low, high, log}}")
     fields = set(storable_config(Config()))
     for name, spec in space.items():
-        if name not in fields or name in ("output_dir", "resume", "score_test"):
+        if name not in fields or name in RUN_SETTINGS:
             raise FmnistError(f"{source}: {name!r} is not a setting a trial can vary")
         if isinstance(spec, list) and spec:
             values = spec
@@ -131,6 +132,8 @@ def check_search_space(space: object, source: str = "search space") -> dict:
                 raise FmnistError(f"{source}: {name}: low must be a number below high, got {low} and {high}")
             if spec.get("log") and low <= 0:
                 raise FmnistError(f"{source}: {name}: a log scale needs low > 0, got {low}")
+            if spec.get("log") and spec.get("step") is not None:
+                raise FmnistError(f"{source}: {name}: a range takes a step or a log scale, not both")
             values = [low, high]
         else:
             raise FmnistError(f"{source}: {name}: expected a list of choices or a mapping with low and high")
@@ -154,9 +157,13 @@ def suggest(trial: optuna.Trial, space: dict) -> dict:
         if isinstance(spec, list):
             params[name] = trial.suggest_categorical(name, spec)
         elif all(isinstance(spec[k], int) for k in ("low", "high")):
-            params[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+            params[name] = trial.suggest_int(
+                name, spec["low"], spec["high"], step=spec.get("step", 1), log=spec.get("log", False)
+            )
         else:
-            params[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
+            params[name] = trial.suggest_float(
+                name, spec["low"], spec["high"], step=spec.get("step"), log=spec.get("log", False)
+            )
     return params
 
 
@@ -203,7 +210,6 @@ class TuneResult:
 
 
 KEEP_TRIALS = ("all", "best", "none")
-RUN_SETTINGS = ("output_dir", "resume", "score_test", "progress", "plots")  # not part of a recipe
 
 
 def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
@@ -361,9 +367,8 @@ class Worker:
         """Print the trials (best first), write best.yaml and the plots, tidy the trial directories."""
         trials = [t for t in self.study.get_trials(deepcopy=False) if "surplus" not in t.user_attrs]
         self.log(trials_table(trials, list(self.space)))
-        finished = [t for t in trials if t.state == TrialState.COMPLETE]
         best_config = None
-        if finished:
+        if any(t.state == TrialState.COMPLETE for t in trials):
             best = self.study.best_trial
             best_config = self.study_dir / "best.yaml"
             write_best_config(best, best_config, self.study.study_name)
@@ -471,7 +476,8 @@ def tune(
     log: Log = print,
 ) -> TuneResult:
     """Search hyperparameters with Optuna (TPE, percentile pruning): each trial trains with ``config`` plus
-    the sampled settings and is scored by its best validation accuracy. ``fixed`` settings are not searched.
+    the sampled settings and is scored by the validation accuracy of the epoch it keeps. ``fixed`` settings
+    are not searched.
 
     Several workers calling this with the same storage and study name share the study and its budget.
     """

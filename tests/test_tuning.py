@@ -101,6 +101,7 @@ def test_the_default_space_covers_what_the_issue_asks_and_is_valid():
         ({"optimizer": ["sgd", "rmsprop"]}, "'rmsprop' is refused: unknown optimizer"),
         ({"dropout": 0.2}, "expected a list of choices"),
         ({"output_dir": ["a", "b"]}, "not a setting a trial can vary"),
+        ({"lr": {"low": 0.01, "high": 0.1, "log": True, "step": 0.01}}, "a step or a log scale, not both"),
     ],
 )
 def test_a_bad_search_space_is_one_line_naming_the_entry(space, message):
@@ -302,3 +303,15 @@ def test_the_default_pruner_stops_the_bottom_quarter_only_and_not_before_a_third
     assert pruned_at(3, 0.15)  # in the bottom quarter at epoch 3 = a third of 9
     assert not pruned_at(3, 0.35)  # below the median, above the bottom quarter: kept
     assert not pruned_at(2, 0.05)  # too early to tell
+
+
+def test_a_range_with_a_step_draws_on_its_grid():
+    from fmnist_ignite.tuning import suggest
+
+    space = check_search_space(
+        {"dropout": {"low": 0.0, "high": 0.5, "step": 0.25}, "epochs": {"low": 2, "high": 8, "step": 3}}
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [suggest(study.ask(), space) for _ in range(30)]
+    assert {d["dropout"] for d in drawn} == {0.0, 0.25, 0.5}
+    assert {d["epochs"] for d in drawn} == {2, 5, 8}
