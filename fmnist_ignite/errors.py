@@ -20,6 +20,9 @@ class TrainingInterrupted(FmnistError):
         super().__init__(message)
         self.exit_code, self.checkpoint, self.output_dir = exit_code, checkpoint, output_dir
 
+    def __reduce__(self):  # whole across processes: a spawned worker's stop reaches its launcher as it was
+        return type(self), (str(self), self.exit_code, self.checkpoint, self.output_dir)
+
 
 class NonFiniteLoss(FmnistError):
     """The training loss became NaN or infinite (a learning rate too large, most often): the run stopped."""

@@ -11,9 +11,10 @@ from PIL import Image, UnidentifiedImageError
 from fmnist_ignite.checkpoints import load_checkpoint
 from fmnist_ignite.config import check_data_dir
 from fmnist_ignite.data import CLASS_NAMES, load_fashion_mnist, make_loader, read_idx, to_float_images
-from fmnist_ignite.engines import create_evaluator, resolve_device
+from fmnist_ignite.engines import choose_precision, create_evaluator, resolve_device
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.models import model_for_state_dict
+from fmnist_ignite.rundir import saved_config
 
 GRAYSCALE_MODES = ("L", "LA", "I", "I;16", "1")
 
@@ -43,15 +44,20 @@ def evaluate_checkpoint(
     batch_size: int = 1000,
     verify: bool = True,
     model: torch.nn.Module | None = None,
+    precision: str | None = None,
 ) -> dict:
     """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model (``model``:
-    your own, to load the weights into)."""
+    your own, to load the weights into), at ``precision`` (None: the one its run chose, so the numbers
+    are the run's; "auto" when the run's ``config.json`` is not beside the file)."""
     check_data_dir(data_dir)
     device = resolve_device(device)
     model = load_model(path, device, model)
+    if precision is None:
+        precision = (saved_config(Path(path).parent) or {}).get("precision", "auto")
+    used, _ = choose_precision(precision, device)
     test = load_fashion_mnist(data_dir, verify=verify)["test"]
     loader = make_loader(test, "tensor", batch_size, shuffle=False, device=device)
-    return dict(create_evaluator(model, device, confusion_matrix=True).run(loader).metrics)
+    return dict(create_evaluator(model, device, used, confusion_matrix=True).run(loader).metrics)
 
 
 def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:

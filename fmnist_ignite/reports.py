@@ -15,7 +15,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import global_step_from_engine
 
 from fmnist_ignite.data import CLASS_NAMES
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.handlers import MetricsHistory
 from fmnist_ignite.rundir import write_durably
 
@@ -120,6 +120,18 @@ def versions() -> dict:
 
 def write_summary(path: Path, summary: dict) -> None:
     write_durably(path, json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def close_summary(path: Path, error: BaseException) -> None:
+    """The launcher's word on how its run ended, in ``summary.json`` if that still says ``running`` or
+    gives a worker's view of the failure (a lost peer, where the launcher knows the peer died)."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if summary.get("status") == "running" or str(summary.get("status")).startswith("failed"):
+        status = "interrupted" if isinstance(error, TrainingInterrupted) else f"failed: {error}"
+        write_summary(path, {**summary, "status": status})
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> dict[str, float]:

@@ -21,8 +21,6 @@ from fmnist_ignite.errors import FmnistError
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
 RESUMABLE_PATTERNS = ("training_checkpoint_*.pt", "interrupted_checkpoint_*.pt")
-# The environment variable a launching process sets for the processes it spawns: it holds this lock.
-LOCK_HELD_BY_PARENT = "FMNIST_IGNITE_LOCKED_DIR"
 # What a resumed run may change: where and how it runs, for how long, what it shows; never what it computes.
 CHANGEABLE_ON_RESUME = frozenset(
     {
@@ -206,7 +204,7 @@ def claim_run_directory(config: Config, log) -> RunDirectory:
     directory = run_directory_of(config) or Path(time.strftime("runs/%Y%m%d-%H%M%S"))
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        lock = None if os.environ.get(LOCK_HELD_BY_PARENT) == str(directory.resolve()) else _lock(directory)
+        lock = _lock(directory)
     except OSError as exc:
         raise FmnistError(f"output directory {directory} is not writable: {exc.strerror or exc}") from None
     run = RunDirectory(directory, lock=lock)

@@ -7,11 +7,8 @@ a stop on a NaN loss, and an exact resume (same batches, same weights) from any 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import os
-import signal
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -28,14 +25,7 @@ from tqdm import tqdm
 from fmnist_ignite.checkpoints import RandomState, load_checkpoint
 from fmnist_ignite.config import Config
 from fmnist_ignite.data import get_data_loaders
-from fmnist_ignite.distributed import (
-    agreed_max,
-    broadcast_weights,
-    launched_externally,
-    loss_seen_by_all,
-    run_data_parallel,
-    unwrap,
-)
+from fmnist_ignite.distributed import agreed_max, broadcast_weights, loss_seen_by_all, unwrap
 from fmnist_ignite.engines import choose_precision, create_evaluator, create_trainer, make_optimizer, resolve_device
 from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.handlers import (
@@ -60,16 +50,13 @@ from fmnist_ignite.reports import (
     per_class_table,
     plot_confusion,
     plot_curves,
+    close_summary,
     versions,
     write_summary,
 )
-from fmnist_ignite.rundir import (
-    LOCK_HELD_BY_PARENT,
-    RunDirectory,
-    SavedConfig,
-    claim_run_directory,
-)
-from fmnist_ignite.signals import Stopped, raising_on_signals, save_on_stop, stop_on_signals
+from fmnist_ignite.launch import launch, launched_externally
+from fmnist_ignite.rundir import RunDirectory, SavedConfig, claim_run_directory
+from fmnist_ignite.signals import Stopped, StopRequests, catching_stop_signals, raising, save_on_stop, stopping_trainer
 
 
 @dataclass
@@ -144,19 +131,27 @@ def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
 class Training:
     """One run, set up: output directory claimed, model, engines, loaders and the standard handlers
     attached, resumed if asked. Its parts are attributes, so code can attach more handlers before ``run()``.
+
+    Use it as a context manager (``with Training(config) as training: ...``): the directory is released on
+    leaving, whether or not the run ran. ``stop()`` stops it from any thread, as SIGTERM would.
     """
 
-    def __init__(self, config: Config, log: Log | None = None, model: torch.nn.Module | None = None):
+    def __init__(
+        self,
+        config: Config,
+        log: Log | None = None,
+        model: torch.nn.Module | None = None,
+        run_dir: RunDirectory | None = None,
+    ):
         """``model``: a model of your own (any module mapping N x 1 x 28 x 28 to N x 10 logits) instead
-        of the built-in ``config.model``; the run records it as "custom"."""
+        of the built-in ``config.model``; the run records it as "custom". ``run_dir``: the output directory
+        as the launching process claimed it (the processes it spawned do not claim it again)."""
         self.started = time.perf_counter()
         config = config.replace(model="custom") if model is not None else config
         config.validate()
         self.config = config
         self.rank, self.world_size = idist.get_rank(), idist.get_world_size()
         self.device = device = idist.device() if self.world_size > 1 else resolve_device(config.device)
-        if config.threads or self.world_size > 1:  # the processes on one machine share its cores
-            torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // idist.get_nproc_per_node()))
         manual_seed(config.seed)
         model = (model if model is not None else build_model(config.model, config.dropout)).to(device)
         check_model_output(model, device)
@@ -171,18 +166,34 @@ class Training:
         if self.rank != 0:  # only rank 0 prints
             log = lambda line: None  # noqa: E731
         self.log = log = log or (tqdm.write if bar else print)
-        self.after_training: str | None = None  # what the run does once training is over, for a stop's message
-        self.run_dir = self._claim_output_dir(log)
-        self.output_dir = self.run_dir.path
+        self.requests = StopRequests()
+        self.phase: str | None = None  # what the run does once training is over, for a stop's message
         self.summary: dict | None = None  # summary.json's contents, once the run is set up
+        self.run_dir = self._claim_output_dir(run_dir, log)
+        self.output_dir = self.run_dir.path
         try:
-            with raising_on_signals():
+            with catching_stop_signals(self.requests, lambda line: None), raising(self.requests):
                 self._set_up()
-        except BaseException as exc:  # run() releases the directory once the run is set up
-            self.run_dir.release()
+        except BaseException as exc:
+            self.close()
             if isinstance(exc, Stopped):
-                raise self._stopped(exc.signum) from None
+                raise self._stopped() from None
             raise
+
+    def __enter__(self) -> Training:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let another run have the output directory (``run()`` does it when it ends)."""
+        self.run_dir.release()
+
+    def stop(self) -> None:
+        """Stop the run as SIGTERM would: a checkpoint after the current batch, then ``TrainingInterrupted``
+        (resumable). Thread-safe: call it from any thread, e.g. while ``run()`` trains in another."""
+        self.requests.stop()
 
     def _set_up(self) -> None:
         """Read the checkpoint to resume from, load the data, attach the handlers and restore the state."""
@@ -247,14 +258,17 @@ class Training:
                 f"stretched to {self.config.epochs}: resume with --epochs {epochs}"
             )
 
-    def _claim_output_dir(self, log: Log) -> RunDirectory:
-        """Rank 0 claims the output directory and finds the checkpoint; every process gets its answer."""
+    def _claim_output_dir(self, claimed: RunDirectory | None, log: Log) -> RunDirectory:
+        """Rank 0 claims the output directory (unless its launcher did) and finds the checkpoint; every
+        process gets its answer."""
+        run_dir = claimed
+        if run_dir is None and self.rank == 0:
+            run_dir = claim_run_directory(self.config, log)
         if self.world_size == 1:
-            return claim_run_directory(self.config, log)
-        run_dir = claim_run_directory(self.config, log) if self.rank == 0 else None
-        answer = json.dumps([str(run_dir.path), str(run_dir.resume_from or "")]) if run_dir else ""
-        output_dir, resume = json.loads(idist.broadcast(answer, src=0, safe_mode=True))
-        return run_dir or RunDirectory(Path(output_dir), Path(resume) if resume else None)
+            return run_dir
+        answer = [(run_dir.path, run_dir.resume_from) if self.rank == 0 else None]
+        torch.distributed.broadcast_object_list(answer, src=0)
+        return run_dir or RunDirectory(*answer[0])
 
     def write_summary(self, **updates) -> None:
         """Bring ``summary.json`` up to date: written when the run starts, after each epoch and at the end."""
@@ -283,43 +297,62 @@ class Training:
     def run(self) -> TrainResult:
         """Train (or finish training), then score the test split once with the chosen weights.
 
-        A stop signal during training saves a checkpoint; one after it says where the trained weights are.
+        A stop during training saves a checkpoint; one after it says where the trained weights are.
+        Whatever ends the run, ``summary.json`` says how, and the directory is released.
         """
         try:
-            with raising_on_signals():
+            with catching_stop_signals(self.requests, self.log):
                 return self._run()
-        except Stopped as stop:
-            raise self._stopped(stop.signum) from None
+        except Stopped:
+            raise self._stopped() from None
+        except BaseException as exc:
+            if self.summary is not None and self.summary["status"] == "running":
+                self.write_summary(status=f"failed: {exc}")
+            raise
         finally:
-            self.run_dir.release()
+            self.close()
 
-    def _stopped(self, signum: int) -> TrainingInterrupted:
-        """What a stop signal outside training means, said in one line; the summary records it."""
-        name = signal.Signals(signum).name
-        if self.after_training is None:
+    def _stopped(self) -> TrainingInterrupted:
+        """What a stop outside training means, said in one line; the summary records it."""
+        said = self.requests.describe()
+        if self.phase is None:
             safe = f"the checkpoints in {self.output_dir} are as they were" if self.run_dir.resume_from else ""
-            message = f"interrupted by {name} before training started; " + (safe or "nothing was trained")
+            message = f"{said} before training started; " + (safe or "nothing was trained")
         else:
             weights = self._saved("best_checkpoint") or self._saved("checkpoint")
             message = (
-                f"interrupted by {name} after training, while {self.after_training}: the trained weights are in "
+                f"{said} after training, while {self.phase}: the trained weights are in "
                 f"{weights}; score them with: fmnist-ignite evaluate {weights}"
             )
         if self.summary is not None:
             self.write_summary(status="interrupted")
-        return TrainingInterrupted(message, 128 + signum, output_dir=self.output_dir)
+        return TrainingInterrupted(message, 128 + self.requests.first, output_dir=self.output_dir)
 
     def _run(self) -> TrainResult:
-        config, trainer, handlers, log = self.config, self.trainer, self.handlers, self.log
         self.write_summary()
+        self.requests.check()  # a stop asked for between set-up and run() ends the run before training
+        self._train()
+        with raising(self.requests):
+            self.phase = "restoring the best weights"
+            scored = self._restore_best()
+            self.phase = "scoring the test set"
+            test, confusion = self._score_test(scored)
+            self.phase = "drawing the plots"
+            self._plot(confusion)
+            self.phase = "writing the summary"
+            return self._finish(scored, test, confusion)
+
+    def _train(self) -> None:
+        """Run the trainer to the last epoch; a stop saves a checkpoint, a non-finite loss ends the run."""
+        config, trainer, handlers = self.config, self.trainer, self.handlers
         try:
-            with stop_on_signals(trainer) as received:
+            with stopping_trainer(trainer, self.requests):
                 if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
                     trainer.run(self.loaders["train"], max_epochs=config.epochs)
-                if received:  # saved while further signals are still only noted: one stop, one checkpoint
-                    error = save_on_stop(received[0], trainer, self.to_save, handlers["checkpoint"], self.output_dir)
-                    self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
-                    raise error
+            if self.requests:  # saved while further signals are still only noted: one stop, one checkpoint
+                error = save_on_stop(self.requests, trainer, self.to_save, handlers["checkpoint"], self.output_dir)
+                self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
+                raise error
         except OSError as exc:  # a checkpoint could not be written: full disk, directory gone, ...
             raise FmnistError(
                 f"could not write a checkpoint to {self.output_dir}: {exc.strerror or exc}; the checkpoints "
@@ -334,57 +367,65 @@ class Training:
                 f"loss became {loss if not math.isfinite(loss) else 'nan in another process'} (try a smaller --lr); "
                 + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
             )
-        self.after_training = "scoring the test set"
-        log("Training completed")
-        stopped_early = trainer.state.epoch < config.epochs
+        self.log("Training completed")
         early_stopping = handlers.get("early_stopping")
-        if stopped_early and early_stopping and early_stopping.counter >= early_stopping.patience:
-            log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
+        if trainer.state.epoch < config.epochs and early_stopping and early_stopping.counter >= early_stopping.patience:
+            self.log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
 
-        history = handlers["history"]
+    def _restore_best(self) -> str:
+        """Load the best-validation weights (when asked and kept); return which weights the model holds."""
         best_path = self._saved("best_checkpoint")
-        if best_path and config.restore_best:
-            if self.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
-                unwrap(self.model).load_state_dict(load_checkpoint(best_path, map_location=self.device))
-            broadcast_weights(unwrap(self.model))
-            scored = f"best (epoch {history.best(f'val_{config.monitor}')['epoch']})"
-        else:
-            scored = f"last (epoch {trainer.state.epoch})"
-        test, confusion, classes = {}, None, {}
-        if config.score_test:
-            test = self.evaluate(self.loaders["test"], confusion_matrix=True)
-            confusion = test.pop("confusion").cpu()
-            classes = per_class_accuracy(confusion)
-            log(format_metrics(f"Test, {scored} weights", test))
-            log(per_class_table(classes))
-        last_path = self._saved("checkpoint")
-        log(f"Checkpoints in {self.output_dir}: {last_path.name}" + (f", {best_path.name}" if best_path else ""))
-        if config.plots and self.rank == 0:
-            self.after_training = "drawing the plots"
-            plotted = plot_curves(history, self.output_dir / "curves.png") and (
-                confusion is None or plot_confusion(confusion, self.output_dir / "confusion.png")
-            )
-            log(
-                f"Plots: curves.png{', confusion.png' if confusion is not None else ''}"
-                if plotted
-                else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
-            )
-        self.after_training = "writing the summary"
+        if not (best_path and self.config.restore_best):
+            return f"last (epoch {self.trainer.state.epoch})"
+        if self.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
+            unwrap(self.model).load_state_dict(load_checkpoint(best_path, map_location=self.device))
+        broadcast_weights(unwrap(self.model))
+        return f"best (epoch {self.handlers['history'].best(f'val_{self.config.monitor}')['epoch']})"
+
+    def _score_test(self, scored: str) -> tuple[dict, torch.Tensor | None]:
+        """Test metrics and confusion matrix of the model as it is (none when the test split is kept out)."""
+        if not self.config.score_test:
+            return {}, None
+        test = self.evaluate(self.loaders["test"], confusion_matrix=True)
+        confusion = test.pop("confusion").cpu()
+        self.log(format_metrics(f"Test, {scored} weights", test))
+        self.log(per_class_table(per_class_accuracy(confusion)))
+        return test, confusion
+
+    def _plot(self, confusion: torch.Tensor | None) -> None:
+        last, best = self._saved("checkpoint"), self._saved("best_checkpoint")
+        self.log(f"Checkpoints in {self.output_dir}: {last.name}" + (f", {best.name}" if best else ""))
+        if not (self.config.plots and self.rank == 0):
+            return
+        history = self.handlers["history"]
+        plotted = plot_curves(history, self.output_dir / "curves.png") and (
+            confusion is None or plot_confusion(confusion, self.output_dir / "confusion.png")
+        )
+        self.log(
+            f"Plots: curves.png{', confusion.png' if confusion is not None else ''}"
+            if plotted
+            else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
+        )
+
+    def _finish(self, scored: str, test: dict, confusion: torch.Tensor | None) -> TrainResult:
+        """Write the final summary and return the result."""
+        classes = per_class_accuracy(confusion) if confusion is not None else {}
+        stopped_early = self.trainer.state.epoch < self.config.epochs
         self.write_summary(
             status="completed",
             stopped_early=stopped_early,
             scored_weights=scored,
-            test={**test, "per_class_accuracy": classes} if config.score_test else None,
+            test={**test, "per_class_accuracy": classes} if self.config.score_test else None,
         )
         return TrainResult(
-            history=list(history.epochs),
+            history=list(self.handlers["history"].epochs),
             test_metrics=test,
             scored_weights=scored,
             output_dir=self.output_dir,
-            epochs_run=trainer.state.epoch,
+            epochs_run=self.trainer.state.epoch,
             stopped_early=stopped_early,
-            best_checkpoint=best_path,
-            last_checkpoint=last_path,
+            best_checkpoint=self._saved("best_checkpoint"),
+            last_checkpoint=self._saved("checkpoint"),
             per_class_accuracy=classes,
             confusion=confusion,
             model=unwrap(self.model),
@@ -405,50 +446,44 @@ def train(
 ) -> TrainResult:
     """Train on the train split, select on validation, score the test split once with the chosen weights.
 
-    ``extra_handlers`` are called with the trainer after the standard handlers are attached; ``model``
-    is a model of your own instead of the built-in ``config.model``.
+    One path for any number of processes (``config.nproc_per_node``, ``nnodes``, or under torchrun or
+    srun): ``extra_handlers`` are called with each process's trainer after the standard handlers are
+    attached; ``model`` is a model of your own instead of the built-in ``config.model``. With spawned
+    processes both must be picklable (defined at module level), and ``log`` applies to this process only.
     """
     config.validate()
-    if idist.get_world_size() == 1 and (config.world_size > 1 or launched_externally()):
-        return train_data_parallel(config, log, model)
-    training = Training(config, log, model)
-    for attach in extra_handlers:
-        attach(training.trainer)
-    return training.run()
-
-
-def _train_in_process(local_rank: int, config: Config, model: torch.nn.Module | None = None) -> None:
-    """What each data-parallel process runs (module level, so spawned processes can import it)."""
-    Training(config, model=model).run()
-    idist.barrier()  # no process tears its connections down while another still writes its results
-
-
-def train_data_parallel(config: Config, log: Log | None = None, model: torch.nn.Module | None = None) -> TrainResult:
-    """Train in several processes with ``idist.Parallel``; the result is read back from rank 0's files."""
-    run_dir = None
-    if config.world_size > 1:  # spawning here: this process claims the directory for its children
-        run_dir = claim_run_directory(config, log or print)
+    spawning = config.world_size > 1 and not launched_externally()
+    run_dir = claim_run_directory(config, log or print) if spawning and config.node_rank == 0 else None
+    if run_dir is not None:  # the launcher holds the lock for its workers
         config = config.replace(output_dir=str(run_dir.path), resume=str(run_dir.resume_from or "") or None)
-        os.environ[LOCK_HELD_BY_PARENT] = str(run_dir.path.resolve())
+    handed = RunDirectory(run_dir.path, run_dir.resume_from) if run_dir else None
     try:
-        summary = run_data_parallel(config, _train_in_process, model)
+        result = launch(config, run_training, None if spawning else log, tuple(extra_handlers), model, handed)
+    except BaseException as exc:
+        if run_dir is not None:
+            close_summary(run_dir.path / "summary.json", exc)
+        raise
     finally:
-        if run_dir:
+        if run_dir is not None:
             run_dir.release()
-            os.environ.pop(LOCK_HELD_BY_PARENT, None)
-    checkpoints = summary.get("checkpoints", {})
-    test = dict(summary.get("test") or {})
-    return TrainResult(
-        history=summary.get("history", []),
-        test_metrics={k: v for k, v in test.items() if k != "per_class_accuracy"},
-        scored_weights=summary.get("scored_weights", ""),
-        output_dir=Path(summary.get("output_dir", config.output_dir or "")),
-        epochs_run=summary.get("epochs_done", 0),
-        stopped_early=summary.get("stopped_early", False),
-        best_checkpoint=Path(checkpoints["best"]) if checkpoints.get("best") else None,
-        last_checkpoint=Path(checkpoints["last"]) if checkpoints.get("last") else None,
-        per_class_accuracy=test.get("per_class_accuracy", {}),
-    )
+    if result is not None and model is not None and result.model is not model:
+        model.load_state_dict(result.model.state_dict())  # rank 0's weights, in the caller's own module
+        result.model = model
+    return result
+
+
+def run_training(
+    config: Config,
+    log: Log | None,
+    extra_handlers: tuple,
+    model: torch.nn.Module | None = None,
+    run_dir: RunDirectory | None = None,
+) -> TrainResult:
+    """One process's part of a run (module level, so spawned processes can import it)."""
+    with Training(config, log, model, run_dir) as training:
+        for attach in extra_handlers:
+            attach(training.trainer)
+        return training.run()
 
 
 def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:

@@ -36,7 +36,8 @@ from fmnist_ignite.handlers import Log
 from fmnist_ignite.models import build_model, check_model_output
 from fmnist_ignite.reports import pyplot
 from fmnist_ignite.rundir import storable_config, write_durably
-from fmnist_ignite.signals import Stopped, raising_on_signals
+from fmnist_ignite.launch import setup_process
+from fmnist_ignite.signals import Stopped, StopRequests, catching_stop_signals, raising
 from fmnist_ignite.training import Training
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -316,13 +317,13 @@ class Worker:
         self.log(f"Trial {trial.number}: {settings}" + (f" (continues {directory.name})" if retried else ""))
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / "train.log", "a") as out:
-            training = Training(config, log=lambda line: print(line, file=out, flush=True))
-            pruned = attach_pruning(trial, training.trainer, training.evaluator)
-            try:
-                result = training.run()
-            except NonFiniteLoss as exc:
-                trial.set_user_attr("diverged", str(exc))
-                raise
+            with Training(config, log=lambda line: print(line, file=out, flush=True)) as training:
+                pruned = attach_pruning(trial, training.trainer, training.evaluator)
+                try:
+                    result = training.run()
+                except NonFiniteLoss as exc:
+                    trial.set_user_attr("diverged", str(exc))
+                    raise
         trial.set_user_attr("epochs", result.epochs_run)
         if pruned:
             raise optuna.TrialPruned(f"the pruner stopped it after epoch {pruned[0]}")
@@ -344,8 +345,10 @@ class Worker:
         if len(counted_trials(self.study)) >= self.trials:
             self.log(f"The study already has its {self.trials} trials")
             return
+        setup_process(self.config)
+        requests = StopRequests()
         try:
-            with raising_on_signals():
+            with catching_stop_signals(requests, self.log), raising(requests):
                 self.study.optimize(
                     self.objective,
                     timeout=timeout,

@@ -82,6 +82,7 @@ def small_run_config(root: Path) -> Config:
         device="cpu",
         log_interval=4,
         plots=False,  # tests/test_reports.py checks them
+        precision="fp32",  # the tests re-score in fp32; bf16 is tested where asked for (test_hardware.py)
     )
 
 
@@ -97,6 +98,7 @@ def small_config_file(root: Path, **settings) -> Path:
         "epochs": 3,
         "threads": 1,
         "log_interval": 100,
+        "precision": "fp32",
         **settings,
     }
     path = root / "small.yaml"

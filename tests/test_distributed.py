@@ -10,13 +10,16 @@ import pytest
 import torch
 
 from fmnist_ignite import Net, TensorLoader, Training, create_evaluator, get_data_loaders, train
-from fmnist_ignite.distributed import run_data_parallel
+from fmnist_ignite.launch import launch
 
 
-def run_and_dump_weights(local_rank, config):
-    """Each process trains, then saves the weights it ended with (module level: spawned processes import it)."""
-    result = Training(config).run()
+def run_and_dump_weights(config):
+    """Each process trains, then saves the weights it ended with (module level: spawned processes import it);
+    rank 0 returns the run's summary."""
+    with Training(config) as training:
+        result = training.run()
     torch.save(result.model.state_dict(), f"{config.output_dir}/../rank{idist.get_rank()}.pt")
+    return json.loads((result.output_dir / "summary.json").read_text()) if idist.get_rank() == 0 else None
 
 
 def free_port() -> int:
@@ -42,7 +45,7 @@ def two_process_config(small_config, tmp_path):
 
 def test_two_gloo_processes_train_one_model_and_score_the_whole_validation_set(two_process_config, tmp_path):
     config = two_process_config
-    summary = run_data_parallel(config, run_and_dump_weights)
+    summary = launch(config, run_and_dump_weights)
     assert summary["status"] == "completed" and summary["processes"] == 2 and summary["epochs_done"] == 2
 
     rank0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)
@@ -109,43 +112,20 @@ def test_cuda_training_keeps_data_and_model_on_the_gpu(small_config):
     assert result.test_metrics["accuracy"] > 0.8
 
 
-def poison_rank_1_at_iteration_3(local_rank, config):
-    """A worker whose rank 1 alone gets a NaN batch at iteration 3."""
+def poison_rank_1_at_iteration_3(trainer):
+    """An extra handler: rank 1 alone gets a NaN batch at iteration 3 (module level: spawned processes import it)."""
     from ignite.engine import Events
 
-    training = Training(config)
-
-    @training.trainer.on(Events.ITERATION_STARTED(once=3))
+    @trainer.on(Events.ITERATION_STARTED(once=3))
     def poison(engine):
         if idist.get_rank() == 1:
             images, targets = engine.state.batch
             engine.state.batch = (torch.full_like(images, float("nan")), targets)
 
-    training.run()
 
+def test_a_nan_in_one_process_stops_all_of_them_at_the_same_iteration_and_arrives_as_its_class(two_process_config):
+    from fmnist_ignite import NonFiniteLoss
 
-NAN_SCRIPT = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_distributed import poison_rank_1_at_iteration_3
-from fmnist_ignite import Config, FmnistError
-from fmnist_ignite.distributed import run_data_parallel
-config = Config(**{config!r})
-try:
-    run_data_parallel(config, poison_rank_1_at_iteration_3)
-except FmnistError as exc:
-    print("ERROR:", exc)
-"""
-
-
-def test_a_nan_in_one_process_stops_all_of_them_at_the_same_iteration(two_process_config, tmp_path):
-    import dataclasses
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    config = dataclasses.asdict(two_process_config.replace(master_port=free_port()))
-    script = NAN_SCRIPT.format(tests=str(Path(__file__).parent), config=config)
-    # In a subprocess with a time limit: a regression here would hang, not fail.
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
-    assert "ERROR: training stopped at epoch 1, iteration 3: the loss became nan" in proc.stdout, proc.stderr
+    config = two_process_config.replace(master_port=free_port(), peer_timeout=60)  # a regression fails, not hangs
+    with pytest.raises(NonFiniteLoss, match="training stopped at epoch 1, iteration 3: the loss became nan"):
+        train(config, extra_handlers=[poison_rank_1_at_iteration_3])
