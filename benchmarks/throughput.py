@@ -22,7 +22,7 @@ from ignite.engine import Engine, Events
 
 from fmnist_ignite import Config, Net, create_evaluator, create_trainer, make_optimizer
 from fmnist_ignite.data import load_fashion_mnist, make_loader, make_splits
-from fmnist_ignite.training import attach_default_handlers
+from fmnist_ignite.handlers import attach_default_handlers
 
 # Forward and backward of the MLP: 3 x 2 x (784*512 + 512*512 + 512*10) multiply-adds per sample.
 FLOP_PER_SAMPLE = 6 * (784 * 512 + 512 * 512 + 512 * 10)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from ignite.engine import Engine
+from ignite.handlers import Checkpoint
 
+from fmnist_ignite.config import Config
 from fmnist_ignite.errors import FmnistError
 
 TRAINING_KEYS = ("model", "optimizer", "trainer")
@@ -60,4 +64,30 @@ def require_training_state(path: Path, checkpoint: dict) -> None:
         raise FmnistError(
             f"{path}: not a training checkpoint (no {', '.join(missing)}); resume from a "
             "training_checkpoint_*.pt or interrupted_checkpoint_*.pt file"
+        )
+
+
+@contextmanager
+def must_fit(path: Path):
+    """Turn a state dict that does not fit (wrong shapes, keys, types) into one line naming the file."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
+
+
+def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
+    """Load every object the checkpoint holds state for, or fail with one line naming the file."""
+    with must_fit(path):
+        Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
+
+
+def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
+    """A resumed run may add epochs, not take them away."""
+    state = trainer.state
+    started = state.epoch + (1 if state.iteration % state.epoch_length else 0)
+    if config.epochs < started:
+        raise FmnistError(
+            f"{resume} is from epoch {started} of its run; --epochs {config.epochs} is fewer: "
+            f"pass --epochs {started} or more to continue it"
         )

@@ -6,6 +6,9 @@ in the order they depend on each other (evaluation before the checkpoints that s
 
 from __future__ import annotations
 
+import csv
+import io
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -14,9 +17,19 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping, LRScheduler, ProgressBar, global_step_from_engine
+from ignite.handlers import (
+    Checkpoint,
+    DiskSaver,
+    EarlyStopping,
+    LRScheduler,
+    ProgressBar,
+    TerminateOnNan,
+    global_step_from_engine,
+)
 
-from fmnist_ignite.rundir import fsync_directory
+from fmnist_ignite.config import Config
+from fmnist_ignite.distributed import loss_seen_by_all
+from fmnist_ignite.rundir import fsync_directory, write_durably
 
 Log = Callable[[str], None]
 
@@ -202,3 +215,120 @@ def attach_progress_bar(trainer: Engine, enabled: bool | None = None) -> Progres
     bar = ProgressBar(persist=False)
     bar.attach(trainer, output_transform=lambda loss: {"loss": float(loss)})
     return bar
+
+
+CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s")
+
+
+class EpochLossAverage:
+    """The mean training loss over the epoch so far (Keras' running average), kept as a tensor sum.
+
+    Written by hand rather than with Ignite's ``Average`` because that one resets whenever an epoch
+    starts, also when a run resumes in the middle of it; this one's state is checkpointed instead.
+    """
+
+    def __init__(self) -> None:
+        self.total, self.count = torch.zeros(()), 0
+
+    def attach(self, trainer: Engine) -> EpochLossAverage:
+        trainer.add_event_handler(Events.EPOCH_STARTED, self._start_epoch)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._add)
+        return self
+
+    def _start_epoch(self, engine: Engine) -> None:
+        if engine.state.iteration % engine.state.epoch_length == 0:  # not a resume mid-epoch
+            self.total, self.count = torch.zeros(()), 0
+
+    def _add(self, engine: Engine) -> None:
+        loss = engine.state.output.detach()
+        if self.total.device != loss.device:  # the first batch of an epoch: keep the sum where the loss is
+            self.total = self.total.to(loss.device)
+        self.total += loss
+        self.count += 1
+
+    @property
+    def value(self) -> float:
+        """The mean over all processes' batches (every process must ask, as at EPOCH_COMPLETED)."""
+        total, count = self.total, torch.tensor(float(self.count))
+        if idist.get_world_size() > 1:
+            total, count = idist.all_reduce(total.clone()), idist.all_reduce(count)
+        return float(total) / max(float(count), 1.0)
+
+    def state_dict(self) -> dict:
+        return {"total": self.total.cpu(), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total, self.count = state["total"], state["count"]
+
+
+def attach_epoch_stats(trainer: Engine, history: MetricsHistory, optimizer) -> EpochLossAverage:
+    """Record each epoch's mean training loss, learning rate and wall time in ``history``.
+
+    Returns the loss average, which a checkpoint should save for an exact resume mid-epoch.
+    """
+    average = EpochLossAverage().attach(trainer)
+
+    def record(engine: Engine) -> None:
+        history.record(
+            engine.state.epoch,
+            train_loss=average.value,
+            lr=optimizer.param_groups[0]["lr"],
+            epoch_time_s=engine.state.times[Events.EPOCH_COMPLETED.name],
+        )
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, record)
+    return average
+
+
+def metrics_csv(history: MetricsHistory) -> str:
+    """The history as CSV text, one row per epoch; a column with no value that epoch stays empty."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history.epochs)
+    return out.getvalue()
+
+
+def attach_metrics_csv(trainer: Engine, history: MetricsHistory, path: Path) -> None:
+    """Rewrite ``path`` from ``history`` after every epoch (attach it after evaluation and epoch stats: rows complete).
+
+    Rewriting it whole from the checkpointed history keeps it right after a resume: no epoch twice.
+    """
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: write_durably(path, metrics_csv(history)))
+
+
+def attach_default_handlers(
+    config: Config, trainer, evaluator, loaders: dict, to_save: dict, output_dir: Path, log: Log = print
+) -> dict:
+    """Attach every handler of a standard run, in dependency order, and return them by name.
+
+    Evaluation comes first so the best-model checkpoint and early stopping see this epoch's metrics,
+    then the epoch's statistics and metrics.csv, and the training checkpoint comes last so it saves
+    their updated state.
+    """
+    output_dir = Path(output_dir)
+    handlers = {
+        "epoch_header": attach_epoch_header(trainer, log),
+        "loss_logging": attach_loss_logging(trainer, config.log_interval, log),
+        "terminate_on_nan": TerminateOnNan(output_transform=loss_seen_by_all),
+        "history": MetricsHistory(),
+    }
+    handlers["terminate_on_nan"].logger.setLevel(logging.ERROR)  # the run reports it, in one line
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, handlers["terminate_on_nan"])
+    to_save["history"] = handlers["history"]
+    if "validation" in loaders:
+        attach_evaluation(trainer, evaluator, loaders["validation"], "Validation", log, history=handlers["history"])
+        handlers["best_checkpoint"] = to_save["best_checkpoint"] = attach_best_model_checkpoint(
+            evaluator, trainer, to_save["model"], output_dir, config.monitor
+        )
+        if config.patience:
+            handlers["early_stopping"] = to_save["early_stopping"] = attach_early_stopping(
+                trainer, evaluator, config.patience, config.monitor
+            )
+    handlers["train_loss"] = to_save["train_loss"] = attach_epoch_stats(
+        trainer, handlers["history"], to_save["optimizer"]
+    )
+    if idist.get_rank() == 0:
+        attach_metrics_csv(trainer, handlers["history"], output_dir / "metrics.csv")
+    handlers["checkpoint"] = attach_checkpointing(trainer, to_save, output_dir, config.n_saved)
+    return handlers

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import platform
 from importlib import metadata
 from pathlib import Path
 
-import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import global_step_from_engine
@@ -18,85 +15,6 @@ from fmnist_ignite.data import CLASS_NAMES
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.handlers import MetricsHistory
 from fmnist_ignite.rundir import write_durably
-
-CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s")
-
-
-class EpochLossAverage:
-    """The mean training loss over the epoch so far (Keras' running average), kept as a tensor sum.
-
-    Written by hand rather than with Ignite's ``Average`` because that one resets whenever an epoch
-    starts, also when a run resumes in the middle of it; this one's state is checkpointed instead.
-    """
-
-    def __init__(self) -> None:
-        self.total, self.count = torch.zeros(()), 0
-
-    def attach(self, trainer: Engine) -> EpochLossAverage:
-        trainer.add_event_handler(Events.EPOCH_STARTED, self._start_epoch)
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._add)
-        return self
-
-    def _start_epoch(self, engine: Engine) -> None:
-        if engine.state.iteration % engine.state.epoch_length == 0:  # not a resume mid-epoch
-            self.total, self.count = torch.zeros(()), 0
-
-    def _add(self, engine: Engine) -> None:
-        loss = engine.state.output.detach()
-        if self.total.device != loss.device:  # the first batch of an epoch: keep the sum where the loss is
-            self.total = self.total.to(loss.device)
-        self.total += loss
-        self.count += 1
-
-    @property
-    def value(self) -> float:
-        """The mean over all processes' batches (every process must ask, as at EPOCH_COMPLETED)."""
-        total, count = self.total, torch.tensor(float(self.count))
-        if idist.get_world_size() > 1:
-            total, count = idist.all_reduce(total.clone()), idist.all_reduce(count)
-        return float(total) / max(float(count), 1.0)
-
-    def state_dict(self) -> dict:
-        return {"total": self.total.cpu(), "count": self.count}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.total, self.count = state["total"], state["count"]
-
-
-def attach_epoch_stats(trainer: Engine, history: MetricsHistory, optimizer) -> EpochLossAverage:
-    """Record each epoch's mean training loss, learning rate and wall time in ``history``.
-
-    Returns the loss average, which a checkpoint should save for an exact resume mid-epoch.
-    """
-    average = EpochLossAverage().attach(trainer)
-
-    def record(engine: Engine) -> None:
-        history.record(
-            engine.state.epoch,
-            train_loss=average.value,
-            lr=optimizer.param_groups[0]["lr"],
-            epoch_time_s=engine.state.times[Events.EPOCH_COMPLETED.name],
-        )
-
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, record)
-    return average
-
-
-def metrics_csv(history: MetricsHistory) -> str:
-    """The history as CSV text, one row per epoch; a column with no value that epoch stays empty."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history.epochs)
-    return out.getvalue()
-
-
-def attach_metrics_csv(trainer: Engine, history: MetricsHistory, path: Path) -> None:
-    """Rewrite ``path`` from ``history`` after every epoch (attach it after evaluation and epoch stats: rows complete).
-
-    Rewriting it whole from the checkpointed history keeps it right after a resume: no epoch twice.
-    """
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: write_durably(path, metrics_csv(history)))
 
 
 def versions() -> dict:

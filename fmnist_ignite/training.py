@@ -11,50 +11,40 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, TerminateOnNan
 from ignite.utils import manual_seed
 from tqdm import tqdm
 
-from fmnist_ignite.checkpoints import RandomState, load_checkpoint
+from fmnist_ignite.checkpoints import RandomState, check_epochs_left, load_checkpoint, must_fit, restore
 from fmnist_ignite.config import Config
 from fmnist_ignite.data import get_data_loaders
-from fmnist_ignite.distributed import agreed_max, broadcast_weights, loss_seen_by_all, unwrap
+from fmnist_ignite.distributed import agreed_max, broadcast_weights, unwrap
 from fmnist_ignite.engines import choose_precision, create_evaluator, create_trainer, make_optimizer, resolve_device
 from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.handlers import (
     Log,
-    MetricsHistory,
-    attach_best_model_checkpoint,
-    attach_checkpointing,
-    attach_early_stopping,
-    attach_epoch_header,
-    attach_evaluation,
-    attach_loss_logging,
+    attach_default_handlers,
     attach_one_cycle_lr,
     attach_progress_bar,
     format_metrics,
 )
+from fmnist_ignite.launch import launch, launched_externally
 from fmnist_ignite.models import build_model, check_model_output
 from fmnist_ignite.reports import (
-    attach_epoch_stats,
-    attach_metrics_csv,
     attach_tensorboard,
+    close_summary,
     per_class_accuracy,
     per_class_table,
     plot_confusion,
     plot_curves,
-    close_summary,
     versions,
     write_summary,
 )
-from fmnist_ignite.launch import launch, launched_externally
 from fmnist_ignite.rundir import RunDirectory, SavedConfig, claim_run_directory
 from fmnist_ignite.signals import Stopped, StopRequests, catching_stop_signals, raising, save_on_stop, stopping_trainer
 
@@ -74,58 +64,6 @@ class TrainResult:
     per_class_accuracy: dict = field(default_factory=dict)
     confusion: torch.Tensor | None = field(default=None, repr=False)
     model: torch.nn.Module | None = field(default=None, repr=False)
-
-
-def attach_default_handlers(
-    config: Config, trainer, evaluator, loaders: dict, to_save: dict, output_dir: Path, log: Log = print
-) -> dict:
-    """Attach every handler of a standard run, in dependency order, and return them by name.
-
-    Evaluation comes first so the best-model checkpoint and early stopping see this epoch's metrics,
-    then the epoch's statistics and metrics.csv, and the training checkpoint comes last so it saves
-    their updated state.
-    """
-    output_dir = Path(output_dir)
-    handlers = {
-        "epoch_header": attach_epoch_header(trainer, log),
-        "loss_logging": attach_loss_logging(trainer, config.log_interval, log),
-        "terminate_on_nan": TerminateOnNan(output_transform=loss_seen_by_all),
-        "history": MetricsHistory(),
-    }
-    handlers["terminate_on_nan"].logger.setLevel(logging.ERROR)  # the run reports it, in one line
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, handlers["terminate_on_nan"])
-    to_save["history"] = handlers["history"]
-    if "validation" in loaders:
-        attach_evaluation(trainer, evaluator, loaders["validation"], "Validation", log, history=handlers["history"])
-        handlers["best_checkpoint"] = to_save["best_checkpoint"] = attach_best_model_checkpoint(
-            evaluator, trainer, to_save["model"], output_dir, config.monitor
-        )
-        if config.patience:
-            handlers["early_stopping"] = to_save["early_stopping"] = attach_early_stopping(
-                trainer, evaluator, config.patience, config.monitor
-            )
-    handlers["train_loss"] = to_save["train_loss"] = attach_epoch_stats(
-        trainer, handlers["history"], to_save["optimizer"]
-    )
-    if idist.get_rank() == 0:
-        attach_metrics_csv(trainer, handlers["history"], output_dir / "metrics.csv")
-    handlers["checkpoint"] = attach_checkpointing(trainer, to_save, output_dir, config.n_saved)
-    return handlers
-
-
-@contextmanager
-def must_fit(path: Path):
-    """Turn a state dict that does not fit (wrong shapes, keys, types) into one line naming the file."""
-    try:
-        yield
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
-
-
-def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
-    """Load every object the checkpoint holds state for, or fail with one line naming the file."""
-    with must_fit(path):
-        Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
 
 
 class Training:
@@ -164,7 +102,7 @@ class Training:
         self.evaluator = create_evaluator(model, device, self.precision)
         bar = attach_progress_bar(trainer, enabled=None if config.progress and self.rank == 0 else False)
         if self.rank != 0:  # only rank 0 prints
-            log = lambda line: None  # noqa: E731
+            log = lambda line: None
         self.log = log = log or (tqdm.write if bar else print)
         self.requests = StopRequests()
         self.phase: str | None = None  # what the run does once training is over, for a stop's message
@@ -484,14 +422,3 @@ def run_training(
         for attach in extra_handlers:
             attach(training.trainer)
         return training.run()
-
-
-def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
-    """A resumed run may add epochs, not take them away."""
-    state = trainer.state
-    started = state.epoch + (1 if state.iteration % state.epoch_length else 0)
-    if config.epochs < started:
-        raise FmnistError(
-            f"{resume} is from epoch {started} of its run; --epochs {config.epochs} is fewer: "
-            f"pass --epochs {started} or more to continue it"
-        )

@@ -142,7 +142,15 @@ def test_sigterm_to_the_launcher_stops_every_worker_once_and_the_resume_is_bitwi
 
 def test_torchrun_without_an_output_dir_gives_one_run(tmp_path):
     config_file = small_config_file(tmp_path, plots=False)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port())]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+    ]
     run_py = str(TESTS.parent / "examples" / "run.py")
     proc = subprocess.run(
         [*command, run_py, "--config", str(config_file)],
@@ -198,7 +206,9 @@ def test_ctrl_c_while_waiting_for_a_peer_ends_the_wait_at_once(tmp_path):
     node.send_signal(signal.SIGINT)
     _, stderr = node.communicate(timeout=30)
     assert node.returncode == 130 and time.monotonic() - stopped < 10
-    assert stderr.strip().splitlines() == ["interrupted by SIGINT while the processes were starting; nothing was trained"]
+    assert stderr.strip().splitlines() == [
+        "interrupted by SIGINT while the processes were starting; nothing was trained"
+    ]
 
 
 def test_a_run_in_a_thread_is_stopped_by_stop_and_resumes_bitwise(small_config, tmp_path):
