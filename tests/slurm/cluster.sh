@@ -6,7 +6,8 @@
 #
 # Needs root and Debian's slurm-wlm and munge (`make slurm` installs them). Everything it writes lies
 # in DIR, except munge's key (/etc/munge/munge.key, made once if missing). A munged already running
-# is used as it is.
+# is used as it is. Each cluster takes two free ports of its own, so two can run side by side (two
+# test runs at once, or one by hand while the tests run); a munged still in use by another is left running.
 set -u
 action=${1:?start or stop}
 dir=${2:?a directory}
@@ -22,6 +23,9 @@ stop() {
     for _ in $(seq 100); do [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break; sleep 0.1; done
   fi
   for name in slurmd slurmctld munged; do
+    if [ "$name" = munged ] && pgrep -x slurmctld >/dev/null; then
+      continue  # another cluster still authenticates through it: left running, as a start finds it
+    fi
     if [ -f "$dir/$name.pid" ]; then
       pid=$(cat "$dir/$name.pid")
       kill "$pid" 2>/dev/null
@@ -55,10 +59,19 @@ if ! munge -n </dev/null >/dev/null 2>&1; then
 fi
 
 host=$(hostname -s)
+listening() { (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port=""
+for _ in $(seq 50); do
+  candidate=$((20000 + RANDOM % 20000))
+  listening "$candidate" || listening $((candidate + 1)) || { port=$candidate; break; }
+done
+[ -n "$port" ] || cannot "no two free ports found"
 mkdir -p "$dir/state" "$dir/spool" "$dir/log"
 cat >"$dir/slurm.conf" <<CONF
 ClusterName=fmnist-test
 SlurmctldHost=$host
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
