@@ -7,24 +7,13 @@ the modules that do the work are imported when a command runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 import time
 from pathlib import Path
 
 from fmnist_ignite import __version__
-from fmnist_ignite.config import (
-    DEVICES,
-    LOADERS,
-    MODEL_NAMES,
-    MONITORS,
-    OPTIMIZERS,
-    PRECISIONS,
-    RECIPES,
-    SCHEDULERS,
-    Config,
-)
+from fmnist_ignite.config import DEVICES, RECIPES, Config, settings
 from fmnist_ignite.configfile import read_config_file
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.rundir import run_directory_of, saved_config
@@ -45,8 +34,8 @@ def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """The training flags. A flag given overrides the recipe; the rest come from it."""
-    d = Config()
+    """The training flags: --config, --recipe, and one per ``Config`` setting that has a flag (config.py
+    defines them). A flag given overrides the recipe; the rest come from it."""
     p.add_argument(
         "--config",
         metavar="FILE",
@@ -54,61 +43,24 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "A run's OUTPUT_DIR/config.json replays that run",
     )
     p.add_argument("--recipe", choices=RECIPES, help="preset hyperparameters (default: tutorial)")
-    p.add_argument("--model", choices=MODEL_NAMES, help="the tutorial's MLP (mlp, the default) or a small CNN")
-    p.add_argument("--epochs", type=int, help=f"maximum number of epochs ({d.epochs})")
-    p.add_argument("--batch-size", type=int, help=f"training batch size ({d.batch_size})")
-    p.add_argument("--lr", type=float, help=f"learning rate ({d.lr})")
-    p.add_argument("--momentum", type=float, help=f"SGD momentum ({d.momentum})")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({d.optimizer})")
-    p.add_argument("--weight-decay", type=float, help=f"({d.weight_decay})")
-    p.add_argument("--dropout", type=float, help="dropout after each ReLU (0: the tutorial's model)")
-    p.add_argument("--label-smoothing", type=float, help="of the training loss (0)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, help="learning-rate schedule (constant)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--monitor", choices=MONITORS, help=f"validation metric that selects ({d.monitor})")
-    p.add_argument("--val-size", type=int, help=f"training images held out for validation ({d.val_size})")
-    p.add_argument("--data-dir", help=f"where to look for (or download) Fashion-MNIST ({d.data_dir})")
-    p.add_argument("--output-dir", help="checkpoint directory (runs/<date>-<time>)")
-    p.add_argument("--seed", type=int, help=f"seed of the initial weights and the data order ({d.seed})")
-    p.add_argument("--device", choices=DEVICES, help=f"({d.device})")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (torch's default: one per core)")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="bf16 autocast or fp32; auto (the default): bf16 only where the CPU or GPU computes bf16 natively",
-    )
-    p.add_argument("--log-interval", type=int, help=f"print the loss every N batches ({d.log_interval})")
-    p.add_argument("--one-hot", action="store_true", help="use the tutorial's one-hot float targets")
-    p.add_argument("--loader", choices=LOADERS, help=f"in-memory tensors, or torchvision-style ({d.loader})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a terminal)")
-    p.add_argument(
-        "--resume",
-        metavar="PATH|auto",
-        help="continue a run from a checkpoint file, or 'auto': the newest intact one in --output-dir (else in the "
-        "newest run in runs/); the run's saved settings are used, and only flags that do not change the result "
-        "(--epochs, --device, --threads, ...) may be given",
-    )
-    p.add_argument(
-        "--no-restore-best", action="store_true", help="score the test set with the last weights, not the best"
-    )
-    p.add_argument("--nproc-per-node", type=int, help="data-parallel processes on this machine (1)")
-    p.add_argument("--backend", choices=("gloo", "nccl"), help="torch.distributed backend (nccl with CUDA, else gloo)")
-    p.add_argument("--nnodes", type=int, help="machines taking part (1)")
-    p.add_argument("--node-rank", type=int, help="this machine's rank among them (0)")
-    p.add_argument("--master-addr", help="address of the node-rank-0 machine (127.0.0.1)")
-    p.add_argument("--master-port", type=int, help="a free port on it (29500)")
-    p.add_argument("--tensorboard", action="store_true", help="log to OUTPUT_DIR/tb (needs the tensorboard package)")
-    p.add_argument("--no-plots", action="store_true", help="skip curves.png and confusion.png")
+    for s in settings().values():
+        text = s.help.format(default=s.default)
+        if s.flag == "value":
+            p.add_argument(s.option, type=s.value_type, choices=s.choices or None, metavar=s.metavar, help=text)
+        elif s.flag is not None:  # a switch, or a negated flag: NEGATED_FLAGS turns it into its setting
+            p.add_argument(s.option, action="store_true", help=text)
 
 
-NEGATED_FLAGS = {"no_progress": "progress", "no_restore_best": "restore_best", "no_plots": "plots"}
+# The dest of each --no-NAME flag, and the setting it turns off.
+NEGATED_FLAGS = {f"no_{name}": name for name, s in settings().items() if s.flag == "negated"}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The configuration of a run, in layers: the defaults (the tutorial's), or the configuration a
     resumed run saved; then a ``--config`` file (its recipe, then its keys); then ``--recipe``; then
     every flag given. A resume thus continues the same run without retyping its flags; a file,
-    recipe or flag given with it must agree with it (the run checks that).
+    recipe or flag given with it must agree with it (the run checks that). What the environment decides
+    is not taken from the saved run: each process's own environment decides it (``Config.with_environment``).
     """
     given = {key: value for key, value in vars(args).items() if key != "command"}
     name = given.pop("recipe", None)
@@ -117,8 +69,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if given.pop(flag, False):
             given[field] = False
     saved = saved_config(run_directory_of(Config(**given))) if given.get("resume") else None
-    known = {f.name for f in dataclasses.fields(Config)}
-    base = {k: v for k, v in (saved or {}).items() if k in known}
+    known = settings()
+    base = {k: v for k, v in (saved or {}).items() if k in known and not known[k].from_environment}
     return Config(**{**base, **file, **RECIPES.get(name, {}), **given})
 
 
@@ -126,7 +78,7 @@ def fixed_settings(args: argparse.Namespace) -> tuple[str, ...]:
     """The settings the user gave by flag or in the ``--config`` file (its recipe's do not count)."""
     given = {NEGATED_FLAGS.get(key, key) for key in vars(args)}
     from_file = read_config_file(args.config, with_recipe=False) if "config" in vars(args) else {}
-    return tuple(sorted(given.union(from_file) & {f.name for f in dataclasses.fields(Config)}))
+    return tuple(sorted(given.union(from_file) & set(settings())))
 
 
 def without(args: argparse.Namespace, names: tuple[str, ...]) -> argparse.Namespace:
@@ -139,9 +91,9 @@ TUNE_FLAGS = ("trials", "timeout", "storage", "study", "space", "keep_trials", "
 
 
 def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
-    config = config_from_args(without(args, LR_FIND_FLAGS)).validate()
+    config = config_from_args(without(args, LR_FIND_FLAGS)).with_environment().validate()
     output_dir = Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S-lr-find"))
-    from fmnist_ignite.tuning import find_lr
+    from fmnist_ignite.lr_finder import find_lr  # no Optuna: lr-find works without the tune extra
 
     print(f"Learning-rate finder: {args.iterations} batches, lr from {args.start_lr:g} to {args.end_lr:g}")
     result = find_lr(config, args.start_lr, args.end_lr, args.iterations, output_dir / "lr_finder.png")
@@ -166,7 +118,7 @@ def drop_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    config = config_from_args(without(args, TUNE_FLAGS)).validate()
+    config = config_from_args(without(args, TUNE_FLAGS)).with_environment().validate()
     try:
         from fmnist_ignite.tuning import read_search_space, tune
     except ImportError as exc:
@@ -191,7 +143,7 @@ def run_tune(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace, prog: str) -> int:
-    config = config_from_args(args).validate()  # a bad value is refused before torch is imported
+    config = config_from_args(args).with_environment().validate()  # a bad value is refused before torch is imported
     from fmnist_ignite.training import train
 
     try:

@@ -3,15 +3,11 @@ field by field, so a typo is one line naming the file and the key. Imports no to
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
-from fmnist_ignite.config import RECIPES, Config
+from fmnist_ignite.config import RECIPES, Config, settings
 from fmnist_ignite.errors import FmnistError
-
-# The Python types each annotation of ``Config`` accepts (bool is no int here, an int is a float).
-ACCEPTED = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
 def parse_settings_file(path: Path) -> object:
@@ -53,22 +49,20 @@ def read_config_file(path: str | Path, with_recipe: bool = True) -> dict:
     wrong type, or a value ``Config.validate`` refuses.
     """
     path = Path(path)
-    settings = read_settings_file(path)
-    name = settings.pop("recipe", None)
+    given = read_settings_file(path)
+    name = given.pop("recipe", None)
     if name is not None and name not in RECIPES:
         raise FmnistError(f"{path}: recipe: unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
-    types = {field.name: field.type for field in dataclasses.fields(Config)}
-    for key, value in settings.items():
-        if key not in types:
-            raise FmnistError(f"{path}: unknown key {key!r}: the keys are recipe, {', '.join(types)}")
-        accepted = [kind for part in types[key].split(" | ") for kind in ACCEPTED.get(part, ())]
-        optional = "None" in types[key]
-        bad_bool = isinstance(value, bool) and bool not in accepted
-        if not ((value is None and optional) or (isinstance(value, tuple(accepted)) and not bad_bool)):
-            raise FmnistError(f"{path}: {key}: expected {types[key].replace(' | None', ' or null')}, got {value!r}")
-    merged = {**(RECIPES[name] if name else {}), **settings}
+    known = settings()
+    for key, value in given.items():
+        if key not in known:
+            raise FmnistError(f"{path}: unknown key {key!r}: the keys are recipe, {', '.join(known)}")
+        if not known[key].accepts(value):
+            expected = known[key].annotation.replace(" | None", " or null")
+            raise FmnistError(f"{path}: {key}: expected {expected}, got {value!r}")
+    merged = {**(RECIPES[name] if name else {}), **given}
     try:
         Config(**merged).validate()
     except FmnistError as exc:
         raise FmnistError(f"{path}: {exc}") from None
-    return merged if with_recipe else settings
+    return merged if with_recipe else given

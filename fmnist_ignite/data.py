@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from fmnist_ignite.config import Config
+from fmnist_ignite.config import Config, environment_settings
 from fmnist_ignite.errors import FmnistError
 
 CLASS_NAMES = (
@@ -35,7 +36,6 @@ CLASS_NAMES = (
     "Ankle boot",
 )
 NUM_CLASSES = len(CLASS_NAMES)
-SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 
@@ -70,38 +70,45 @@ SPLIT_FILES = {
 
 # ---------------------------------------------------------------------------------------------- files
 
+MAX_IDX_BYTES = 100_000 * 28 * 28  # more images than Fashion-MNIST's 70,000: anything larger is refused unread
+
 
 def read_idx(path: Path, spec: IdxSpec | None = None) -> torch.Tensor:
     """Parse an IDX file of unsigned bytes (gzipped or not) into a uint8 tensor.
 
+    The header is checked before the data is read, and no more bytes are read (or decompressed) than it
+    promises, up to ``MAX_IDX_BYTES``: a file that holds more, or a gzip bomb, is refused on the way.
     With ``spec``, also check the magic number, the shape and the checksum of the decompressed bytes.
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as stream:
+            head = stream.read(4)
+            if len(head) < 4 or head[:3] != b"\x00\x00\x08" or not 1 <= head[3] <= 3:
+                raise FmnistError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+            dims = stream.read(4 * head[3])
+            shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(len(dims) // 4))
+            count = math.prod(shape)
+            if len(shape) != head[3] or count > MAX_IDX_BYTES or (len(shape) == 3 and shape[1:] != (28, 28)):
+                raise FmnistError(
+                    f"{path}: header says shape {shape}: not 28 x 28 images or labels of at most "
+                    f"{MAX_IDX_BYTES:,} bytes"
+                )
+            data = stream.read(count + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise FmnistError(f"{path}: cannot read it ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise FmnistError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
-    ndim = raw[3]
-    magic = int.from_bytes(raw[:4], "big")
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    count = 1
-    for size in shape:
-        count *= size
-    if len(raw) != header + count:
-        raise FmnistError(f"{path}: header says shape {shape} but the file holds {len(raw) - header} bytes of data")
+    if len(data) != count:
+        held = "more data than that" if len(data) > count else f"{len(data)} bytes of data"
+        raise FmnistError(f"{path}: header says shape {shape} but the file holds {held}")
     if spec is not None:
+        magic = int.from_bytes(head, "big")
         if magic != spec.magic:
             raise FmnistError(f"{path}: magic number {magic}, expected {spec.magic}: not this Fashion-MNIST file")
         if shape != spec.shape:
             raise FmnistError(f"{path}: shape {shape}, expected {spec.shape}: not this Fashion-MNIST file")
-        if hashlib.sha256(raw).hexdigest() != spec.sha256:
+        if hashlib.sha256(head + dims + data).hexdigest() != spec.sha256:
             raise FmnistError(f"{path}: checksum mismatch: not the Fashion-MNIST data (delete it to use another copy)")
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).reshape(shape)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).reshape(shape)
 
 
 def _idx_files_in(directory: Path) -> dict[str, Path] | None:
@@ -129,25 +136,25 @@ def _download_with_torchvision(data_dir: Path) -> str | None:
     return None
 
 
-def download_allowed() -> bool:
-    """Downloads are off inside a SLURM job (compute nodes seldom reach the internet, and a job should
-    not hang on it) unless ``FMNIST_ALLOW_DOWNLOAD=1`` allows them."""
-    return "SLURM_JOB_ID" not in os.environ or os.environ.get("FMNIST_ALLOW_DOWNLOAD") == "1"
-
-
-def locate_fashion_mnist(data_dir: str | os.PathLike, download: bool | None = None) -> dict[str, Path]:
-    """Find the four IDX files: under ``data_dir``, then the system copy, then torchvision's download
-    (``download`` None: where ``download_allowed()``)."""
+def locate_fashion_mnist(
+    data_dir: str | os.PathLike, download: bool | None = None, system_dir: str | os.PathLike | None = None
+) -> dict[str, Path]:
+    """Find the four IDX files: under ``data_dir``, then in ``system_dir``, then through torchvision's
+    download if ``download``; either left None is what the environment says (``Config.with_environment``)."""
     data_dir = Path(data_dir).expanduser()
-    system_dir = Path(os.environ.get("FMNIST_DATA_DIR") or SYSTEM_DATA_DIR)
+    environment = environment_settings()
+    download = environment["allow_download"] if download is None else download
+    system_dir = Path(environment["system_data_dir"] if system_dir is None else system_dir)
     for directory in (data_dir / "FashionMNIST" / "raw", data_dir, system_dir):
         found = _idx_files_in(directory)
         if found:
             return found
-    if download is None and not download_allowed():
-        download_error = "downloads are off inside a SLURM job; FMNIST_ALLOW_DOWNLOAD=1 allows them"
+    if download:
+        download_error = _download_with_torchvision(data_dir)
     else:
-        download_error = _download_with_torchvision(data_dir) if download is not False else "download not allowed"
+        download_error = (
+            "downloads are off: allow_download is false, the default inside a SLURM job unless FMNIST_ALLOW_DOWNLOAD=1"
+        )
     found = _idx_files_in(data_dir / "FashionMNIST" / "raw")
     if found:
         return found
@@ -160,10 +167,14 @@ def locate_fashion_mnist(data_dir: str | os.PathLike, download: bool | None = No
 
 
 def load_fashion_mnist(
-    data_dir: str | os.PathLike, verify: bool = True, download: bool | None = None
+    data_dir: str | os.PathLike,
+    verify: bool = True,
+    download: bool | None = None,
+    system_dir: str | os.PathLike | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The train and test sets as ``(uint8 images N x 28 x 28, int64 labels N)``, verified by default."""
-    files = locate_fashion_mnist(data_dir, download=download)
+    """The train and test sets as ``(uint8 images N x 28 x 28, int64 labels N)``, verified by default;
+    found as ``locate_fashion_mnist`` finds them."""
+    files = locate_fashion_mnist(data_dir, download, system_dir)
     arrays = {name: read_idx(path, IDX_FILES[name] if verify else None) for name, path in files.items()}
     sets = {}
     for split, (images_name, labels_name) in SPLIT_FILES.items():
@@ -339,7 +350,7 @@ def get_data_loaders(config: Config, device: torch.device | str = "cpu", rank: i
     With several processes each gets its shard, and ``batch_size`` is the total over all of them
     (as with Ignite's ``auto_dataloader``), so the optimisation is the same as in one process.
     """
-    sets = load_fashion_mnist(config.data_dir, verify=config.verify_data)
+    sets = load_fashion_mnist(config.data_dir, config.verify_data, config.allow_download, config.system_data_dir)
     splits = make_splits(sets, config.val_size, config.split_seed)
     return {
         name: make_loader(

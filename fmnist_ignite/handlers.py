@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,6 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import (
     Checkpoint,
-    DiskSaver,
     EarlyStopping,
     LRScheduler,
     ProgressBar,
@@ -29,7 +27,7 @@ from ignite.handlers import (
 
 from fmnist_ignite.config import Config
 from fmnist_ignite.distributed import loss_seen_by_all
-from fmnist_ignite.rundir import fsync_directory, write_durably
+from fmnist_ignite.durable import DurableDiskSaver, write_durably
 
 Log = Callable[[str], None]
 
@@ -124,28 +122,6 @@ def attach_evaluation(
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, evaluate)
     return history
-
-
-class DurableDiskSaver(DiskSaver):
-    """Ignite's ``DiskSaver`` (atomic: a temporary file, then a rename) with the data and the rename fsynced."""
-
-    def __init__(self, dirname: str | Path, **kwargs):
-        super().__init__(dirname, require_empty=False, **kwargs)
-
-    def _save_func(self, checkpoint, path: Path, func) -> None:
-        def save_and_fsync(obj, file, **kwargs):
-            func(obj, file, **kwargs)
-            file.flush()
-            os.fsync(file.fileno())
-
-        super()._save_func(checkpoint, path, save_and_fsync)
-        fsync_directory(Path(path).parent)
-
-    def remove(self, filename: str) -> None:
-        """Delete an old checkpoint; one already gone is fine (a resume from an older checkpoint
-        remembers files that the run after it deleted)."""
-        if idist.get_rank() == self.save_on_rank:
-            (self.dirname / filename).unlink(missing_ok=True)
 
 
 def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path, n_saved: int = 2) -> Checkpoint:

@@ -12,9 +12,9 @@ from ignite.engine import Engine, Events
 from ignite.handlers import global_step_from_engine
 
 from fmnist_ignite.data import CLASS_NAMES
+from fmnist_ignite.durable import write_durably
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.handlers import MetricsHistory
-from fmnist_ignite.rundir import write_durably
 
 
 def versions() -> dict:

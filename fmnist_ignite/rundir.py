@@ -1,5 +1,5 @@
-"""The run directory: claimed by one run at a time, holding its saved configuration, the checkpoint to
-resume from, and files written durably (a crash or power loss leaves the old file or the new one whole).
+"""The run directory: claimed by one run at a time, holding its saved configuration (written durably:
+``fmnist_ignite.durable``) and the checkpoint to resume from.
 
 It imports no torch, so the command line can read a run's saved configuration before it imports torch.
 """
@@ -10,77 +10,19 @@ import dataclasses
 import fcntl
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmnist_ignite.config import Config
+from fmnist_ignite.config import Config, settings
 from fmnist_ignite.errors import FmnistError
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
 RESUMABLE_PATTERNS = ("training_checkpoint_*.pt", "interrupted_checkpoint_*.pt")
-# What a resumed run may change: where and how it runs, for how long, what it shows; never what it computes.
-CHANGEABLE_ON_RESUME = frozenset(
-    {
-        "epochs",
-        "device",
-        "threads",
-        "progress",
-        "plots",
-        "tensorboard",
-        "output_dir",
-        "log_interval",
-        "data_dir",  # the data is verified by checksum wherever it lies
-        "resume",
-        "restore_best",  # which weights score the test set at the end, not how they are trained
-        "score_test",
-        "backend",
-        "master_addr",
-        "master_port",
-        "node_rank",
-    }
-)
-
-
-# ------------------------------------------------------------------------------------------ durable writes
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename or a new file in ``directory`` survive a power loss."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_durably(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a fsynced temporary file, a rename and a fsync of the directory.
-
-    After a crash or power loss ``path`` is the old file or the new one, whole; a failed write leaves
-    the old file and no temporary file.
-    """
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        try:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            tmp.close()
-            os.remove(tmp.name)
-            raise
-    os.chmod(tmp.name, 0o666 & ~_umask())  # as open() would make it, not the temporary file's 0600
-    os.replace(tmp.name, path)
-    fsync_directory(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# What a resumed run may change (config.py marks each setting): where and how it runs, for how long, what it
+# shows; never what it computes.
+CHANGEABLE_ON_RESUME = frozenset(name for name, s in settings().items() if s.on_resume)
 
 
 # ---------------------------------------------------------------------------------------- finding checkpoints
@@ -176,12 +118,16 @@ class RunDirectory:
 
     def save_config(self, config: Config) -> None:
         """``config.json``: the run's configuration, which a resume continues with."""
+        from fmnist_ignite.durable import write_durably  # imports ignite: this module must import no torch
+
         write_durably(self.path / CONFIG_FILE, json.dumps(storable_config(config), indent=2) + "\n")
 
 
 def storable_config(config: Config) -> dict:
-    """The configuration as plain data, as a checkpoint and ``config.json`` keep it."""
-    return {**dataclasses.asdict(config), "resume": None}
+    """The configuration as plain data, as a checkpoint and ``config.json`` keep it (without what the
+    machine's environment decides, which a replay elsewhere decides anew)."""
+    machine = {name: None for name, setting in settings().items() if setting.from_environment}
+    return {**dataclasses.asdict(config), "resume": None, **machine}
 
 
 class SavedConfig:

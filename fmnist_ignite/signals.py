@@ -20,8 +20,9 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
 from fmnist_ignite.distributed import agreed_max
+from fmnist_ignite.durable import DurableDiskSaver
 from fmnist_ignite.errors import TrainingInterrupted
-from fmnist_ignite.handlers import DurableDiskSaver, Log
+from fmnist_ignite.handlers import Log
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal

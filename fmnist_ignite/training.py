@@ -389,7 +389,7 @@ def train(
     attached; ``model`` is a model of your own instead of the built-in ``config.model``. With spawned
     processes both must be picklable (defined at module level), and ``log`` applies to this process only.
     """
-    config.validate()
+    config = config.with_environment().validate()
     spawning = config.world_size > 1 and not launched_externally()
     run_dir = claim_run_directory(config, log or print) if spawning and config.node_rank == 0 else None
     if run_dir is not None:  # the launcher holds the lock for its workers

@@ -1,5 +1,6 @@
-"""Finding hyperparameters: Ignite's ``FastaiLRFinder`` for a learning rate, and an Optuna study whose
-trials are real runs of this library, scored on the validation split only (the test split is never read).
+"""Finding hyperparameters with an Optuna study whose trials are real runs of this library, scored on the
+validation split only (the test split is never read). The learning-rate finder, which needs no Optuna, is
+``fmnist_ignite.lr_finder``.
 
 A study lives in an RDB storage (a SQLite file in its directory by default), so workers started in
 several terminals, on several machines or as SLURM array tasks share it. A worker that dies mid-trial
@@ -20,90 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import FastaiLRFinder
-from ignite.utils import manual_seed
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from fmnist_ignite.config import Config
+from fmnist_ignite.config import Config, settings
 from fmnist_ignite.configfile import read_settings_file
-from fmnist_ignite.data import get_data_loaders
-from fmnist_ignite.engines import choose_precision, create_trainer, make_optimizer, resolve_device
+from fmnist_ignite.durable import write_durably
 from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.handlers import Log
-from fmnist_ignite.models import build_model, check_model_output
-from fmnist_ignite.reports import pyplot
-from fmnist_ignite.rundir import storable_config, write_durably
 from fmnist_ignite.launch import setup_process
+from fmnist_ignite.reports import pyplot
+from fmnist_ignite.rundir import storable_config
 from fmnist_ignite.signals import Stopped, StopRequests, catching_stop_signals, raising
 from fmnist_ignite.training import Training
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-# ---------------------------------------------------------------------------------- learning-rate finder
-
-
-@dataclass
-class LRFinderResult:
-    """The suggested learning rate, the loss curve it was read from, and the plot (None without matplotlib)."""
-
-    suggestion: float
-    lrs: list[float]
-    losses: list[float]
-    plot: Path | None
-
-
-def find_lr(
-    config: Config,
-    start_lr: float = 1e-6,
-    end_lr: float = 1.0,
-    iterations: int = 300,
-    plot_path: str | Path | None = None,
-    model: torch.nn.Module | None = None,
-) -> LRFinderResult:
-    """Raise the learning rate exponentially over ``iterations`` training batches and suggest the one
-    where the loss falls fastest (Ignite's ``FastaiLRFinder``); the model and optimizer are restored after.
-    """
-    if not 0 < start_lr < end_lr:
-        raise FmnistError(f"the learning rates must rise from start to end, got {start_lr} to {end_lr}")
-    if iterations < 3:
-        raise FmnistError(f"the finder needs at least 3 iterations, got {iterations}")
-    config = config.replace(score_test=False).validate()
-    device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    manual_seed(config.seed)
-    model = (model if model is not None else build_model(config.model, config.dropout)).to(device)
-    check_model_output(model, device)
-    optimizer = make_optimizer(config, model)
-    precision, _ = choose_precision(config.precision, device)
-    trainer = create_trainer(model, optimizer, device, config.label_smoothing, precision)
-    finder = FastaiLRFinder()
-    to_restore = {"model": model, "optimizer": optimizer}
-    with finder.attach(trainer, to_restore, num_iter=iterations, start_lr=start_lr, end_lr=end_lr) as finding:
-        finding.run(get_data_loaders(config, device)["train"])
-    results = finder.get_results()
-    if len(results["loss"]) < 3:
-        raise FmnistError(f"the loss diverged within {len(results['loss'])} iterations: lower --start-lr")
-    suggestion = float(finder.lr_suggestion())
-    plot, plt = None, pyplot() if plot_path is not None else None
-    if plt is not None:
-        plot = Path(plot_path)
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        finder.plot(ax=ax)
-        ax.set_title(f"Learning-rate finder: suggestion {suggestion:.3g}")
-        fig.tight_layout()
-        fig.savefig(plot, dpi=100)
-        plt.close(fig)
-    return LRFinderResult(suggestion, [float(v) for v in results["lr"]], [float(v) for v in results["loss"]], plot)
-
-
 # --------------------------------------------------------------------------------------- search space
 
-RUN_SETTINGS = ("output_dir", "resume", "score_test", "progress", "plots")  # how a trial runs: not searched, not saved
+# How a trial runs (config.py marks each setting): not searched, and not kept in a trial's settings.
+RUN_SETTINGS = tuple(name for name, s in settings().items() if not s.tunable)
 
 # What a study searches unless told otherwise: a list is a choice, a mapping a range (log: on a log scale).
 DEFAULT_SPACE = {

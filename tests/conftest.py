@@ -11,6 +11,7 @@ import yaml
 
 from fmnist_ignite import Config
 from fmnist_ignite import data as data_module
+from fmnist_ignite.config import SYSTEM_DATA_DIR
 
 # One thread: two OpenMP threads on a loaded 2-core machine can be many times slower.
 torch.set_num_threads(1)
@@ -113,7 +114,7 @@ def small_config(tmp_path) -> Config:
 
 def real_data_dir() -> Path | None:
     """Where the real Fashion-MNIST lies on this machine, or None."""
-    for directory in (Path("data/FashionMNIST/raw"), Path("data"), Path(data_module.SYSTEM_DATA_DIR)):
+    for directory in (Path("data/FashionMNIST/raw"), Path("data"), Path(SYSTEM_DATA_DIR)):
         if all((directory / name).is_file() or (directory / f"{name}.gz").is_file() for name in data_module.IDX_FILES):
             return directory
     return None

@@ -10,6 +10,7 @@ import torch
 from conftest import idx_bytes, synthetic_set, write_idx, write_synthetic
 
 from fmnist_ignite import Config, FmnistError, get_data_loaders, load_fashion_mnist, locate_fashion_mnist, read_idx
+from fmnist_ignite import config as config_module
 from fmnist_ignite import data as data_module
 from fmnist_ignite.data import IdxSpec, ImageDataset, TensorLoader, make_loader, make_splits, split_indices
 
@@ -100,7 +101,7 @@ def test_system_copy_from_env_is_used_when_the_data_root_is_empty(tmp_path, monk
 def test_debian_directory_is_the_default_system_copy(tmp_path, monkeypatch):
     system = write_synthetic(tmp_path / "debian")
     monkeypatch.delenv("FMNIST_DATA_DIR")
-    monkeypatch.setattr(data_module, "SYSTEM_DATA_DIR", str(system))
+    monkeypatch.setattr(config_module, "SYSTEM_DATA_DIR", str(system))
     assert all(path.parent == system for path in locate_fashion_mnist(tmp_path / "empty").values())
 
 
@@ -239,6 +240,4 @@ def test_inside_a_slurm_job_nothing_is_downloaded_unless_allowed(tmp_path, monke
     if allow:
         assert tried == [tmp_path] and "it failed: no net" in str(info.value)
     else:
-        assert tried == [] and "downloads are off inside a SLURM job; FMNIST_ALLOW_DOWNLOAD=1 allows them" in str(
-            info.value
-        )
+        assert tried == [] and "the default inside a SLURM job unless FMNIST_ALLOW_DOWNLOAD=1" in str(info.value)

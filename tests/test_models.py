@@ -43,7 +43,7 @@ def test_a_users_model_trains_resumes_bitwise_and_is_scored_with_its_class(small
 
     summary = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert summary["config"]["model"] == "custom" and summary["model"].endswith("test_models.TinyConvNet)")
-    with pytest.raises(FmnistError, match="not the weights of a built-in model"):
+    with pytest.raises(FmnistError, match="the weights of a model of your own"):
         evaluate_checkpoint(resumed.best_checkpoint, config.data_dir, "cpu", verify=False)
     mine = evaluate_checkpoint(resumed.best_checkpoint, config.data_dir, "cpu", verify=False, model=TinyConvNet())
     assert mine["accuracy"] == resumed.test_metrics["accuracy"]

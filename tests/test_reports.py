@@ -160,7 +160,7 @@ def test_predict_gives_the_label_of_known_test_images(trained, tmp_path, capsys)
     "make, message",
     [
         (lambda p: Image.new("L", (32, 32)).save(p), "image is 32x32, expected 28x28"),
-        (lambda p: Image.new("RGB", (28, 28)).save(p), "image is RGB, expected grayscale"),
+        (lambda p: Image.new("RGB", (28, 28)).save(p), "image mode RGB is not 8- or 16-bit grayscale"),
         (lambda p: p.write_text("hello"), "neither an image (PNG) nor an IDX file"),
     ],
 )

@@ -1,4 +1,4 @@
-"""The learning-rate finder and the Optuna tuner, on small synthetic data: real trials, real workers."""
+"""The Optuna tuner, on small synthetic data: real trials, real workers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from conftest import small_config_file
 
@@ -19,7 +18,6 @@ from fmnist_ignite.cli import main
 from fmnist_ignite.config import Config
 from fmnist_ignite.configfile import read_config_file
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.models import Net
 
 optuna = pytest.importorskip("optuna", reason="the tune extra is not installed (pip install 'fmnist-ignite[tune]')")
 from optuna.trial import TrialState  # noqa: E402
@@ -27,7 +25,6 @@ from optuna.trial import TrialState  # noqa: E402
 from fmnist_ignite.tuning import (  # noqa: E402
     DEFAULT_SPACE,
     check_search_space,
-    find_lr,
     open_study,
     selected_accuracy,
     trial_directory,
@@ -49,38 +46,6 @@ def worker(config: Path, study_dir: Path, trials: int, *extra: str) -> subproces
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-# ------------------------------------------------------------------------------------------- lr finder
-
-
-def test_lr_find_suggests_a_rate_in_its_range_writes_the_plot_and_restores_the_weights(small_config, tmp_path):
-    torch.manual_seed(0)
-    model = Net()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = find_lr(small_config, 1e-5, 1.0, iterations=30, plot_path=tmp_path / "lr_finder.png", model=model)
-    assert 1e-5 <= result.suggestion <= 1.0
-    assert result.lrs[0] < result.lrs[-1] and len(result.lrs) == len(result.losses) >= 3
-    assert result.plot == tmp_path / "lr_finder.png" and result.plot.stat().st_size > 1000
-    after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
-
-
-def test_lr_find_command_prints_the_suggestion_and_the_train_command(tmp_path, capsys):
-    config = small_config_file(tmp_path, batch_size=20)
-    code = main(["lr-find", "--config", str(config), "--iterations", "40", "--output-dir", str(tmp_path / "lrf")])
-    out = capsys.readouterr().out
-    assert code == 0
-    suggested = float(out.split("Suggested learning rate: ")[1].split()[0])
-    assert 1e-6 <= suggested <= 1.0
-    assert f"Train with it: fmnist-ignite train --config {config} --iterations" not in out
-    assert f"Train with it: fmnist-ignite train --config {config} --lr {suggested:.3g}" in out
-    assert (tmp_path / "lrf" / "lr_finder.png").is_file()
-
-
-def test_lr_find_refuses_a_falling_range_in_one_line(small_config):
-    with pytest.raises(FmnistError, match="must rise"):
-        find_lr(small_config, start_lr=1.0, end_lr=1e-3)
 
 
 # ---------------------------------------------------------------------------------------- search space
@@ -267,14 +232,6 @@ def space_file(root: Path) -> Path:
     path = root / "space.yaml"
     path.write_text("momentum: [0.9]\n")  # one choice: every trial the same
     return path
-
-
-def test_tune_without_optuna_says_how_to_install_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "optuna", None)
-    monkeypatch.delitem(sys.modules, "fmnist_ignite.tuning", raising=False)
-    code = main(["tune", "--config", str(small_config_file(tmp_path)), "--trials", "1"])
-    err = capsys.readouterr().err
-    assert code == 2 and "pip install 'fmnist-ignite[tune]'" in err and len(err.splitlines()) == 1
 
 
 def test_tune_refuses_resume_and_several_processes(small_config):
