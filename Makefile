@@ -8,9 +8,12 @@ ARGS ?=
 
 .PHONY: run test data slurm clean
 
+# The environment, and its Jupyter kernel "python3" (this environment's python, by its full path: the
+# notebook tests run in it).
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev,plot,tensorboard,tune]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 # Make sure the data can be found: already under data/, a system copy, or (as root with apt) Debian's

@@ -87,7 +87,7 @@ def without(args: argparse.Namespace, names: tuple[str, ...]) -> argparse.Namesp
 
 
 LR_FIND_FLAGS = ("start_lr", "end_lr", "iterations")
-TUNE_FLAGS = ("trials", "timeout", "storage", "study", "space", "keep_trials", "heartbeat")
+TUNE_FLAGS = ("trials", "timeout", "storage", "study", "space", "keep_trials", "heartbeat", "confirm_top")
 
 
 def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
@@ -98,7 +98,7 @@ def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"Learning-rate finder: {args.iterations} batches, lr from {args.start_lr:g} to {args.end_lr:g}")
     result = find_lr(config, args.start_lr, args.end_lr, args.iterations, output_dir / "lr_finder.png")
     print(f"Suggested learning rate: {result.suggestion:.3g} (where the loss fell fastest)")
-    print("Plot: " + (str(result.plot) if result.plot else "skipped (pip install 'fmnist-ignite[plot]')"))
+    print("Plot: " + (str(result.plot_path) if result.plot_path else "skipped (pip install 'fmnist-ignite[plot]')"))
     kept = drop_flags(argv, ("--lr", "--output-dir", "--start-lr", "--end-lr", "--iterations"))
     print("Train with it: " + shlex.join(["fmnist-ignite", "train", *kept, "--lr", f"{result.suggestion:.3g}"]))
     return 0
@@ -135,6 +135,7 @@ def run_tune(args: argparse.Namespace) -> int:
             fixed=fixed_settings(without(args, TUNE_FLAGS)),
             keep_trials=args.keep_trials,
             heartbeat=args.heartbeat,
+            confirm=args.confirm_top,
         )
     except TrainingInterrupted as exc:
         print(exc, file=sys.stderr)
@@ -144,6 +145,10 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace, prog: str) -> int:
     config = config_from_args(args).with_environment().validate()  # a bad value is refused before torch is imported
+    if config.seeds:  # one run per seed, and their statistics
+        from fmnist_ignite.repeat import run_seeds_command
+
+        return run_seeds_command(config, prog)
     from fmnist_ignite.training import train
 
     try:
@@ -163,6 +168,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device)
     print(format_metrics("Test", metrics))
     print(per_class_table(per_class_accuracy(metrics["confusion"])))
+    if args.top_losses:
+        from fmnist_ignite.interpretation import interpret
+
+        shown = interpret(args.checkpoint, args.data_dir, args.device).plot_top_losses(args.top_k, args.top_losses)
+        print(f"Top losses: {args.top_losses}" if shown else "Top losses skipped (pip install 'fmnist-ignite[plot]')")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from fmnist_ignite.compare import compare_runs
+
+    print(compare_runs(args.runs).text())
     return 0
 
 
@@ -178,10 +195,12 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def build_command_parser() -> argparse.ArgumentParser:
-    """``fmnist-ignite {train,evaluate,predict,lr-find,tune}``."""
+    """``fmnist-ignite {train,evaluate,predict,compare,lr-find,tune}``."""
     parser = argparse.ArgumentParser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
     parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,lr-find,tune}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{train,evaluate,predict,compare,lr-find,tune}"
+    )
     add_train_arguments(
         commands.add_parser(
             "train", help="train a model (the flags of examples/run.py)", argument_default=argparse.SUPPRESS
@@ -191,9 +210,18 @@ def build_command_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
     evaluate.add_argument("--data-dir", default="data")
     evaluate.add_argument("--device", choices=DEVICES, default="auto")
+    evaluate.add_argument(
+        "--top-losses", metavar="FILE.png", help="save a grid of the test images the model got most confidently wrong"
+    )
+    evaluate.add_argument("--top-k", type=int, default=16, metavar="K", help="images in that grid (16)")
     predict_parser = commands.add_parser("predict", help="classify 28x28 grayscale images (PNG, or IDX files)")
     predict_parser.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
     predict_parser.add_argument("images", nargs="+", metavar="IMAGE")
+    compare = commands.add_parser(
+        "compare",
+        help="is one run better than another? paired tests on the test images, from each run's kept predictions",
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two run directories or more")
     lr_find = commands.add_parser(
         "lr-find",
         help="suggest a learning rate with Ignite's FastaiLRFinder (the training flags, a few hundred batches)",
@@ -222,6 +250,14 @@ def build_command_parser() -> argparse.ArgumentParser:
     tune_parser.add_argument(
         "--heartbeat", type=int, default=30, help="seconds between a worker's heartbeats; 3 missed: trial retried"
     )
+    tune_parser.add_argument(
+        "--confirm-top",
+        type=int,
+        default=0,
+        metavar="K",
+        help="then re-train the top K trials once per seed of --seeds (a count: the seeds after --seed), on the "
+        "validation split only, and write the best mean to best.yaml",
+    )
     return parser
 
 
@@ -235,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "tune": lambda: run_tune(args),
         "evaluate": lambda: run_evaluate(args),
         "predict": lambda: run_predict(args),
+        "compare": lambda: run_compare(args),
     }
     return guarded(runners[args.command])
 

@@ -23,6 +23,7 @@ MONITORS = ("loss", "accuracy")
 SCHEDULERS = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = (None, "gloo", "nccl")
+DISPLAYS = ("auto", "notebook", "terminal", "plain")  # fmnist_ignite.display picks for auto
 TRAIN_SET_SIZE = 60_000
 DEFAULT_DATA_DIR = "data"
 SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
@@ -150,12 +151,29 @@ class Config:
     )
     output_dir: str | None = setting(None, "checkpoint directory (runs/<date>-<time>)", on_resume=True, tunable=False)
     seed: int = setting(0, "seed of the initial weights and the data order ({default})")
+    seeds: str | None = setting(
+        None,
+        "train once per seed, each run in OUTPUT_DIR/seed-N, then the mean, sd and t-interval of the accuracy "
+        "over them: a list (0,1,2) or a count (3: --seed and the next two); the same command again continues "
+        "unfinished seeds and keeps finished ones. With tune --confirm-top: the seeds of each re-trained trial",
+        metavar="LIST|N",
+        on_resume=True,
+        tunable=False,
+    )
     device: str = setting("auto", "device to train on ({default})", choices=DEVICES, on_resume=True)
     log_interval: int = setting(100, "print the loss every N batches ({default})", on_resume=True)
     one_hot: bool = setting(False, "use the tutorial's one-hot float targets", flag="switch")
     loader: str = setting("tensor", "in-memory tensors, or torchvision-style ({default})", choices=LOADERS)
     progress: bool = setting(
         True, "no progress bar (also off when not a terminal)", flag="negated", on_resume=True, tunable=False
+    )
+    display: str = setting(
+        "auto",
+        "how the run shows itself: {default} (a live view in a Jupyter notebook, text lines and a progress bar "
+        "on a terminal, text lines alone in a file or a SLURM log), or one of them forced",
+        choices=DISPLAYS,
+        on_resume=True,
+        tunable=False,
     )
     n_saved: int = setting(2, "training-state checkpoints kept ({default})", flag=None)
     threads: int | None = setting(None, "CPU threads for torch (torch's default: one per core)", on_resume=True)
@@ -263,6 +281,7 @@ class Config:
                 self.precision in PRECISIONS,
                 f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}",
             ),
+            (self.display in DISPLAYS, f"unknown display {self.display!r}: choose one of {', '.join(DISPLAYS)}"),
             (self.nproc_per_node >= 1, f"processes per node must be at least 1, got {self.nproc_per_node}"),
             (self.nnodes >= 1, f"number of nodes must be at least 1, got {self.nnodes}"),
             (0 <= self.node_rank < self.nnodes, f"node rank must be in [0, {self.nnodes - 1}], got {self.node_rank}"),

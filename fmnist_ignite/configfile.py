@@ -10,18 +10,43 @@ from fmnist_ignite.config import RECIPES, Config, settings
 from fmnist_ignite.errors import FmnistError
 
 
+MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few hundred bytes; 1 MiB is more than any needs
+
+
 def parse_settings_file(path: Path) -> object:
-    """The data in a JSON, TOML or (any other suffix) YAML file."""
-    text = path.read_text()
+    """The data in a JSON, TOML or (any other suffix) YAML file, read only if it is a regular file of at
+    most ``MAX_SETTINGS_BYTES``."""
+    if not path.is_file():
+        raise FmnistError(f"{path}: not a regular file" if path.exists() else f"{path}: no such file")
+    with path.open("rb") as stream:
+        data = stream.read(MAX_SETTINGS_BYTES + 1)
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise FmnistError(f"{path}: larger than {MAX_SETTINGS_BYTES:,} bytes: not a settings file")
+    text = data.decode()
     if path.suffix == ".json":
         return json.loads(text)
     if path.suffix == ".toml":
         import tomllib  # Python 3.11+
 
         return tomllib.loads(text)
+    return _yaml_without_aliases(text)
+
+
+def _yaml_without_aliases(text: str) -> object:
+    """YAML's safe load, with aliases refused: a few of them nested can expand to gigabytes (a "billion
+    laughs"), and a settings file needs none."""
     import yaml
 
-    return yaml.safe_load(text)
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases (*{event.anchor}) are not allowed in a settings file", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader)
 
 
 def read_settings_file(path: str | Path) -> dict:
@@ -29,10 +54,12 @@ def read_settings_file(path: str | Path) -> dict:
     path = Path(path)
     try:
         settings = parse_settings_file(path)
+    except FmnistError:
+        raise
     except OSError as exc:
         raise FmnistError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except Exception as exc:  # each parser has its own error type: yaml's, json's, tomllib's
-        reason = str(exc).replace("\n", " ")
+        reason = " ".join(str(exc).split())
         raise FmnistError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {reason}") from None
     if settings is None:
         settings = {}

@@ -23,21 +23,25 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a fsynced temporary file, a rename and a fsync of the directory.
+def write_durably(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes, e.g. an ``.npz``) to ``path`` through a fsynced temporary file, a rename
+    and a fsync of the directory.
 
     After a crash or power loss ``path`` is the old file or the new one, whole; a failed write leaves
     the old file and no temporary file.
     """
     path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+    mode = "wb" if isinstance(text, bytes) else "w"
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
         try:
             tmp.write(text)
             tmp.flush()
             os.fsync(tmp.fileno())
-        except BaseException:
+        except BaseException as exc:
             tmp.close()
             os.remove(tmp.name)
+            if isinstance(exc, OSError):
+                raise OSError(exc.errno, exc.strerror, str(path)) from None  # named: the file the user has
             raise
     os.chmod(tmp.name, 0o666 & ~_umask())  # as open() would make it, not the temporary file's 0600
     os.replace(tmp.name, path)
@@ -62,7 +66,13 @@ class DurableDiskSaver(DiskSaver):
             file.flush()
             os.fsync(file.fileno())
 
-        super()._save_func(checkpoint, path, save_and_fsync)
+        try:
+            super()._save_func(checkpoint, path, save_and_fsync)  # removes its temporary file on failure
+        except (OSError, RuntimeError) as exc:
+            cause = exc if isinstance(exc, OSError) else exc.__context__  # torch's zip writer wraps the OSError
+            if not isinstance(cause, OSError):
+                raise
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
         fsync_directory(Path(path).parent)
 
     def remove(self, filename: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
-from ignite.metrics import Accuracy, ConfusionMatrix, Loss
+from ignite.metrics import Accuracy, ConfusionMatrix, Loss, Metric
+from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from torch import nn
 
 from fmnist_ignite.config import Config
@@ -114,12 +115,29 @@ def create_trainer(
     return trainer
 
 
+class ExampleCount(Metric):
+    """How many images were scored (over all processes): with the accuracy, the count a Wilson interval needs."""
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._count = 0
+
+    @reinit__is_reduced
+    def update(self, output) -> None:
+        self._count += len(output[1])
+
+    @sync_all_reduce("_count")
+    def compute(self) -> int:
+        return int(self._count)
+
+
 def create_evaluator(
     model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32", confusion_matrix: bool = False
 ) -> Engine:
-    """A supervised evaluator with Ignite metrics ``accuracy`` (a fraction, never above 1) and ``loss``,
-    and with ``confusion_matrix`` also ``confusion`` (10 x 10 counts, rows are the true classes)."""
-    metrics = {"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss())}
+    """A supervised evaluator with Ignite metrics ``accuracy`` (a fraction, never above 1), ``loss`` and
+    ``count`` (images scored), and with ``confusion_matrix`` also ``confusion`` (10 x 10 counts, rows are
+    the true classes)."""
+    metrics = {"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss()), "count": ExampleCount()}
     if confusion_matrix:
         metrics["confusion"] = ConfusionMatrix(num_classes=10)
     return create_supervised_evaluator(

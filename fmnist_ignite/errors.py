@@ -23,6 +23,14 @@ class TrainingInterrupted(FmnistError):
     def __reduce__(self):  # whole across processes: a spawned worker's stop reaches its launcher as it was
         return type(self), (str(self), self.exit_code, self.checkpoint, self.output_dir)
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show for it: the message and how to continue, not the library's frames
+        it passed through (a stop that was asked for is no bug to debug)."""
+        lines = [f"{type(self).__name__}: {self}"]
+        if self.checkpoint is not None:
+            lines.append(f"Continue it with resume='auto' and output_dir='{self.output_dir}'")
+        return lines
+
 
 class NonFiniteLoss(FmnistError):
     """The training loss became NaN or infinite (a learning rate too large, most often): the run stopped."""

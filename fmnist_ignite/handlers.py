@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +25,10 @@ from ignite.handlers import (
 )
 
 from fmnist_ignite.config import Config
+from fmnist_ignite.display import choose_display
 from fmnist_ignite.distributed import loss_seen_by_all
 from fmnist_ignite.durable import DurableDiskSaver, write_durably
+from fmnist_ignite.statistics import accuracy_interval, accuracy_with_interval
 
 Log = Callable[[str], None]
 
@@ -98,8 +99,19 @@ class MetricsHistory:
 
 
 def format_metrics(name: str, metrics: dict) -> str:
-    """``Validation: Accuracy: 87.3%, Avg loss: 0.352101``, the tutorial's block with the split named."""
-    return f"{name}: Accuracy: {100 * metrics['accuracy']:>0.1f}%, Avg loss: {metrics['loss']:>8f}"
+    """``Validation: Accuracy: 87.3% (95% CI 86.4-88.2%), Avg loss: 0.352101``, the tutorial's block with
+    the split named and the accuracy's 95% Wilson interval (when ``metrics`` has the ``count`` of images)."""
+    accuracy = accuracy_with_interval(metrics["accuracy"], metrics.get("count"))
+    return f"{name}: Accuracy: {accuracy}, Avg loss: {metrics['loss']:>8f}"
+
+
+def interval_columns(prefix: str, metrics: dict) -> dict:
+    """``<prefix>_accuracy_ci_low`` and ``_high``: the accuracy's 95% Wilson interval, for the history
+    (none without the ``count`` of images)."""
+    if not metrics.get("count"):
+        return {}
+    low, high = accuracy_interval(metrics["accuracy"], metrics["count"])
+    return {f"{prefix}_accuracy_ci_low": low, f"{prefix}_accuracy_ci_high": high}
 
 
 def attach_evaluation(
@@ -117,7 +129,11 @@ def attach_evaluation(
 
     def evaluate(engine: Engine) -> None:
         metrics = evaluator.run(loader).metrics
-        history.record(engine.state.epoch, **{f"{prefix}_{key}": metrics[key] for key in ("loss", "accuracy")})
+        history.record(
+            engine.state.epoch,
+            **{f"{prefix}_{key}": metrics[key] for key in ("loss", "accuracy")},
+            **interval_columns(prefix, metrics),
+        )
         log(format_metrics(name, metrics) + "\n")
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, evaluate)
@@ -183,9 +199,10 @@ def attach_one_cycle_lr(trainer: Engine, optimizer, max_lr: float, total_steps: 
 
 
 def attach_progress_bar(trainer: Engine, enabled: bool | None = None) -> ProgressBar | None:
-    """A tqdm bar over each epoch's batches with the running loss; by default only on a terminal."""
+    """A tqdm bar over each epoch's batches with the running loss; by default only where the display is a
+    terminal (``fmnist_ignite.display``): not in a notebook, a file or a SLURM log."""
     if enabled is None:
-        enabled = sys.stderr.isatty()
+        enabled = choose_display("auto") == "terminal"
     if not enabled:
         return None
     bar = ProgressBar(persist=False)
@@ -193,7 +210,16 @@ def attach_progress_bar(trainer: Engine, enabled: bool | None = None) -> Progres
     return bar
 
 
-CSV_COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s")
+CSV_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_accuracy_ci_low",  # the validation accuracy's 95% Wilson interval
+    "val_accuracy_ci_high",
+    "lr",
+    "epoch_time_s",
+)
 
 
 class EpochLossAverage:

@@ -31,6 +31,7 @@ from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 from fmnist_ignite.config import Config
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.rundir import find_latest_checkpoint
+from fmnist_ignite.signals import STOP_SIGNALS, handling
 
 # Loggers that would tell the user, in tracebacks and warnings, what the one line already says.
 NOISY_LOGGERS = (
@@ -215,13 +216,8 @@ def forwarding_stop_signals(mailbox: Mailbox):
         for child in multiprocessing.active_children():
             os.kill(child.pid, signum if mailbox.has_started(child.pid) else signal.SIGKILL)
 
-    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
-    previous = {sig: signal.signal(sig, forward) for sig in stop_signals}
-    try:
+    with handling(STOP_SIGNALS, forward):
         yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager

@@ -16,18 +16,44 @@ from fmnist_ignite.config import Config
 from fmnist_ignite.data import get_data_loaders
 from fmnist_ignite.engines import choose_precision, create_trainer, make_optimizer, resolve_device
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.figures import new_figure
 from fmnist_ignite.models import build_model, check_model_output
-from fmnist_ignite.reports import pyplot
 
 
 @dataclass
 class LRFinderResult:
-    """The suggested learning rate, the loss curve it was read from, and the plot (None without matplotlib)."""
+    """The suggested learning rate, the loss curve it was read from, and the file the curve was saved to
+    (None when none was asked for, or without matplotlib). ``plot()`` draws the curve (inline in a notebook)."""
 
     suggestion: float
     lrs: list[float]
     losses: list[float]
-    plot: Path | None
+    plot_path: Path | None = None
+
+    def plot(self, path: str | Path | None = None):
+        """Loss against learning rate (log scale), the suggestion marked: a matplotlib figure, saved to
+        ``path`` when given (None without matplotlib)."""
+        fig = new_figure(figsize=(6, 4), dpi=100)
+        if fig is None:
+            return None
+        ax = fig.subplots()
+        ax.plot(self.lrs, self.losses)
+        ax.set_xscale("log")
+        nearest = min(range(len(self.lrs)), key=lambda i: abs(self.lrs[i] - self.suggestion)) if self.lrs else None
+        if nearest is not None:
+            ax.plot([self.lrs[nearest]], [self.losses[nearest]], "o", color="tab:red", label="suggestion")
+            ax.legend()
+        ax.set(
+            xlabel="learning rate",
+            ylabel="loss (smoothed)",
+            title=f"Learning-rate finder: suggestion {self.suggestion:.3g}",
+        )
+        ax.grid(alpha=0.3, which="both")
+        fig.tight_layout()
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path)
+        return fig
 
 
 def find_lr(
@@ -69,14 +95,7 @@ def find_lr(
             f"no learning rate to suggest: the loss did not fall and rise over {iterations} iterations "
             f"({start_lr:g} to {end_lr:g}); raise --iterations or widen the range"
         ) from exc
-    plot, plt = None, pyplot() if plot_path is not None else None
-    if plt is not None:
-        plot = Path(plot_path)
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        finder.plot(ax=ax)
-        ax.set_title(f"Learning-rate finder: suggestion {suggestion:.3g}")
-        fig.tight_layout()
-        fig.savefig(plot, dpi=100)
-        plt.close(fig)
-    return LRFinderResult(suggestion, [float(v) for v in results["lr"]], [float(v) for v in results["loss"]], plot)
+    result = LRFinderResult(suggestion, [float(v) for v in results["lr"]], [float(v) for v in results["loss"]])
+    if plot_path is not None and result.plot(plot_path) is not None:
+        result.plot_path = Path(plot_path)
+    return result

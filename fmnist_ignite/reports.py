@@ -12,8 +12,10 @@ from ignite.engine import Engine, Events
 from ignite.handlers import global_step_from_engine
 
 from fmnist_ignite.data import CLASS_NAMES
+from fmnist_ignite.display import in_jupyter_kernel
 from fmnist_ignite.durable import write_durably
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
+from fmnist_ignite.figures import new_figure
 from fmnist_ignite.handlers import MetricsHistory
 
 
@@ -68,32 +70,36 @@ def per_class_table(accuracies: dict[str, float]) -> str:
 
 
 def pyplot():
-    """matplotlib's pyplot on a file-only backend, or None when matplotlib is not installed."""
+    """matplotlib's pyplot on a file-only backend (in a Jupyter kernel, the notebook's own, which draws no
+    window and must stay for the user's figures), or None when matplotlib is not installed."""
     try:
         import matplotlib
     except ImportError:
         return None
-    matplotlib.use("Agg")
+    if not in_jupyter_kernel():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
 
 
-def plot_curves(history: MetricsHistory, path: Path) -> bool:
-    """``curves.png``: train and validation loss, and validation accuracy, per epoch. False without matplotlib."""
-    plt = pyplot()
-    if plt is None:
-        return False
+def plot_curves(history: MetricsHistory | list[dict], path: Path | None = None):
+    """Train and validation loss, and validation accuracy, per epoch (``curves.png``): the figure, saved
+    to ``path`` when given (None without matplotlib). ``history``: a ``MetricsHistory`` or its rows."""
+    fig = new_figure(figsize=(10, 4), dpi=100)
+    if fig is None:
+        return None
     from matplotlib.ticker import MaxNLocator
 
-    rows = history.epochs
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    rows = getattr(history, "epochs", history)
+    loss_ax, acc_ax = fig.subplots(1, 2)
     for key, label in (("train_loss", "train (mean over the epoch)"), ("val_loss", "validation")):
         points = [(row["epoch"], row[key]) for row in rows if key in row]
         if points:
             loss_ax.plot(*zip(*points), marker="o", label=label)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
-    loss_ax.legend()
+    if loss_ax.lines:
+        loss_ax.legend()
     points = [(row["epoch"], 100 * row["val_accuracy"]) for row in rows if "val_accuracy" in row]
     if points:
         acc_ax.plot(*zip(*points), marker="o", color="tab:green")
@@ -102,18 +108,19 @@ def plot_curves(history: MetricsHistory, path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    if path is not None:
+        fig.savefig(path)
+    return fig
 
 
-def plot_confusion(confusion: torch.Tensor, path: Path, title: str = "Test set confusion matrix") -> bool:
-    """``confusion.png``: counts with the ten class names. False without matplotlib."""
-    plt = pyplot()
-    if plt is None:
-        return False
-    counts = confusion.long().numpy()
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=100)
+def plot_confusion(confusion: torch.Tensor, path: Path | None = None, title: str = "Test set confusion matrix"):
+    """Counts with the ten class names (``confusion.png``): the figure, saved to ``path`` when given
+    (None without matplotlib)."""
+    fig = new_figure(figsize=(8, 7), dpi=100)
+    if fig is None:
+        return None
+    counts = confusion.long().cpu().numpy()
+    ax = fig.subplots()
     image = ax.imshow(counts, cmap="Blues")
     ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right")
     ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
@@ -125,9 +132,9 @@ def plot_confusion(confusion: torch.Tensor, path: Path, title: str = "Test set c
             ax.text(j, i, value, ha="center", va="center", fontsize=8, color="white" if value > threshold else "black")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    if path is not None:
+        fig.savefig(path)
+    return fig
 
 
 def attach_tensorboard(trainer: Engine, evaluator: Engine, optimizer, log_dir: Path, every: int = 100):

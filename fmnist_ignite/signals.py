@@ -96,12 +96,20 @@ def catching_stop_signals(requests: StopRequests, log: Log):
             chained(signum, frame)
 
     handle.ours = True  # a nested run does not chain to an outer run's handler
-    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
-    try:
+    with handling(STOP_SIGNALS, handle) as previous:
         yield requests
+
+
+@contextmanager
+def handling(signals: tuple[int, ...], handler):
+    """``handler`` for ``signals`` while inside (main thread only); yields the handlers it replaced, which
+    are put back on leaving."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield previous
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, replaced in previous.items():
+            signal.signal(sig, replaced)
 
 
 @contextmanager

@@ -7,10 +7,12 @@ a stop on a NaN loss, and an exact resume (same batches, same weights) from any 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from tqdm import tqdm
 from fmnist_ignite.checkpoints import RandomState, check_epochs_left, load_checkpoint, must_fit, restore
 from fmnist_ignite.config import Config
 from fmnist_ignite.data import get_data_loaders
+from fmnist_ignite.display import choose_display
 from fmnist_ignite.distributed import agreed_max, broadcast_weights, unwrap
 from fmnist_ignite.engines import choose_precision, create_evaluator, create_trainer, make_optimizer, resolve_device
 from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
@@ -33,8 +36,10 @@ from fmnist_ignite.handlers import (
     attach_progress_bar,
     format_metrics,
 )
+from fmnist_ignite.interpretation import ResultViews
 from fmnist_ignite.launch import launch, launched_externally
 from fmnist_ignite.models import build_model, check_model_output
+from fmnist_ignite.predictions import PREDICTIONS_FILE, PredictionCollector
 from fmnist_ignite.reports import (
     attach_tensorboard,
     close_summary,
@@ -45,13 +50,17 @@ from fmnist_ignite.reports import (
     versions,
     write_summary,
 )
-from fmnist_ignite.rundir import RunDirectory, SavedConfig, claim_run_directory
+from fmnist_ignite.rundir import RunDirectory, SavedConfig, claim_run_directory, find_latest_checkpoint
 from fmnist_ignite.signals import Stopped, StopRequests, catching_stop_signals, raising, save_on_stop, stopping_trainer
+from fmnist_ignite.statistics import accuracy_interval
 
 
 @dataclass
-class TrainResult:
-    """What a run leaves: per-epoch validation history, test metrics and where the checkpoints are."""
+class TrainResult(ResultViews):
+    """What a run leaves: per-epoch validation history, test metrics and where the checkpoints are.
+
+    In a notebook it shows itself as a short summary; ``plot_curves()``, ``plot_confusion()``,
+    ``most_confused(k)`` and ``plot_top_losses(k)`` look at it (``fmnist_ignite.interpretation.ResultViews``)."""
 
     history: list[dict]
     test_metrics: dict
@@ -64,6 +73,7 @@ class TrainResult:
     per_class_accuracy: dict = field(default_factory=dict)
     confusion: torch.Tensor | None = field(default=None, repr=False)
     model: torch.nn.Module | None = field(default=None, repr=False)
+    config: Config | None = field(default=None, repr=False)  # the run's, for the test images plot_top_losses shows
 
 
 class Training:
@@ -100,9 +110,16 @@ class Training:
         self.precision, self.precision_reason = choose_precision(config.precision, device)
         self.trainer = trainer = create_trainer(model, optimizer, device, config.label_smoothing, self.precision)
         self.evaluator = create_evaluator(model, device, self.precision)
-        bar = attach_progress_bar(trainer, enabled=None if config.progress and self.rank == 0 else False)
+        self.display = choose_display(config.display) if self.rank == 0 else "plain"
+        bar = attach_progress_bar(trainer, enabled=config.progress and self.display == "terminal")
         if self.rank != 0:  # only rank 0 prints
             log = lambda line: None
+        self.view = None  # the live view in a notebook (display "notebook"), attached with the handlers
+        if self.display == "notebook":
+            from fmnist_ignite.notebook import MetricsHistory, NotebookView, tee
+
+            self.view = NotebookView(MetricsHistory(), f"Training {config.model}", config.monitor, config.progress)
+            log = tee(log, self.view.log) if log else self.view.log  # the text lines: kept, shown folded at the end
         self.log = log = log or (tqdm.write if bar else print)
         self.requests = StopRequests()
         self.phase: str | None = None  # what the run does once training is over, for a stop's message
@@ -127,6 +144,8 @@ class Training:
     def close(self) -> None:
         """Let another run have the output directory (``run()`` does it when it ends)."""
         self.run_dir.release()
+        if getattr(self, "view", None) is not None:  # the notebook view's last state: how the run ended
+            self.view.close(self.summary)
 
     def stop(self) -> None:
         """Stop the run as SIGTERM would: a checkpoint after the current batch, then ``TrainingInterrupted``
@@ -158,6 +177,10 @@ class Training:
         self.handlers = attach_default_handlers(
             config, trainer, self.evaluator, self.loaders, self.to_save, self.output_dir, log
         )
+        if self.view is not None:  # after the handlers that fill the history, so each epoch's row is whole
+            self.view.history = self.handlers["history"]
+            self.view.title = f"Training {config.model} in {self.output_dir}"
+            self.view.attach(trainer)
         if config.tensorboard:
             self.handlers["tensorboard"] = attach_tensorboard(
                 trainer, self.evaluator, optimizer, self.output_dir / "tb", config.log_interval
@@ -215,7 +238,7 @@ class Training:
         self.summary.update(
             epochs_done=self.trainer.state.epoch,
             best_epoch=best["epoch"] if best else None,
-            best_validation={self.config.monitor: best[f"val_{self.config.monitor}"]} if best else None,
+            best_validation=best_validation(best, self.config.monitor),
             checkpoints={
                 kind: str(path) if path else None
                 for kind, path in (("last", self._saved("checkpoint")), ("best", self._saved("best_checkpoint")))
@@ -244,11 +267,26 @@ class Training:
         except Stopped:
             raise self._stopped() from None
         except BaseException as exc:
+            error = self._could_not_write(exc) if isinstance(exc, OSError) else exc
             if self.summary is not None and self.summary["status"] == "running":
-                self.write_summary(status=f"failed: {exc}")
-            raise
+                with suppress(OSError):  # the disk may still be full
+                    self.write_summary(status="failed: disk full" if _disk_full(exc) else f"failed: {error}")
+            if error is exc:
+                raise
+            raise error from None
         finally:
             self.close()
+
+    def _could_not_write(self, exc: OSError) -> FmnistError:
+        """A file the run could not write (a full disk, a directory gone), said in one line with what is safe."""
+        latest = find_latest_checkpoint(self.output_dir)
+        then = (
+            f"the checkpoints already there are intact (newest: {latest.name}): free some space, then continue "
+            "with --resume auto"
+            if latest
+            else "no training checkpoint was kept: free some space, then start again"
+        )
+        return FmnistError(f"could not write {exc.filename or self.output_dir}: {exc.strerror or exc}; {then}")
 
     def _stopped(self) -> TrainingInterrupted:
         """What a stop outside training means, said in one line; the summary records it."""
@@ -283,19 +321,13 @@ class Training:
     def _train(self) -> None:
         """Run the trainer to the last epoch; a stop saves a checkpoint, a non-finite loss ends the run."""
         config, trainer, handlers = self.config, self.trainer, self.handlers
-        try:
-            with stopping_trainer(trainer, self.requests):
-                if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
-                    trainer.run(self.loaders["train"], max_epochs=config.epochs)
-            if self.requests:  # saved while further signals are still only noted: one stop, one checkpoint
-                error = save_on_stop(self.requests, trainer, self.to_save, handlers["checkpoint"], self.output_dir)
-                self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
-                raise error
-        except OSError as exc:  # a checkpoint could not be written: full disk, directory gone, ...
-            raise FmnistError(
-                f"could not write a checkpoint to {self.output_dir}: {exc.strerror or exc}; the checkpoints "
-                "already there are intact: free some space, then continue with --resume auto"
-            ) from None
+        with stopping_trainer(trainer, self.requests):
+            if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
+                trainer.run(self.loaders["train"], max_epochs=config.epochs)
+        if self.requests:  # saved while further signals are still only noted: one stop, one checkpoint
+            error = save_on_stop(self.requests, trainer, self.to_save, handlers["checkpoint"], self.output_dir)
+            self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
+            raise error
         loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
         if agreed_max(int(trainer.state.output is not None and not math.isfinite(loss))):
             last = self._saved("checkpoint")
@@ -324,8 +356,10 @@ class Training:
         """Test metrics and confusion matrix of the model as it is (none when the test split is kept out)."""
         if not self.config.score_test:
             return {}, None
-        test = self.evaluate(self.loaders["test"], confusion_matrix=True)
+        collector = PredictionCollector()
+        test = self.evaluate(self.loaders["test"], confusion_matrix=True, attach=collector.attach)
         confusion = test.pop("confusion").cpu()
+        self.kept_predictions = collector.save(self.output_dir / PREDICTIONS_FILE, self.loaders["test"])
         self.log(format_metrics(f"Test, {scored} weights", test))
         self.log(per_class_table(per_class_accuracy(confusion)))
         return test, confusion
@@ -353,7 +387,7 @@ class Training:
             status="completed",
             stopped_early=stopped_early,
             scored_weights=scored,
-            test={**test, "per_class_accuracy": classes} if self.config.score_test else None,
+            test={**test, **test_extras(test, self), "per_class_accuracy": classes} if self.config.score_test else None,
         )
         return TrainResult(
             history=list(self.handlers["history"].epochs),
@@ -367,13 +401,41 @@ class Training:
             per_class_accuracy=classes,
             confusion=confusion,
             model=unwrap(self.model),
+            config=self.config,
         )
 
-    def evaluate(self, loader, confusion_matrix: bool = False) -> dict:
-        """Metrics of the model as it is now on ``loader``, with a fresh evaluator (no handlers fire)."""
+    def evaluate(self, loader, confusion_matrix: bool = False, attach: Callable[[Engine], object] | None = None):
+        """Metrics of the model as it is now on ``loader``, with a fresh evaluator (no handlers fire but
+        ``attach``'s, e.g. a ``PredictionCollector``'s)."""
         evaluator = create_evaluator(self.model, self.device, self.precision, confusion_matrix)
+        if attach is not None:
+            attach(evaluator)
         evaluator.logger.setLevel(logging.CRITICAL)  # an error or a stop signal here is reported in one line
         return dict(evaluator.run(loader).metrics)
+
+
+def best_validation(best: dict | None, monitor: str) -> dict | None:
+    """``summary.json``'s word on the epoch the run keeps: its ``monitor`` score, and its accuracy with the
+    95% Wilson interval."""
+    if best is None:
+        return None
+    kept = {monitor: best[f"val_{monitor}"], "accuracy": best["val_accuracy"]}
+    if "val_accuracy_ci_low" in best:
+        kept["accuracy_ci95"] = [best["val_accuracy_ci_low"], best["val_accuracy_ci_high"]]
+    return kept
+
+
+def test_extras(test: dict, training: Training) -> dict:
+    """``summary.json``'s test block beyond the metrics: the accuracy's 95% Wilson interval, and where the
+    predictions are kept with the test set's fingerprint."""
+    extras = dict(getattr(training, "kept_predictions", {}))
+    if test.get("count"):
+        extras["accuracy_ci95"] = list(accuracy_interval(test["accuracy"], test["count"]))
+    return extras
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def train(
@@ -390,6 +452,8 @@ def train(
     processes both must be picklable (defined at module level), and ``log`` applies to this process only.
     """
     config = config.with_environment().validate()
+    if config.seeds:
+        raise FmnistError(f"seeds {config.seeds!r} asks for one run per seed: train_seeds(config) trains them")
     spawning = config.world_size > 1 and not launched_externally()
     run_dir = claim_run_directory(config, log or print) if spawning and config.node_rank == 0 else None
     if run_dir is not None:  # the launcher holds the lock for its workers

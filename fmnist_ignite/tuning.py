@@ -11,6 +11,7 @@ again, so the next worker continues it.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -27,12 +28,15 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fmnist_ignite.config import Config, settings
 from fmnist_ignite.configfile import read_settings_file
+from fmnist_ignite.confirm import accuracy_cell, best_versus_rest, confirm_top, trial_predictions_path
 from fmnist_ignite.durable import write_durably
 from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.handlers import Log
 from fmnist_ignite.launch import setup_process
+from fmnist_ignite.predictions import keep_validation_predictions
+from fmnist_ignite.repeat import parse_seeds
 from fmnist_ignite.reports import pyplot
-from fmnist_ignite.rundir import storable_config
+from fmnist_ignite.rundir import CHANGEABLE_ON_RESUME, storable_config
 from fmnist_ignite.signals import Stopped, StopRequests, catching_stop_signals, raising
 from fmnist_ignite.training import Training
 
@@ -147,6 +151,14 @@ class TuneResult:
     study_dir: Path
     best_config: Path | None
 
+    def _repr_html_(self) -> str:
+        """The trials table, in a notebook."""
+        from fmnist_ignite.notebook import table_html
+
+        trials = self.study.get_trials(deepcopy=False)
+        title, rows = trials_rows(trials, list(dict.fromkeys(name for t in trials for name in t.params)))
+        return table_html(rows, f"Study {self.study.study_name} in {self.study_dir}: {title}")
+
 
 KEEP_TRIALS = ("all", "best", "none")
 
@@ -208,6 +220,35 @@ def trial_directory(study_dir: Path, trial: FrozenTrial) -> Path:
     return study_dir / f"trial-{trial.number if origin is None else origin:04d}"
 
 
+def study_settings(config: Config, space: dict) -> dict:
+    """What every trial of a study shares: the space, and each setting not searched that changes what a
+    trial computes (as a resume sees it), its length included; not where or how a worker runs."""
+    shared = {
+        name: value
+        for name, value in storable_config(config).items()
+        if name not in space and (name == "epochs" or name not in CHANGEABLE_ON_RESUME)
+    }
+    return json.loads(json.dumps({"space": space, **shared}))  # as the study's storage gives it back
+
+
+def pin_study_settings(study: optuna.Study, given: dict) -> None:
+    """The first worker records the study's settings; a worker with others is refused in one line, as a
+    resume is, so no study ranks trials of different runs against each other."""
+    if "settings" not in study.user_attrs:
+        study.set_user_attr("settings", given)
+    pinned = study.user_attrs["settings"]  # read back: of two first workers, one wrote it
+    differences = [
+        f"{name}: {pinned.get(name)!r} -> {given.get(name)!r}"
+        for name in sorted(set(pinned) | set(given))
+        if pinned.get(name) != given.get(name)
+    ]
+    if differences:
+        raise FmnistError(
+            f"study {study.study_name!r} was started with other settings; give the same to join it, or name another "
+            f"--study: {', '.join(differences)}"
+        )
+
+
 class Worker:
     """One worker on a study: runs trials until the study has ``trials`` of them or ``timeout`` passes."""
 
@@ -228,6 +269,7 @@ class Worker:
         self.config, self.trials, self.study_dir, self.space = config, trials, study_dir, space
         self.keep_trials, self.log = keep_trials, log
         self.study = open_study(storage, study_name, heartbeat, pruner, sampler)
+        pin_study_settings(self.study, study_settings(config, space))
         self.running: optuna.Trial | None = None
 
     def objective(self, trial: optuna.Trial) -> float:
@@ -247,6 +289,7 @@ class Worker:
             score_test=False,
             plots=False,
             progress=False,
+            seeds=None,
         )
         trial.set_user_attr("config", {k: v for k, v in storable_config(config).items() if k not in RUN_SETTINGS})
         trial.set_user_attr("output_dir", str(directory))
@@ -265,6 +308,7 @@ class Worker:
         trial.set_user_attr("epochs", result.epochs_run)
         if pruned:
             raise optuna.TrialPruned(f"the pruner stopped it after epoch {pruned[0]}")
+        keep_validation_predictions(training, trial_predictions_path(self.study_dir, trial.number))  # to compare trials
         return selected_accuracy(result.history, config.monitor)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -308,6 +352,9 @@ class Worker:
         """Print the trials (best first), write best.yaml and the plots, tidy the trial directories."""
         trials = [t for t in self.study.get_trials(deepcopy=False) if "surplus" not in t.user_attrs]
         self.log(trials_table(trials, list(self.space)))
+        verdict = best_versus_rest(trials, self.study_dir)
+        if verdict:
+            self.log(verdict)
         best_config = None
         if any(t.state == TrialState.COMPLETE for t in trials):
             best = self.study.best_trial
@@ -344,21 +391,31 @@ def trial_outcome(trial: FrozenTrial) -> str:
 
 def trials_table(trials: list[FrozenTrial], names: list[str]) -> str:
     """The trials as a table: completed ones best first, then pruned, then failed and running."""
+    title, table = trials_rows(trials, names)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
+    return "\n".join([title, *lines])
+
+
+def trials_rows(trials: list[FrozenTrial], names: list[str]) -> tuple[str, list[list[str]]]:
+    """The trials table's title and rows of cells, the headings first (``trials_table``'s order)."""
     order = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.FAIL: 2, TrialState.RUNNING: 3}
     rows = sorted(trials, key=lambda t: (order.get(t.state, 4), -(t.value or 0.0), t.number))
-    table = [["trial", "state", "val acc", "epochs", "time", *names]]
+    table = [["trial", "state", "val acc (95% CI)", "epochs", "time", *names]]
     for t in rows:
         value = t.value if t.value is not None else (list(t.intermediate_values.values()) or [math.nan])[-1]
         seconds = f"{t.duration.total_seconds():.0f}s" if t.duration else "-"
         params = [shown(t.params.get(n, "-")) for n in names]
         epochs = t.user_attrs.get("epochs", len(t.intermediate_values))
-        table.append([str(t.number), t.state.name.lower(), f"{value:.4f}", str(epochs), seconds, *params])
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
+        accuracy = accuracy_cell(value, t.user_attrs.get("config", {}).get("val_size"))
+        table.append([str(t.number), t.state.name.lower(), accuracy, str(epochs), seconds, *params])
     counts = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}
     summary = ", ".join(f"{sum(t.state == state for t in trials)} {name}" for name, state in counts.items())
-    title = f"{len(trials)} trials ({summary}); val acc: of the epoch each run keeps (pruned: the last reported)"
-    return "\n".join([title, *lines])
+    title = (
+        f"{len(trials)} trials ({summary}); val acc: of the epoch each run keeps (pruned: the last reported), "
+        "with its 95% Wilson interval"
+    )
+    return title, table
 
 
 def write_best_config(trial: FrozenTrial, path: Path, study_name: str) -> None:
@@ -415,15 +472,22 @@ def tune(
     pruner=None,
     sampler=None,
     log: Log = print,
+    confirm: int = 0,
 ) -> TuneResult:
     """Search hyperparameters with Optuna (TPE, percentile pruning): each trial trains with ``config`` plus
     the sampled settings and is scored by the validation accuracy of the epoch it keeps. ``fixed`` settings
     are not searched.
 
     Several workers calling this with the same storage and study name share the study and its budget.
+    ``confirm`` (``--confirm-top K``): then re-train the top K trials once per seed of ``config.seeds`` on the
+    validation split only, and write the one with the best mean to ``best.yaml``, with the evidence.
     """
     if trials < 1:
         raise FmnistError(f"--trials must be at least 1, got {trials}")
+    if timeout is not None and timeout < 1:
+        raise FmnistError(f"--timeout must be at least 1 second, got {timeout:g}")
+    if heartbeat < 1:
+        raise FmnistError(f"--heartbeat must be at least 1 second, got {heartbeat}")
     if keep_trials not in KEEP_TRIALS:
         raise FmnistError(f"unknown --keep-trials {keep_trials!r}: choose one of {', '.join(KEEP_TRIALS)}")
     if config.resume:
@@ -432,6 +496,12 @@ def tune(
         raise FmnistError("trials run in one process each: start several tune workers instead of --nproc-per-node")
     if config.val_size == 0:
         raise FmnistError("trials are scored on the validation split: set a validation size > 0")
+    if confirm < 0:
+        raise FmnistError(f"--confirm-top must be at least 1, got {confirm}")
+    if confirm and not config.seeds:
+        raise FmnistError(f"--confirm-top {confirm} re-trains the top trials once per seed: give --seeds (3, or 1,2,3)")
+    if config.seeds:
+        parse_seeds(config.seeds, config.seed + 1)
     config.validate()
     space = {k: v for k, v in check_search_space(space or DEFAULT_SPACE).items() if k not in fixed}
     if not space:
@@ -446,4 +516,8 @@ def tune(
     started = time.perf_counter()
     worker.run(timeout)
     log(f"This worker's part: {time.perf_counter() - started:.0f} s")
-    return TuneResult(worker.study, study_dir, worker.report())
+    best_config = worker.report()
+    if confirm and best_config is not None:
+        confirmed = confirm_top(worker.study, study_dir, config, confirm, log)
+        best_config = confirmed[0] if confirmed else best_config
+    return TuneResult(worker.study, study_dir, best_config)

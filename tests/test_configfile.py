@@ -58,7 +58,7 @@ def test_a_run_replayed_from_its_saved_config_ends_bitwise_equal(small_config, t
         ("bad.yaml", "- lr\n- 0.1\n", "expected a mapping of settings (key: value), got list"),
         ("bad.yaml", "lr: -1\n", "learning rate must be > 0, got -1"),
         ("bad.yaml", "recipe: fastest\n", "recipe: unknown recipe 'fastest': choose one of tutorial, best, fast"),
-        ("missing.yaml", None, "cannot read it (No such file or directory)"),
+        ("missing.yaml", None, "missing.yaml: no such file"),
     ],
 )
 def test_a_bad_config_file_is_one_line_naming_the_file_and_the_key(tmp_path, capsys, name, text, message):

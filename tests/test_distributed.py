@@ -6,6 +6,7 @@ import json
 import socket
 
 import ignite.distributed as idist
+import numpy as np
 import pytest
 import torch
 
@@ -56,10 +57,16 @@ def test_two_gloo_processes_train_one_model_and_score_the_whole_validation_set(t
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
         [".lock", "config.json", "metrics.csv", "summary.json", "training_checkpoint_1.pt", "training_checkpoint_2.pt"]
+        + ["test_predictions.npz"]  # written by rank 0 alone, once
         + [p.name for p in out.glob("best_model_*.pt")]
     )
     assert len(list(out.glob("best_model_*.pt"))) == 1
     assert len((out / "metrics.csv").read_text().splitlines()) == 3  # header and one row per epoch, once
+    # The test predictions, gathered from both processes' shards, are in the test set's order.
+    kept = np.load(out / "test_predictions.npz")
+    test_labels = get_data_loaders(config.replace(nproc_per_node=1))["test"].dataset.tensors[1]
+    assert kept["labels"].tolist() == test_labels.tolist()
+    assert (kept["predicted"] == kept["labels"]).mean() == pytest.approx(summary["test"]["accuracy"])
 
     # The validation metrics of the last epoch equal a one-process evaluation of the final weights.
     model = Net()

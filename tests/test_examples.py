@@ -35,22 +35,29 @@ def test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers(real_data, 
     loss_lines = [line for line in lines if line.startswith("loss: ")]
     assert len(loss_lines) == 9  # 860 batches of 64, logged every 100 from the first
     assert loss_lines[-1].endswith("[51200/55000]")
-    validation = re.search(r"^Validation: Accuracy: ([\d.]+)%, Avg loss: ([\d.]+)$", proc.stdout, re.M)
-    test = re.search(r"^Test, best \(epoch 1\) weights: Accuracy: ([\d.]+)%, Avg loss: ([\d.]+)$", proc.stdout, re.M)
+    interval = r" \(95% CI ([\d.]+)-([\d.]+)%\)"
+    validation = re.search(rf"^Validation: Accuracy: ([\d.]+)%{interval}, Avg loss: ([\d.]+)$", proc.stdout, re.M)
+    test = re.search(
+        rf"^Test, best \(epoch 1\) weights: Accuracy: ([\d.]+)%{interval}, Avg loss: ([\d.]+)$", proc.stdout, re.M
+    )
     assert validation and test, proc.stdout
     # One epoch of the tutorial's SGD lands around 65-75%; above 100% would be the tutorial's bug.
     assert 55 < float(validation[1]) < 90 and 55 < float(test[1]) < 90
     assert "Training completed" in lines
-    best = out / f"best_model_1_neg_val_loss=-{float(validation[2]):.4f}.pt"
+    assert float(test[2]) < float(test[1]) < float(test[3]) and float(test[3]) - float(test[2]) < 2  # 10,000 images
+    best = out / f"best_model_1_neg_val_loss=-{float(validation[4]):.4f}.pt"
     assert sorted(p.name for p in out.glob("*.pt")) == [best.name, "training_checkpoint_1.pt"]
-    assert {"metrics.csv", "summary.json", "config.json", "curves.png", "confusion.png"} <= {
+    assert {"metrics.csv", "summary.json", "config.json", "curves.png", "confusion.png", "test_predictions.npz"} <= {
         p.name for p in out.iterdir()
     }
 
     # `fmnist-ignite evaluate` scores the saved best model exactly as the run did.
     evaluated = run_script(["-m", "fmnist_ignite", "evaluate", str(best)], tmp_path, real_data)
     assert evaluated.returncode == 0, evaluated.stderr
-    assert evaluated.stdout.splitlines()[0] == f"Test: Accuracy: {test[1]}%, Avg loss: {test[2]}"
+    assert (
+        evaluated.stdout.splitlines()[0]
+        == f"Test: Accuracy: {test[1]}% (95% CI {test[2]}-{test[3]}%), Avg loss: {test[4]}"
+    )
 
     # `predict` on the test set's first trousers (the easiest class) names them.
     images, labels = load_fashion_mnist(real_data)["test"]

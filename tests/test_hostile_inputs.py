@@ -24,6 +24,13 @@ def cli(*args, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+# This process's peak resident memory in kB (VmHWM: unlike getrusage's ru_maxrss, not inherited from
+# the parent that forked it).
+PEAK = (
+    "def peak_kb():\n    return int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
+)
+
+
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -40,18 +47,16 @@ def test_a_gzip_idx_file_that_inflates_past_its_header_is_refused_while_streamin
         for _ in range(50):
             out.write(bytes(1_000_000))
     script = (
-        "import resource, sys; from fmnist_ignite.data import read_idx; from fmnist_ignite import FmnistError\n"
+        f"{PEAK}from fmnist_ignite.data import read_idx; from fmnist_ignite import FmnistError\n"
+        "before = peak_kb()\n"
         f"try: read_idx({str(bomb)!r})\n"
         "except FmnistError as exc: print(exc)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    )
-    baseline = subprocess.run(
-        [sys.executable, "-c", script.replace(f"read_idx({str(bomb)!r})", "pass")], capture_output=True, text=True
+        "print(peak_kb() - before)"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    message, peak_kb = proc.stdout.strip().splitlines()
+    message, grown_kb = proc.stdout.strip().splitlines()
     assert message == f"{bomb}: header says shape (10, 28, 28) but the file holds more data than that"
-    assert int(peak_kb) - int(baseline.stdout.split()[-1]) < 20_000  # kB: it stopped after 7,841 bytes, not 50 MB
+    assert int(grown_kb) < 20_000  # kB: it stopped after 7,841 bytes, not 50 MB
 
 
 def test_an_idx_header_promising_more_than_any_data_set_is_refused_unread(tmp_path):
@@ -138,3 +143,101 @@ def test_predict_on_a_damaged_image_is_one_line_from_the_command_line(small_conf
         path.write_bytes(path.read_bytes()[:40])
     line = one_line_error(cli("predict", result.best_checkpoint, path))
     assert line.startswith(f"error: {path}: ")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 12 MB tmpfs: room for one epoch's checkpoints of the MLP, not two (root only)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip() or 'not root'}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_newest_intact_checkpoint(tmp_path, small_disk):
+    from conftest import small_config_file
+
+    config = small_config_file(tmp_path, epochs=10, plots=False)
+    out = small_disk / "run"
+    proc = cli("train", "--config", config, "--output-dir", out)
+    line = one_line_error(proc)
+    assert line == (
+        f"error: could not write {out}/training_checkpoint_2.pt: No space left on device; the checkpoints already "
+        "there are intact (newest: training_checkpoint_1.pt): free some space, then continue with --resume auto"
+    )
+    assert json.loads((out / "summary.json").read_text())["status"] == "failed: disk full"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # no temporary file
+    saved = torch.load(out / "training_checkpoint_1.pt", weights_only=True)
+    assert saved["trainer"]["iteration"] == 10  # the end of epoch 1: 500 images in batches of 50
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda tmp: "/dev/zero", "/dev/zero: not a regular file"),
+        (lambda tmp: tmp, "not a regular file"),
+        (
+            lambda tmp: (tmp / "big.yaml").write_text("epochs: 3\n" + "#" * (1 << 20)) and tmp / "big.yaml",
+            "larger than",
+        ),
+        (
+            lambda tmp: (
+                (tmp / "laughs.yaml").write_text(
+                    'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+                    + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+                    + "epochs: *i\n"
+                )
+                and tmp / "laughs.yaml"
+            ),
+            "aliases (*a) are not allowed in a settings file",
+        ),
+    ],
+    ids=["dev-zero", "directory", "over-1MiB", "billion-laughs"],
+)
+def test_hostile_config_files_are_refused_before_they_cost_memory(tmp_path, make, expected):
+    path = make(tmp_path)
+    # A peak grown by 1 MB of data past the bound, by an expanded alias or by torch would show here.
+    script = (
+        f"{PEAK}import sys\nfrom fmnist_ignite.cli import main\n"
+        "before = peak_kb()\n"
+        f"code = main(['train', '--config', {str(path)!r}])\n"
+        "print(code, peak_kb() - before, 'torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    code, grown_kb, torch_imported = proc.stdout.split()
+    assert code == "2" and len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
+    assert int(grown_kb) < 1024 * 3 and torch_imported == "False"
+
+
+def test_a_worker_with_other_settings_is_refused_by_the_study_the_first_one_pinned(small_config, tmp_path):
+    pytest.importorskip("optuna")
+    from fmnist_ignite import tune
+
+    space = {"lr": {"low": 1e-3, "high": 1e-1, "log": True}}
+    study = {"output_dir": tmp_path / "study", "space": space, "fixed": ("optimizer",), "log": lambda line: None}
+    first = small_config.replace(epochs=1, optimizer="sgd", output_dir=None)
+    tune(first, 1, **study)
+    with pytest.raises(FmnistError) as info:
+        tune(first.replace(epochs=2, optimizer="adam"), 2, **study)
+    assert str(info.value) == (
+        "study 'fmnist' was started with other settings; give the same to join it, or name another --study: "
+        "epochs: 1 -> 2, optimizer: 'sgd' -> 'adam'"
+    )
+    tune(first.replace(threads=1), 2, **study)  # where and how a worker runs may differ: it joins
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--timeout", "-1"], "--timeout must be at least 1 second, got -1"),
+        (["--heartbeat", "0"], "--heartbeat must be at least 1 second, got 0"),
+    ],
+)
+def test_tune_flags_below_one_are_refused_as_flags(tmp_path, flags, message):
+    pytest.importorskip("optuna")
+    line = one_line_error(cli("tune", "--trials", "1", "--output-dir", tmp_path / "s", *flags, cwd=tmp_path))
+    assert line == f"error: {message}"
+    assert not (tmp_path / "s" / "study.db").exists()

@@ -36,7 +36,7 @@ def test_lr_find_suggests_a_rate_in_its_range_writes_the_plot_and_restores_the_w
     result = find_lr(small_config, 1e-5, 1.0, iterations=30, plot_path=tmp_path / "lr_finder.png", model=model)
     assert 1e-5 <= result.suggestion <= 1.0
     assert result.lrs[0] < result.lrs[-1] and len(result.lrs) == len(result.losses) >= 3
-    assert result.plot == tmp_path / "lr_finder.png" and result.plot.stat().st_size > 1000
+    assert result.plot_path == tmp_path / "lr_finder.png" and result.plot_path.stat().st_size > 1000
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 

@@ -20,7 +20,16 @@ from fmnist_ignite.data import load_fashion_mnist
 from fmnist_ignite.inference import evaluate_checkpoint, load_images, load_model, predict
 
 QUIET = {"log": lambda line: None}
-COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "epoch_time_s"]
+COLUMNS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_accuracy_ci_low",
+    "val_accuracy_ci_high",
+    "lr",
+    "epoch_time_s",
+]
 
 
 def read_csv(path):
@@ -80,6 +89,7 @@ def test_plots_are_pngs_of_sensible_size(small_config):
 
 def test_without_matplotlib_the_run_works_and_says_plots_were_skipped(small_config, monkeypatch):
     monkeypatch.setattr(reports_module, "pyplot", lambda: None)
+    monkeypatch.setattr(reports_module, "new_figure", lambda **kwargs: None)
     lines = []
     result = train(small_config.replace(plots=True, epochs=1), log=lines.append)
     assert any(line.startswith("Plots skipped: matplotlib is not installed") for line in lines)

@@ -58,7 +58,11 @@ def test_on_off_flags_are_bool_fields_whose_flag_moves_them_off_their_default():
 
 
 def test_the_command_line_keeps_every_flag_it_had_and_adds_peer_timeout():
-    assert parser_options() - {"-h", "--help", "--version", "--config", "--recipe"} == FLAGS_BEFORE | {"--peer-timeout"}
+    assert parser_options() - {"-h", "--help", "--version", "--config", "--recipe"} == FLAGS_BEFORE | {
+        "--peer-timeout",
+        "--seeds",
+        "--display",
+    }
     choices = {a.option_strings[0]: a.choices for a in build_parser()._actions if a.choices}
     assert choices["--backend"] == ("gloo", "nccl") and choices["--model"] == ("mlp", "cnn")
     assert choices["--precision"] == ("auto", "fp32", "bf16")
@@ -75,12 +79,14 @@ def test_each_flag_s_help_gives_the_default_from_config():
 def test_what_a_resume_may_change_and_what_the_tuner_leaves_alone():
     before = {"epochs", "device", "threads", "progress", "plots", "tensorboard", "output_dir", "log_interval"}
     before |= {"data_dir", "resume", "restore_best", "score_test", "backend", "master_addr", "master_port", "node_rank"}
-    assert CHANGEABLE_ON_RESUME == before | {"peer_timeout", "allow_download", "system_data_dir"}
+    assert CHANGEABLE_ON_RESUME == before | {"peer_timeout", "allow_download", "system_data_dir", "seeds", "display"}
     tuning = pytest.importorskip("fmnist_ignite.tuning")
     assert set(tuning.RUN_SETTINGS) == {"output_dir", "resume", "score_test", "progress", "plots"} | {
         "peer_timeout",
         "allow_download",
         "system_data_dir",
+        "seeds",
+        "display",
     }
 
 

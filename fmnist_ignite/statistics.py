@@ -1,0 +1,167 @@
+"""The uncertainty of the numbers a run reports, from SciPy: Wilson intervals of an accuracy, McNemar's exact
+test and a paired interval for two classifiers scored on the same images, a t-interval over seeds, and
+Holm's correction when one is compared with many.
+
+SciPy is imported when a function needs it (a quarter of a second), never by the command line's parser.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CONFIDENCE = 0.95
+
+
+def wilson_interval(correct: int, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy of ``correct`` out of ``total``, as fractions
+    (SciPy's ``binomtest(correct, total).proportion_ci(method="wilson")``). (nan, nan) for no images."""
+    if total <= 0:
+        return (math.nan, math.nan)
+    from scipy.stats import binomtest
+
+    interval = binomtest(int(correct), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
+    return (float(interval.low), float(interval.high))
+
+
+def accuracy_interval(accuracy: float, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The Wilson interval of an ``accuracy`` (a fraction) measured on ``total`` images."""
+    return wilson_interval(round(accuracy * total), total, confidence)
+
+
+def percent_range(low: float, high: float, digits: int = 1, unit: str = "%") -> str:
+    """``90.1-91.3%``; ``-0.3 to 0.5`` when a bound is negative (a difference), so no sign reads as a dash."""
+    if low < 0 or high < 0:
+        return f"{100 * low:.{digits}f} to {100 * high:.{digits}f}{unit}"
+    return f"{100 * low:.{digits}f}-{100 * high:.{digits}f}{unit}"
+
+
+def accuracy_with_interval(accuracy: float, total: int | None, digits: int = 1) -> str:
+    """``90.7% (95% CI 90.1-91.3%)``; just ``90.7%`` when the number of images is not known."""
+    text = f"{100 * accuracy:.{digits}f}%"
+    if not total:
+        return text
+    return f"{text} (95% CI {percent_range(*accuracy_interval(accuracy, total), digits=digits)})"
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Two classifiers on the same images: the images only one of them got right, McNemar's exact test on
+    them, and the difference of accuracy (second minus first) with its interval."""
+
+    total: int  # images scored by both
+    first_only: int  # right by the first, wrong by the second
+    second_only: int  # right by the second, wrong by the first
+    p_value: float  # two-sided exact binomial test of second_only among the discordant images, p = 1/2
+    difference: float  # accuracy of the second minus the first, a fraction
+    low: float  # its interval
+    high: float
+
+    @property
+    def discordant(self) -> int:
+        return self.first_only + self.second_only
+
+
+def mcnemar(first_correct: Sequence[bool], second_correct: Sequence[bool], confidence: float = CONFIDENCE) -> McNemar:
+    """McNemar's exact test of two classifiers scored on the same images (Dietterich 1998), from which
+    images each got right (in the same order), and the paired difference of their accuracies.
+
+    The p-value is SciPy's two-sided ``binomtest(second_only, discordant, 0.5)``. The interval of the
+    difference (second minus first) is Newcombe's score interval for paired proportions (Newcombe 1998,
+    his method 10): the two accuracies' Wilson intervals, combined with the correlation of the two
+    classifiers' results. It need not agree with the test exactly at the boundary: the verdict follows
+    the test.
+    """
+    import numpy as np
+
+    first, second = np.asarray(first_correct, dtype=bool), np.asarray(second_correct, dtype=bool)
+    if first.shape != second.shape or first.ndim != 1:
+        raise ValueError(f"two classifiers' results on the same images, got shapes {first.shape} and {second.shape}")
+    total = int(first.size)
+    if total == 0:
+        raise ValueError("no images to compare on")
+    both = int(np.sum(first & second))
+    first_only, second_only = int(np.sum(first & ~second)), int(np.sum(second & ~first))
+    neither = total - both - first_only - second_only
+    if first_only + second_only == 0:
+        p_value = 1.0
+    else:
+        from scipy.stats import binomtest
+
+        p_value = float(binomtest(second_only, first_only + second_only, 0.5).pvalue)
+    low, high = paired_difference_interval(both, first_only, second_only, neither, confidence)
+    return McNemar(total, first_only, second_only, p_value, (second_only - first_only) / total, low, high)
+
+
+def paired_difference_interval(
+    both: int, first_only: int, second_only: int, neither: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Newcombe's (1998) method-10 interval of ``second accuracy - first accuracy`` from the 2 x 2 table of
+    paired results: right by both, by the first only, by the second only, by neither."""
+    n = both + first_only + second_only + neither
+    p1, p2 = (both + first_only) / n, (both + second_only) / n
+    l1, u1 = wilson_interval(both + first_only, n, confidence)
+    l2, u2 = wilson_interval(both + second_only, n, confidence)
+    margins = (both + first_only) * (second_only + neither) * (both + second_only) * (first_only + neither)
+    # their correlation, a positive one shrunk by n/2 as Newcombe does (Altman et al., Statistics with Confidence)
+    association = both * neither - first_only * second_only
+    association = max(association - n / 2, 0.0) if association > 0 else association
+    phi = association / math.sqrt(margins) if margins else 0.0
+    difference = p2 - p1
+    below = (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2
+    above = (u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2
+    return (max(-1.0, difference - math.sqrt(max(below, 0.0))), min(1.0, difference + math.sqrt(max(above, 0.0))))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (in their order): reject where the adjusted p < alpha,
+    and the chance of any false rejection stays below alpha."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    """The mean of a few numbers (one per seed), their standard deviation and Student's t-interval of the mean."""
+
+    n: int
+    mean: float
+    sd: float | None  # None for a single value
+    low: float | None
+    high: float | None
+
+    def as_dict(self) -> dict:
+        interval = [self.low, self.high] if self.sd is not None else None
+        return {"n": self.n, "mean": self.mean, "sd": self.sd, "ci95": interval}
+
+
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> MeanInterval:
+    """Mean, sample standard deviation (n - 1) and the t-interval ``mean +- t(n - 1) sd / sqrt(n)``."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(values) / n
+    if n == 1:
+        return MeanInterval(1, mean, None, None, None)
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return MeanInterval(n, mean, sd, mean - half, mean + half)
+
+
+def p_text(p: float) -> str:
+    """A p-value as people write it: ``p = 0.004``, ``p = 0.31``, ``p < 0.0001``."""
+    if p < 1e-4:
+        return "p < 0.0001"
+    if p >= 0.1:
+        return f"p = {p:.2f}"
+    text = f"{p:.2g}"
+    return f"p = {p:.3g}" if text == "0.05" else f"p = {text}"  # 0.0496 is not 0.05
