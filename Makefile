@@ -6,13 +6,13 @@ STAMP := $(VENV)/.installed
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ARGS ?=
 
-.PHONY: run test data slurm clean
+.PHONY: run test docs data slurm clean
 
 # The environment, and its Jupyter kernel "python3" (this environment's python, by its full path: the
 # notebook tests run in it).
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,plot,tensorboard,tune]'
+	$(PY) -m pip install --quiet -e '.[dev,docs,plot,tensorboard,tune]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -41,5 +41,9 @@ run: data
 test: data slurm
 	$(PY) -m pytest $(ARGS)
 
+# The documentation site, into site/ (strict: a broken link, a missing reference or a warning fails it).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) runs site *.egg-info

@@ -323,7 +323,7 @@ class Config:
         return self.replace(**{name: value for name, value in found.items() if getattr(self, name) is None})
 
 
-_TUNED = {  # chosen on the validation split (README, "Recipes"); the test set played no part
+_TUNED = {  # chosen on the validation split (docs/speed.md); the test set played no part
     "optimizer": "adamw",
     "lr": 2e-3,
     "weight_decay": 0.05,
@@ -334,7 +334,7 @@ _TUNED = {  # chosen on the validation split (README, "Recipes"); the test set p
 RECIPES = {
     # The tutorial's hyperparameters: SGD, lr 1e-3, momentum 0.9, batch 64, 5 epochs.
     "tutorial": {},
-    # Trial 0 of a `fmnist-ignite tune` study, as found (README, "The study behind best"): the same
+    # Trial 0 of a `fmnist-ignite tune` study, as found (docs/tuning.md, "The study behind best"): the same
     # optimiser and schedule, a lower peak lr, lighter regularisation, batch 128, 30 epochs.
     "best": {
         **_TUNED,
@@ -347,7 +347,7 @@ RECIPES = {
     },
     # The same, squeezed into 10 epochs: most of the accuracy in a quarter of the time.
     "fast": {**_TUNED, "dropout": 0.2, "epochs": 10},
-    # The small CNN with the same optimiser and schedule (not tuned; 20 epochs beat 15 on validation; README).
+    # The small CNN with the same optimiser and schedule (not tuned; 20 epochs beat 15 on validation; docs/speed.md).
     "cnn": {**_TUNED, "model": "cnn", "lr": 3e-3, "dropout": 0.3, "batch_size": 128, "epochs": 20},
 }
 

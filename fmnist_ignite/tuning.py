@@ -444,7 +444,7 @@ def plot_study(study: optuna.Study, directory: Path) -> list[Path]:
     }
     for name, plot in plots.items():
         try:
-            with warnings.catch_warnings():  # experimental, and importances of a few trials: noted in the README
+            with warnings.catch_warnings():  # experimental, and importances of a few trials: noted in docs/tuning.md
                 warnings.simplefilter("ignore")
                 ax = plot(study)
         except (ValueError, RuntimeError):  # too few completed trials for importances, for example

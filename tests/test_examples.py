@@ -69,7 +69,7 @@ def test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers(real_data, 
 
 
 def readme_example() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "library.md").read_text()
     return re.search(r"<!-- compose-example -->\n```python\n(.*?)```", text, re.S)[1]
 
 
