@@ -6,6 +6,7 @@ goes through here.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -46,6 +47,11 @@ def write_durably(path: Path, text: str | bytes) -> None:
     os.chmod(tmp.name, 0o666 & ~_umask())  # as open() would make it, not the temporary file's 0600
     os.replace(tmp.name, path)
     fsync_directory(path.parent)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether a write failed for want of space (or of quota)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _umask() -> int:

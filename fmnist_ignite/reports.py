@@ -17,6 +17,7 @@ from fmnist_ignite.durable import write_durably
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.figures import new_figure
 from fmnist_ignite.handlers import MetricsHistory
+from fmnist_ignite.statistics import accuracy_interval
 
 
 def versions() -> dict:
@@ -165,3 +166,23 @@ def attach_tensorboard(trainer: Engine, evaluator: Engine, optimizer, log_dir: P
     )
     trainer.add_event_handler(Events.COMPLETED, lambda engine: logger.close())
     return logger
+
+
+def best_validation(best: dict | None, monitor: str) -> dict | None:
+    """``summary.json``'s word on the epoch the run keeps: its ``monitor`` score, and its accuracy with the
+    95% Wilson interval."""
+    if best is None:
+        return None
+    kept = {monitor: best[f"val_{monitor}"], "accuracy": best["val_accuracy"]}
+    if "val_accuracy_ci_low" in best:
+        kept["accuracy_ci95"] = [best["val_accuracy_ci_low"], best["val_accuracy_ci_high"]]
+    return kept
+
+
+def test_extras(test: dict, kept_predictions: dict) -> dict:
+    """``summary.json``'s test block beyond the metrics: the accuracy's 95% Wilson interval, and where the
+    predictions are kept with the test set's fingerprint."""
+    extras = dict(kept_predictions)
+    if test.get("count"):
+        extras["accuracy_ci95"] = list(accuracy_interval(test["accuracy"], test["count"]))
+    return extras

@@ -7,7 +7,6 @@ a stop on a NaN loss, and an exact resume (same batches, same weights) from any 
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import math
 import time
@@ -26,7 +25,8 @@ from fmnist_ignite.checkpoints import RandomState, check_epochs_left, load_check
 from fmnist_ignite.config import Config
 from fmnist_ignite.data import get_data_loaders
 from fmnist_ignite.display import choose_display
-from fmnist_ignite.distributed import agreed_max, broadcast_weights, unwrap
+from fmnist_ignite.distributed import broadcast_weights, unwrap
+from fmnist_ignite.durable import disk_full
 from fmnist_ignite.engines import choose_precision, create_evaluator, create_trainer, make_optimizer, resolve_device
 from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.handlers import (
@@ -42,17 +42,18 @@ from fmnist_ignite.models import build_model, check_model_output
 from fmnist_ignite.predictions import PREDICTIONS_FILE, PredictionCollector
 from fmnist_ignite.reports import (
     attach_tensorboard,
+    best_validation,
     close_summary,
     per_class_accuracy,
     per_class_table,
     plot_confusion,
     plot_curves,
+    test_extras,
     versions,
     write_summary,
 )
 from fmnist_ignite.rundir import RunDirectory, SavedConfig, claim_run_directory, find_latest_checkpoint
 from fmnist_ignite.signals import Stopped, StopRequests, catching_stop_signals, raising, save_on_stop, stopping_trainer
-from fmnist_ignite.statistics import accuracy_interval
 
 
 @dataclass
@@ -270,7 +271,7 @@ class Training:
             error = self._could_not_write(exc) if isinstance(exc, OSError) else exc
             if self.summary is not None and self.summary["status"] == "running":
                 with suppress(OSError):  # the disk may still be full
-                    self.write_summary(status="failed: disk full" if _disk_full(exc) else f"failed: {error}")
+                    self.write_summary(status="failed: disk full" if disk_full(exc) else f"failed: {error}")
             if error is exc:
                 raise
             raise error from None
@@ -324,17 +325,24 @@ class Training:
         with stopping_trainer(trainer, self.requests):
             if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
                 trainer.run(self.loaders["train"], max_epochs=config.epochs)
-        if self.requests:  # saved while further signals are still only noted: one stop, one checkpoint
+        # The losses are checked every few steps (EpochLossAverage), not each one: before a stop's
+        # checkpoint is written, they are checked up to this step, so no checkpoint holds NaN weights.
+        average = handlers["train_loss"]
+        nonfinite = average.stopped_nonfinite or not average.finite()
+        if (
+            self.requests and not nonfinite
+        ):  # saved while further signals are still only noted: one stop, one checkpoint
             error = save_on_stop(self.requests, trainer, self.to_save, handlers["checkpoint"], self.output_dir)
             self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
             raise error
-        loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
-        if agreed_max(int(trainer.state.output is not None and not math.isfinite(loss))):
+        if nonfinite:
+            loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
             last = self._saved("checkpoint")
             self.write_summary(status="stopped: non-finite loss")
             raise NonFiniteLoss(
                 f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
-                f"loss became {loss if not math.isfinite(loss) else 'nan in another process'} (try a smaller --lr); "
+                f"loss became {loss if not math.isfinite(loss) else 'nan or inf (in this or another process)'} "
+                "at or before it (try a smaller --lr); "
                 + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
             )
         self.log("Training completed")
@@ -387,7 +395,9 @@ class Training:
             status="completed",
             stopped_early=stopped_early,
             scored_weights=scored,
-            test={**test, **test_extras(test, self), "per_class_accuracy": classes} if self.config.score_test else None,
+            test={**test, **test_extras(test, getattr(self, "kept_predictions", {})), "per_class_accuracy": classes}
+            if self.config.score_test
+            else None,
         )
         return TrainResult(
             history=list(self.handlers["history"].epochs),
@@ -412,30 +422,6 @@ class Training:
             attach(evaluator)
         evaluator.logger.setLevel(logging.CRITICAL)  # an error or a stop signal here is reported in one line
         return dict(evaluator.run(loader).metrics)
-
-
-def best_validation(best: dict | None, monitor: str) -> dict | None:
-    """``summary.json``'s word on the epoch the run keeps: its ``monitor`` score, and its accuracy with the
-    95% Wilson interval."""
-    if best is None:
-        return None
-    kept = {monitor: best[f"val_{monitor}"], "accuracy": best["val_accuracy"]}
-    if "val_accuracy_ci_low" in best:
-        kept["accuracy_ci95"] = [best["val_accuracy_ci_low"], best["val_accuracy_ci_high"]]
-    return kept
-
-
-def test_extras(test: dict, training: Training) -> dict:
-    """``summary.json``'s test block beyond the metrics: the accuracy's 95% Wilson interval, and where the
-    predictions are kept with the test set's fingerprint."""
-    extras = dict(getattr(training, "kept_predictions", {}))
-    if test.get("count"):
-        extras["accuracy_ci95"] = list(accuracy_interval(test["accuracy"], test["count"]))
-    return extras
-
-
-def _disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def train(
