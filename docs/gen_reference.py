@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from pathlib import Path
 
 from fmnist_ignite import _WHERE
 from fmnist_ignite.cli import build_command_parser, build_parser
 from fmnist_ignite.config import Setting, settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli_reference() -> str:
@@ -65,6 +68,21 @@ def api_reference() -> str:
     return "\n".join(parts)
 
 
+def notebook_page(path: Path = ROOT / "examples" / "tutorial.ipynb") -> str:
+    """The example notebook as a page: its Markdown cells as they are, its code cells as Python blocks
+    (stored without outputs: run it to see them)."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    parts = [
+        "<!-- generated from examples/tutorial.ipynb; run the notebook to see its outputs -->\n",
+    ]
+    for cell in notebook.cells:
+        markdown = cell.source.replace("](../README.md)", "](index.md)")  # the notebook's links are from examples/
+        parts.append(markdown if cell.cell_type == "markdown" else f"```python\n{cell.source}\n```")
+    return "\n\n".join(parts) + "\n"
+
+
 def write_pages() -> None:
     import mkdocs_gen_files
 
@@ -72,6 +90,7 @@ def write_pages() -> None:
         ("reference/cli.md", cli_reference()),
         ("reference/config.md", config_reference()),
         ("reference/api.md", api_reference()),
+        ("tutorial.md", notebook_page()),
     ):
         with mkdocs_gen_files.open(path, "w") as page:
             page.write(text)
