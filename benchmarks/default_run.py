@@ -3,11 +3,16 @@
 Runs, alternately and one at a time, each as its own process as a user would start it:
   ours:   examples/run.py (the tutorial recipe, 5 epochs, plots and reports included);
   plain:  benchmarks/plain_program.py, the same work written by hand (the floor);
-  ignite: benchmarks/ignite_example.py, Ignite's MNIST-example pattern (with --ignite-example).
+  ignite: benchmarks/ignite_example.py, Ignite's MNIST-example pattern (with --ignite-example);
+  lightning: benchmarks/lightning_program.py, the same work the way Lightning's docs teach it (with
+          --lightning; needs `pip install -e '.[bench]'`).
 and start-up: `python -c "import torch"` against `examples/run.py --help` and a rejected flag.
 Prints medians, ratios and the machine (CPU capability, cores, torch, measured matmul peak).
 
-    python benchmarks/default_run.py [--repeats 2] [--epochs 5] [--ignite-example]
+    python benchmarks/default_run.py [--repeats 2] [--epochs 5] [--precision fp32] [--ignite-example] [--lightning]
+
+``--precision`` is passed to ours (default auto: bf16 on a CPU with native bf16); the plain and Lightning
+programs run fp32.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--ignite-example", action="store_true", help="also run Ignite's MNIST-example pattern")
+    parser.add_argument("--lightning", action="store_true", help="also run the Lightning program")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="ours' --precision")
     args = parser.parse_args()
     python, run_py = sys.executable, str(ROOT / "examples" / "run.py")
     print(describe_machine())
@@ -82,8 +89,16 @@ def main() -> None:
         tmp = Path(tmp)
         raw = torchvision_layout(tmp / "data")
         epochs = ["--epochs", str(args.epochs)]
+        precision = ["--precision", args.precision]
         programs = {
-            "ours (examples/run.py)": lambda i: [python, run_py, *epochs, "--output-dir", str(tmp / f"ours{i}")],
+            "ours (examples/run.py)": lambda i: [
+                python,
+                run_py,
+                *epochs,
+                *precision,
+                "--output-dir",
+                str(tmp / f"ours{i}"),
+            ],
             "plain (benchmarks/plain_program.py)": lambda i: [
                 python,
                 str(ROOT / "benchmarks" / "plain_program.py"),
@@ -99,14 +114,26 @@ def main() -> None:
                 str(tmp / "data"),
                 *epochs,
             ]
+        if args.lightning:
+            programs["lightning (benchmarks/lightning_program.py)"] = lambda i: [
+                python,
+                str(ROOT / "benchmarks" / "lightning_program.py"),
+                str(raw),
+                str(tmp / f"lightning{i}"),
+                *epochs,
+            ]
         runs = {name: [] for name in programs}
         for i in range(args.repeats):  # alternately, so drifts of a shared machine hit each alike
             for name, command in programs.items():
                 runs[name].append(timed(command(i)))
-        print(f"{args.epochs} epochs, whole process, medians of {args.repeats}:")
+        print(f"{args.epochs} epochs, whole process, medians of {args.repeats} (ours: --precision {args.precision}):")
         results = {name: median_row(name, r) for name, r in runs.items()}
     ours, plain = results["ours (examples/run.py)"], results["plain (benchmarks/plain_program.py)"]
     print(f"ours / plain: wall time {ours[0] / plain[0]:.2f}x, peak memory {ours[1] / plain[1]:.2f}x")
+    if args.lightning:
+        peer = results["lightning (benchmarks/lightning_program.py)"]
+        print(f"lightning / ours: wall time {peer[0] / ours[0]:.2f}x, peak memory {peer[1] / ours[1]:.2f}x")
+        print(f"ours / lightning: wall time {ours[0] / peer[0]:.2f}x")
     if args.ignite_example:
         example = results["ignite example pattern"]
         print(f"ignite example / ours: wall time {example[0] / ours[0]:.2f}x, peak memory {example[1] / ours[1]:.2f}x")

@@ -9,7 +9,6 @@ from pathlib import Path
 from fmnist_ignite.config import RECIPES, Config, settings
 from fmnist_ignite.errors import FmnistError
 
-
 MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few hundred bytes; 1 MiB is more than any needs
 
 

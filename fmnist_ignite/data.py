@@ -219,12 +219,31 @@ def make_splits(
 
 def to_float_images(images: torch.Tensor) -> torch.Tensor:
     """uint8 N x 28 x 28 to float N x 1 x 28 x 28 in [0, 1], the same values ``ToTensor`` gives."""
-    return images.unsqueeze(1).float().div(255)
+    return images.unsqueeze(1).float().div_(255)  # in place: one new tensor a batch, not two
 
 
 def one_hot_targets(labels: torch.Tensor) -> torch.Tensor:
     """The tutorial's float one-hot targets."""
     return F.one_hot(labels, NUM_CLASSES).float()
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, hflip: bool, shift: int) -> torch.Tensor:
+    """A new batch (the one given is not changed): each N x 28 x 28 image flipped left-right with
+    probability 1/2 (``hflip``) and moved by up to ``shift`` pixels each way, the edge zero-filled; the
+    draws come from ``generator`` alone, in a fixed order, so a batch's augmentation is reproducible."""
+    n, height, width = images.shape
+    flips = torch.rand(n, generator=generator) < 0.5 if hflip else None
+    if shift:
+        dy, dx = torch.randint(-shift, shift + 1, (2, n, 1), generator=generator).to(images.device)
+        padded = F.pad(images, (shift, shift, shift, shift))
+        rows = torch.arange(height, device=images.device) + shift + dy  # n x height
+        cols = torch.arange(width, device=images.device) + shift + dx
+        if flips is not None:  # a flip is the columns read backwards
+            cols = torch.where(flips.to(images.device)[:, None], cols.flip(1), cols)
+        return padded[torch.arange(n, device=images.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    if flips is not None:
+        return torch.where(flips.to(images.device)[:, None, None], images.flip(-1), images)
+    return images.clone()
 
 
 class TensorLoader:
@@ -247,8 +266,11 @@ class TensorLoader:
         rank: int = 0,
         world_size: int = 1,
         transform=None,
+        hflip: bool = False,
+        shift: int = 0,
     ):
         self.dataset = TensorDataset(images, targets)
+        self.hflip, self.shift = hflip, shift  # training augmentation (augment_batch), seeded per batch
         self.transform = transform  # applied to each batch of images, e.g. uint8 to float
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -282,6 +304,11 @@ class TensorLoader:
             return torch.arange(self.rank, len(self.dataset), self.world_size)
         return None
 
+    def batch_generator(self, epoch: int, batch: int) -> torch.Generator:
+        """The generator of one batch's augmentation: seeded by (seed, epoch, batch, rank) alone, so a run
+        resumed in the middle of an epoch draws what the uninterrupted run drew."""
+        return torch.Generator().manual_seed(((self.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.rank)
+
     def __iter__(self):
         # A generator: the body runs at the first next(), after the trainer's EPOCH_STARTED set the epoch.
         images, targets = self.dataset.tensors
@@ -294,9 +321,14 @@ class TensorLoader:
                 yield transform(images[start : start + self.batch_size]), targets[start : start + self.batch_size]
         else:
             order = order.to(images.device)
+            augmenting = self.hflip or self.shift
             for start in range(first, len(order), self.batch_size):
                 index = order[start : start + self.batch_size]
-                yield transform(images[index]), targets[index]
+                batch = images[index]
+                if augmenting:
+                    generator = self.batch_generator(epoch, start // self.batch_size)
+                    batch = augment_batch(batch, generator, self.hflip, self.shift)
+                yield transform(batch), targets[index]
 
 
 class ImageDataset(Dataset):
@@ -327,15 +359,26 @@ def make_loader(
     device: torch.device | str = "cpu",
     rank: int = 0,
     world_size: int = 1,
+    hflip: bool = False,
+    shift: int = 0,
 ):
-    """A ``TensorLoader`` (kind "tensor", uint8 data on ``device``, this process's shard) or a
-    torchvision-style ``DataLoader`` (one process only)."""
+    """A ``TensorLoader`` (kind "tensor", uint8 data on ``device``, this process's shard, augmented with
+    ``hflip`` and ``shift`` when shuffled) or a torchvision-style ``DataLoader`` (one process only)."""
     images, labels = split
     if kind == "tensor":
         targets = one_hot_targets(labels) if one_hot else labels
         # The images stay uint8 (a quarter of float32's memory); each batch is made float where it lies.
         return TensorLoader(
-            images.to(device), targets.to(device), batch_size, shuffle, seed, rank, world_size, to_float_images
+            images.to(device),
+            targets.to(device),
+            batch_size,
+            shuffle,
+            seed,
+            rank,
+            world_size,
+            to_float_images,
+            hflip=hflip and shuffle,
+            shift=shift if shuffle else 0,
         )
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
@@ -363,6 +406,8 @@ def get_data_loaders(config: Config, device: torch.device | str = "cpu", rank: i
             device=device,
             rank=rank,
             world_size=world_size,
+            hflip=config.hflip and name == "train",  # augmentation: the training batches only
+            shift=config.shift if name == "train" else 0,
         )
         for name, split in splits.items()
         if name != "test" or config.score_test

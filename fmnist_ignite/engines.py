@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
+from ignite.engine import Engine, Events, create_supervised_evaluator
 from ignite.metrics import Accuracy, ConfusionMatrix, Loss, Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from torch import nn
@@ -102,15 +102,28 @@ def create_trainer(
     """A supervised trainer with ``CrossEntropyLoss``, which takes index or one-hot (probability) targets.
 
     Its output is the batch loss as a detached tensor, so nothing waits on it unless a handler reads it.
+    The step does what Ignite's ``supervised_training_step`` does (gradients zeroed, forward, loss,
+    backward, optimizer step, in that order, so the arithmetic is the same), without the per-step work a
+    run here does not need: ``model.train()`` only when the model is not already training (after an
+    evaluation), batches moved only when they are not on the device yet, no gradient-accumulation scaling.
     """
-    trainer = create_supervised_trainer(
-        model,
-        optimizer,
-        nn.CrossEntropyLoss(label_smoothing=label_smoothing),
-        device=device,
-        output_transform=lambda x, y, y_pred, loss: loss.detach(),
-        model_fn=model_fn_for(precision, device),
-    )
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    apply = model_fn_for(precision, device)
+    device = torch.device(device)
+
+    def update(engine: Engine, batch) -> torch.Tensor:
+        if not model.training:
+            model.train()
+        x, y = batch
+        if x.device != device:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        optimizer.zero_grad()
+        loss = loss_fn(apply(model, x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    trainer = Engine(update)
     trainer.add_event_handler(Events.EPOCH_STARTED, _set_loader_epoch)
     return trainer
 
@@ -131,12 +144,27 @@ class ExampleCount(Metric):
         return int(self._count)
 
 
+def flip_averaged(model_fn):
+    """Test-time flips: the mean of the logits of each image and of its mirror image (left-right)."""
+
+    def averaged(model, x):
+        return (model_fn(model, x) + model_fn(model, x.flip(-1))) / 2
+
+    return averaged
+
+
 def create_evaluator(
-    model: nn.Module, device: torch.device | str = "cpu", precision: str = "fp32", confusion_matrix: bool = False
+    model: nn.Module,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    confusion_matrix: bool = False,
+    tta: bool = False,
 ) -> Engine:
     """A supervised evaluator with Ignite metrics ``accuracy`` (a fraction, never above 1), ``loss`` and
     ``count`` (images scored), and with ``confusion_matrix`` also ``confusion`` (10 x 10 counts, rows are
-    the true classes)."""
+    the true classes). ``tta``: each image scored on the mean logits of it and its mirror image (the
+    flipped copy is made from the batch; the images the loader holds are not changed)."""
+    model_fn = model_fn_for(precision, device)
     metrics = {"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss()), "count": ExampleCount()}
     if confusion_matrix:
         metrics["confusion"] = ConfusionMatrix(num_classes=10)
@@ -145,5 +173,5 @@ def create_evaluator(
         metrics=metrics,
         device=device,
         output_transform=lambda x, y, y_pred: (y_pred, class_indices(y)),
-        model_fn=model_fn_for(precision, device),
+        model_fn=flip_averaged(model_fn) if tta else model_fn,
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,13 +19,12 @@ from ignite.handlers import (
     EarlyStopping,
     LRScheduler,
     ProgressBar,
-    TerminateOnNan,
     global_step_from_engine,
 )
 
 from fmnist_ignite.config import Config
 from fmnist_ignite.display import choose_display
-from fmnist_ignite.distributed import loss_seen_by_all
+from fmnist_ignite.distributed import agreed_max
 from fmnist_ignite.durable import DurableDiskSaver, write_durably
 from fmnist_ignite.statistics import accuracy_interval, accuracy_with_interval
 
@@ -222,15 +220,27 @@ CSV_COLUMNS = (
 )
 
 
+NAN_CHECK_EVERY = 50  # iterations between checks of the running loss sum for a NaN or an infinity
+
+
 class EpochLossAverage:
     """The mean training loss over the epoch so far (Keras' running average), kept as a tensor sum.
 
     Written by hand rather than with Ignite's ``Average`` because that one resets whenever an epoch
     starts, also when a run resumes in the middle of it; this one's state is checkpointed instead.
+
+    With ``check_every`` it also stops the trainer on a non-finite loss, in place of a per-step
+    ``TerminateOnNan``: a sum of losses is non-finite as soon as one of them is, so checking the sum
+    every ``check_every`` iterations and at each epoch's last one (before the epoch's handlers run:
+    evaluation, checkpoints) misses no NaN and never lets an epoch-end checkpoint hold NaN weights;
+    a stop's checkpoint asks ``finite()`` first. Over several processes the check is agreed (one
+    all-reduce per check, not per step), so all stop at the same iteration.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check_every: int | None = None) -> None:
         self.total, self.count = torch.zeros(()), 0
+        self.check_every = check_every
+        self.stopped_nonfinite = False  # the check found a non-finite loss and terminated the trainer
 
     def attach(self, trainer: Engine) -> EpochLossAverage:
         trainer.add_event_handler(Events.EPOCH_STARTED, self._start_epoch)
@@ -247,6 +257,15 @@ class EpochLossAverage:
             self.total = self.total.to(loss.device)
         self.total += loss
         self.count += 1
+        iteration = engine.state.iteration
+        due = self.check_every and (iteration % self.check_every == 0 or iteration % engine.state.epoch_length == 0)
+        if due and not self.finite():
+            self.stopped_nonfinite = True
+            engine.terminate()
+
+    def finite(self) -> bool:
+        """Whether every loss summed this epoch is finite, in every process (all must ask together)."""
+        return not agreed_max(int(not bool(torch.isfinite(self.total))))
 
     @property
     def value(self) -> float:
@@ -263,12 +282,15 @@ class EpochLossAverage:
         self.total, self.count = state["total"], state["count"]
 
 
-def attach_epoch_stats(trainer: Engine, history: MetricsHistory, optimizer) -> EpochLossAverage:
+def attach_epoch_stats(
+    trainer: Engine, history: MetricsHistory, optimizer, nan_check_every: int | None = None
+) -> EpochLossAverage:
     """Record each epoch's mean training loss, learning rate and wall time in ``history``.
 
-    Returns the loss average, which a checkpoint should save for an exact resume mid-epoch.
+    Returns the loss average, which a checkpoint should save for an exact resume mid-epoch; with
+    ``nan_check_every`` it also stops the trainer on a non-finite loss (``EpochLossAverage``).
     """
-    average = EpochLossAverage().attach(trainer)
+    average = EpochLossAverage(nan_check_every).attach(trainer)
 
     def record(engine: Engine) -> None:
         history.record(
@@ -300,9 +322,19 @@ def attach_metrics_csv(trainer: Engine, history: MetricsHistory, path: Path) -> 
 
 
 def attach_default_handlers(
-    config: Config, trainer, evaluator, loaders: dict, to_save: dict, output_dir: Path, log: Log = print
+    config: Config,
+    trainer,
+    evaluator,
+    loaders: dict,
+    to_save: dict,
+    output_dir: Path,
+    log: Log = print,
+    scored_model=None,
 ) -> dict:
     """Attach every handler of a standard run, in dependency order, and return them by name.
+
+    ``scored_model``: the weights the evaluator scores, which the best-model checkpoint keeps (by default
+    ``to_save["model"]``; the averaged model with ``--ema``).
 
     Evaluation comes first so the best-model checkpoint and early stopping see this epoch's metrics,
     then the epoch's statistics and metrics.csv, and the training checkpoint comes last so it saves
@@ -312,23 +344,26 @@ def attach_default_handlers(
     handlers = {
         "epoch_header": attach_epoch_header(trainer, log),
         "loss_logging": attach_loss_logging(trainer, config.log_interval, log),
-        "terminate_on_nan": TerminateOnNan(output_transform=loss_seen_by_all),
         "history": MetricsHistory(),
     }
-    handlers["terminate_on_nan"].logger.setLevel(logging.ERROR)  # the run reports it, in one line
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, handlers["terminate_on_nan"])
     to_save["history"] = handlers["history"]
     if "validation" in loaders:
         attach_evaluation(trainer, evaluator, loaders["validation"], "Validation", log, history=handlers["history"])
         handlers["best_checkpoint"] = to_save["best_checkpoint"] = attach_best_model_checkpoint(
-            evaluator, trainer, to_save["model"], output_dir, config.monitor
+            evaluator,
+            trainer,
+            scored_model if scored_model is not None else to_save["model"],
+            output_dir,
+            config.monitor,
         )
         if config.patience:
             handlers["early_stopping"] = to_save["early_stopping"] = attach_early_stopping(
                 trainer, evaluator, config.patience, config.monitor
             )
+    # Its NaN check at an epoch's last iteration stops the trainer before any EPOCH_COMPLETED handler
+    # (evaluation, checkpoints) runs: Ignite skips them after a terminate() at ITERATION_COMPLETED.
     handlers["train_loss"] = to_save["train_loss"] = attach_epoch_stats(
-        trainer, handlers["history"], to_save["optimizer"]
+        trainer, handlers["history"], to_save["optimizer"], NAN_CHECK_EVERY
     )
     if idist.get_rank() == 0:
         attach_metrics_csv(trainer, handlers["history"], output_dir / "metrics.csv")

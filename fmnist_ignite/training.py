@@ -18,6 +18,7 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import EMAHandler
 from ignite.utils import manual_seed
 from tqdm import tqdm
 
@@ -110,7 +111,12 @@ class Training:
         self.optimizer = optimizer = idist.auto_optim(make_optimizer(config, model))
         self.precision, self.precision_reason = choose_precision(config.precision, device)
         self.trainer = trainer = create_trainer(model, optimizer, device, config.label_smoothing, self.precision)
-        self.evaluator = create_evaluator(model, device, self.precision)
+        self.ema = None  # Ignite's EMAHandler with --ema: its average of the weights is validated, kept and tested
+        if config.ema:
+            self.ema = EMAHandler(model, momentum=config.ema)
+            self.ema.attach(trainer, name="ema_momentum", event=Events.ITERATION_COMPLETED)
+        self.scored_model = self.ema.ema_model if self.ema else model  # what validation and test score
+        self.evaluator = create_evaluator(self.scored_model, device, self.precision, tta=config.tta)
         self.display = choose_display(config.display) if self.rank == 0 else "plain"
         bar = attach_progress_bar(trainer, enabled=config.progress and self.display == "terminal")
         if self.rank != 0:  # only rank 0 prints
@@ -171,12 +177,14 @@ class Training:
             "random_state": RandomState(),
             "config": SavedConfig(config),
         }
+        if self.ema is not None:
+            self.to_save["ema_model"] = self.ema.ema_model
         if config.scheduler == "onecycle":
             self.to_save["lr_scheduler"] = attach_one_cycle_lr(
                 trainer, optimizer, config.lr, config.epochs * len(self.loaders["train"])
             )
         self.handlers = attach_default_handlers(
-            config, trainer, self.evaluator, self.loaders, self.to_save, self.output_dir, log
+            config, trainer, self.evaluator, self.loaders, self.to_save, self.output_dir, log, self.scored_model
         )
         if self.view is not None:  # after the handlers that fill the history, so each epoch's row is whole
             self.view.history = self.handlers["history"]
@@ -354,7 +362,9 @@ class Training:
         """Load the best-validation weights (when asked and kept); return which weights the model holds."""
         best_path = self._saved("best_checkpoint")
         if not (best_path and self.config.restore_best):
-            return f"last (epoch {self.trainer.state.epoch})"
+            if self.ema is not None:  # the last averaged weights are the ones scored
+                unwrap(self.model).load_state_dict(self.ema.ema_model.state_dict())
+            return f"last (epoch {self.trainer.state.epoch}{', averaged' if self.ema is not None else ''})"
         if self.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
             unwrap(self.model).load_state_dict(load_checkpoint(best_path, map_location=self.device))
         broadcast_weights(unwrap(self.model))
@@ -417,7 +427,7 @@ class Training:
     def evaluate(self, loader, confusion_matrix: bool = False, attach: Callable[[Engine], object] | None = None):
         """Metrics of the model as it is now on ``loader``, with a fresh evaluator (no handlers fire but
         ``attach``'s, e.g. a ``PredictionCollector``'s)."""
-        evaluator = create_evaluator(self.model, self.device, self.precision, confusion_matrix)
+        evaluator = create_evaluator(self.model, self.device, self.precision, confusion_matrix, tta=self.config.tta)
         if attach is not None:
             attach(evaluator)
         evaluator.logger.setLevel(logging.CRITICAL)  # an error or a stop signal here is reported in one line

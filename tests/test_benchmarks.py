@@ -69,3 +69,15 @@ def test_the_floor_and_the_ignite_example_pattern_train_and_report(tmp_path, mon
     printed = subprocess.run(example, capture_output=True, text=True, check=True).stdout
     assert "Training Results - Epoch: 1" in printed and "Validation Results - Epoch: 1" in printed
     assert default_run.describe_machine().startswith("machine: CPU ")
+
+
+def test_the_overhead_benchmark_times_each_per_iteration_item(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # it imports describe_machine from throughput.py
+    overhead = load("overhead")
+    monkeypatch.setattr(sys, "argv", ["overhead.py", "--repeats", "1", "--calls", "50"])
+    overhead.main()
+    out = capsys.readouterr().out
+    assert out.startswith("machine: CPU ") and "Ignite Engine around a no-op step" in out
+    for item in ("EpochLossAverage._add", "stop_mid_epoch", "log_loss (through its event filter)", "update function"):
+        assert item in out, item
+    assert "TerminateOnNan" not in out  # its per-step check is folded into the loss sum's

@@ -102,26 +102,80 @@ def test_find_latest_checkpoint_ignores_partial_and_foreign_files(tmp_path):
     assert find_latest_checkpoint(tmp_path).name == "interrupted_checkpoint_17.pt"
 
 
-def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(small_config):
-    def nan_batch_at_iteration_15(trainer):
-        @trainer.on(Events.ITERATION_STARTED(once=15))
+def nan_batch_at(iteration: int):
+    """An extra handler: the batch of ``iteration`` becomes all NaN."""
+
+    def attach(trainer):
+        @trainer.on(Events.ITERATION_STARTED(once=iteration))
         def poison(engine):
             images, targets = engine.state.batch
             engine.state.batch = (torch.full_like(images, float("nan")), targets)
 
-    iterations = []
+    return attach
+
+
+def test_a_nan_mid_epoch_stops_the_run_before_the_epoch_ends_and_no_checkpoint_holds_it(small_config):
+    # The losses are checked every NAN_CHECK_EVERY steps and at each epoch's last one: a NaN at iteration
+    # 15 (epoch 2 of 10-iteration epochs) stops the run at iteration 20, before evaluation and checkpoint.
+    iterations, evaluated = [], []
 
     def count(trainer):
         trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluated.append(e.state.epoch))
 
     with pytest.raises(
-        FmnistError, match=r"iteration 15: the loss became nan .*good checkpoint is .*_checkpoint_1\.pt"
+        FmnistError,
+        match=r"epoch 2, iteration 20: the loss became nan at or before it .*good checkpoint is .*_checkpoint_1\.pt",
     ):
-        train(small_config, extra_handlers=[nan_batch_at_iteration_15, count], **QUIET)
-    assert iterations[-1] == 15  # stopped at once
-    good = torch.load(f"{small_config.output_dir}/training_checkpoint_1.pt", weights_only=True)
-    assert all(torch.isfinite(t).all() for t in good["model"].values())
+        train(small_config, extra_handlers=[nan_batch_at(15), count], **QUIET)
+    assert iterations[-1] == 20 and evaluated == [1]  # no epoch-2 handlers ran
+    saved = sorted(p.name for p in Path(small_config.output_dir).glob("*.pt"))
+    assert saved == ["best_model_1_neg_val_loss=" + saved[0].split("=")[1], "training_checkpoint_1.pt"]
+    for path in Path(small_config.output_dir).glob("*.pt"):
+        weights = torch.load(path, weights_only=True)
+        weights = weights.get("model", weights)
+        assert all(torch.isfinite(t).all() for t in weights.values()), path
     assert not list(Path(small_config.output_dir).glob("interrupted_*"))
+
+
+def test_a_nan_within_the_check_interval_is_caught_every_n_steps(small_config):
+    from fmnist_ignite import handlers
+
+    iterations = []
+    config = small_config.replace(epochs=1, val_size=0, batch_size=5, patience=0)  # 120 iterations an epoch
+    with pytest.raises(FmnistError, match=f"iteration {handlers.NAN_CHECK_EVERY}: the loss became nan"):
+        train(
+            config,
+            extra_handlers=[
+                nan_batch_at(3),
+                lambda t: t.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(1)),
+            ],
+            **QUIET,
+        )
+    assert len(iterations) == handlers.NAN_CHECK_EVERY
+
+
+def test_a_stop_after_an_unchecked_nan_saves_no_checkpoint_and_says_nan(small_config):
+    # The NaN at iteration 12 is not checked for until iteration 20; a signal at 13 stops the run first:
+    # the losses are checked before the stop's checkpoint is written, so none is.
+    with pytest.raises(FmnistError, match=r"iteration 13: the loss became nan at or before it"):
+        train(small_config, extra_handlers=[nan_batch_at(12), signal_at(13)], **QUIET)
+    assert not list(Path(small_config.output_dir).glob("interrupted_*"))
+    assert not list(Path(small_config.output_dir).glob("training_checkpoint_2.pt"))
+
+
+def test_a_signal_stops_within_one_batch_in_a_single_process(small_config):
+    iterations = []
+    with pytest.raises(TrainingInterrupted) as info:
+        train(
+            small_config,
+            extra_handlers=[
+                signal_at(13, signal.SIGTERM),
+                lambda t: t.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(1)),
+            ],
+            **QUIET,
+        )
+    assert len(iterations) == 13 and info.value.checkpoint.name == "interrupted_checkpoint_13.pt"
 
 
 def test_no_restore_best_scores_the_last_weights(small_config):

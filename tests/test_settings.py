@@ -62,6 +62,10 @@ def test_the_command_line_keeps_every_flag_it_had_and_adds_peer_timeout():
         "--peer-timeout",
         "--seeds",
         "--display",
+        "--hflip",  # issue 20: training augmentation, test-time flips, weight averaging
+        "--shift",
+        "--ema",
+        "--tta",
     }
     choices = {a.option_strings[0]: a.choices for a in build_parser()._actions if a.choices}
     assert choices["--backend"] == ("gloo", "nccl") and choices["--model"] == ("mlp", "cnn")
