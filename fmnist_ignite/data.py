@@ -97,6 +97,8 @@ def read_idx(path: Path, spec: IdxSpec | None = None) -> torch.Tensor:
             data = stream.read(count + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise FmnistError(f"{path}: cannot read it ({exc})") from None
+    if count == 0:
+        raise FmnistError(f"{path}: header says shape {shape}: no data")
     if len(data) != count:
         held = "more data than that" if len(data) > count else f"{len(data)} bytes of data"
         raise FmnistError(f"{path}: header says shape {shape} but the file holds {held}")

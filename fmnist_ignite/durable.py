@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 import ignite.distributed as idist
@@ -55,7 +56,11 @@ def disk_full(exc: BaseException) -> bool:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it (``os.umask`` would set it for a moment, for every thread)."""
+    with suppress(OSError, StopIteration, ValueError):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0)  # no /proc: the old way
     os.umask(mask)
     return mask
 

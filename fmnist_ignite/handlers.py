@@ -237,9 +237,10 @@ class EpochLossAverage:
     all-reduce per check, not per step), so all stop at the same iteration.
     """
 
-    def __init__(self, check_every: int | None = None) -> None:
+    def __init__(self, check_every: int | None = None, params: list | None = None) -> None:
         self.total, self.count = torch.zeros(()), 0
         self.check_every = check_every
+        self.params = params or []  # checked with the losses: a finite loss can still give a NaN update
         self.stopped_nonfinite = False  # the check found a non-finite loss and terminated the trainer
 
     def attach(self, trainer: Engine) -> EpochLossAverage:
@@ -264,8 +265,10 @@ class EpochLossAverage:
             engine.terminate()
 
     def finite(self) -> bool:
-        """Whether every loss summed this epoch is finite, in every process (all must ask together)."""
-        return not agreed_max(int(not bool(torch.isfinite(self.total))))
+        """Whether every loss summed this epoch, and the weights now, are finite, in every process (all
+        must ask together)."""
+        sums = [self.total.detach().float().cpu(), *(p.detach().sum().float().cpu() for p in self.params)]
+        return not agreed_max(int(not bool(torch.isfinite(torch.stack(sums)).all())))
 
     @property
     def value(self) -> float:
@@ -290,7 +293,8 @@ def attach_epoch_stats(
     Returns the loss average, which a checkpoint should save for an exact resume mid-epoch; with
     ``nan_check_every`` it also stops the trainer on a non-finite loss (``EpochLossAverage``).
     """
-    average = EpochLossAverage(nan_check_every).attach(trainer)
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    average = EpochLossAverage(nan_check_every, params).attach(trainer)
 
     def record(engine: Engine) -> None:
         history.record(

@@ -63,17 +63,17 @@ def evaluate_checkpoint(
     precision: str | None = None,
 ) -> dict:
     """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model (``model``:
-    your own, to load the weights into), at ``precision`` (None: the one its run chose, so the numbers
-    are the run's; "auto" when the run's ``config.json`` is not beside the file)."""
+    your own, to load the weights into), scored as its run scored it: at ``precision`` (None: the one its
+    run chose; "auto" when the run's ``config.json`` is not beside the file) and with its test-time flips."""
     check_data_dir(data_dir)
     device = resolve_device(device)
     model = load_model(path, device, model)
-    if precision is None:
-        precision = (saved_config(Path(path).parent) or {}).get("precision", "auto")
-    used, _ = choose_precision(precision, device)
+    run = saved_config(Path(path).parent) or {}
+    used, _ = choose_precision(precision or run.get("precision", "auto"), device)
     test = load_fashion_mnist(data_dir, verify=verify)["test"]
     loader = make_loader(test, "tensor", batch_size, shuffle=False, device=device)
-    return dict(create_evaluator(model, device, used, confusion_matrix=True).run(loader).metrics)
+    evaluator = create_evaluator(model, device, used, confusion_matrix=True, tta=bool(run.get("tta")))
+    return dict(evaluator.run(loader).metrics)
 
 
 def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:

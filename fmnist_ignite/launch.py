@@ -20,7 +20,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +82,9 @@ class Mailbox:
         if self.directory is not None:
             (self.directory / f"started-{os.getpid()}").touch()
 
+    def any_started(self) -> bool:
+        return self.directory is not None and any(self.directory.glob("started-*"))
+
     def has_started(self, pid: int) -> bool:
         return self.directory is not None and (self.directory / f"started-{pid}").exists()
 
@@ -106,17 +109,22 @@ class Mailbox:
 
 def _process(local_rank: int, work: Callable, config: Config, mailbox: Mailbox, *args) -> None:
     """What each process runs (module level, so spawned processes can import it)."""
+    if mailbox.directory is not None:  # a spawned worker; one forked (as in Jupyter) drops the launcher's forwarding
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
     rank = idist.get_rank()
     mailbox.started()
     setup_process(config)
     try:
         with quiet(NOISY_LOGGERS):
             value = work(config, *args)
-            if idist.get_world_size() > 1:
-                idist.barrier()  # no process tears its connections down while another still writes its results
-        mailbox.put(Outcome(rank, value=value if rank == 0 else None))
     except BaseException as exc:  # handed to the launching process, which raises it
         mailbox.put(Outcome(rank, error=exc))
+        return
+    mailbox.put(Outcome(rank, value=value if rank == 0 else None))  # before the barrier: a peer may die there
+    if idist.get_world_size() > 1:
+        with quiet(NOISY_LOGGERS), suppress(Exception):  # the work is done; a peer lost now changes nothing
+            idist.barrier()  # no process tears its connections down while another still writes its results
 
 
 def launch(config: Config, work: Callable, *args) -> object:
@@ -144,7 +152,7 @@ def launch(config: Config, work: Callable, *args) -> object:
                     parallel.run(_process, work, config, mailbox, *args)
             except (ProcessExitedException, ProcessRaisedException) as exc:
                 died = exc
-            except pickle.PicklingError as exc:
+            except (pickle.PicklingError, AttributeError) as exc:  # AttributeError: "Can't pickle local object"
                 raise FmnistError(
                     f"cannot hand the work to spawned processes ({exc}): define your model class and handlers "
                     "at module level, not inside a function or a notebook cell"
@@ -162,7 +170,9 @@ def _result(config: Config, mailbox: Mailbox, died: BaseException | None, receiv
     ours = [error for error in errors if isinstance(error, (FmnistError, KeyboardInterrupt))]
     if ours:
         raise ours[0]
-    if received:
+    if 0 in outcomes and outcomes[0].error is None:
+        return outcomes[0].value  # finished, whatever arrived after
+    if received and not mailbox.any_started():
         name = signal.Signals(received[0]).name
         raise TrainingInterrupted(
             f"interrupted by {name} while the processes were starting; nothing was trained",
@@ -173,8 +183,6 @@ def _result(config: Config, mailbox: Mailbox, died: BaseException | None, receiv
         raise FmnistError(_death(config, died, mailbox)) from None
     if errors:
         raise errors[0]
-    if 0 in outcomes:
-        return outcomes[0].value
     return None  # a machine other than rank 0's: the results are there
 
 

@@ -37,6 +37,9 @@ class Stopped(BaseException):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self):  # whole across processes, like TrainingInterrupted
+        return type(self), (self.signum,)
+
 
 class StopRequests:
     """The stops asked for so far (signal numbers, first first), by signal or by ``stop()`` from any thread.

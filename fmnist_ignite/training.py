@@ -310,15 +310,16 @@ class Training:
                 f"{weights}; score them with: fmnist-ignite evaluate {weights}"
             )
         if self.summary is not None:
-            self.write_summary(status="interrupted")
+            with suppress(OSError):  # a full disk must not hide the stop
+                self.write_summary(status="interrupted")
         return TrainingInterrupted(message, 128 + self.requests.first, output_dir=self.output_dir)
 
     def _run(self) -> TrainResult:
         self.write_summary()
         self.requests.check()  # a stop asked for between set-up and run() ends the run before training
         self._train()
+        self.phase = "restoring the best weights"  # before a stop noted since training raises here
         with raising(self.requests):
-            self.phase = "restoring the best weights"
             scored = self._restore_best()
             self.phase = "scoring the test set"
             test, confusion = self._score_test(scored)
@@ -459,7 +460,8 @@ def train(
         result = launch(config, run_training, None if spawning else log, tuple(extra_handlers), model, handed)
     except BaseException as exc:
         if run_dir is not None:
-            close_summary(run_dir.path / "summary.json", exc)
+            with suppress(OSError):  # a full disk must not hide the error
+                close_summary(run_dir.path / "summary.json", exc)
         raise
     finally:
         if run_dir is not None:

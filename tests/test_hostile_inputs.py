@@ -241,3 +241,10 @@ def test_tune_flags_below_one_are_refused_as_flags(tmp_path, flags, message):
     line = one_line_error(cli("tune", "--trials", "1", "--output-dir", tmp_path / "s", *flags, cwd=tmp_path))
     assert line == f"error: {message}"
     assert not (tmp_path / "s" / "study.db").exists()
+
+
+def test_an_idx_file_of_no_images_is_one_line(tmp_path):
+    path = tmp_path / "empty-idx3-ubyte"
+    path.write_bytes(IMAGE_MAGIC.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in (0, 28, 28)))
+    with pytest.raises(FmnistError, match=r"header says shape \(0, 28, 28\): no data"):
+        load_images(path)

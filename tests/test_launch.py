@@ -262,3 +262,15 @@ def test_a_sigint_handler_installed_before_train_is_there_after_it_and_still_cal
         assert signal.getsignal(signal.SIGINT) is handler and called == [signal.SIGINT]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_model_defined_inside_a_function_is_one_line_saying_where_to_define_it(small_config):
+    from fmnist_ignite import FmnistError
+
+    class LocalNet(Net):  # spawned processes cannot import this class
+        pass
+
+    config = small_config.replace(nproc_per_node=2, threads=1, epochs=1, master_port=free_port(), peer_timeout=30)
+    with pytest.raises(FmnistError, match="define your model class and handlers at module level"):
+        train(config, model=LocalNet(), log=lambda line: None)
+    assert not list(Path(config.output_dir).glob("*.pt"))

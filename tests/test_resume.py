@@ -237,3 +237,39 @@ def test_a_one_cycle_run_cannot_be_stretched_on_resume(small_config):
     with pytest.raises(FmnistError, match="planned for 2 epochs and cannot be stretched to 4: resume with --epochs 2"):
         train(config.replace(epochs=4, resume=str(first.last_checkpoint)), **QUIET)
     assert (first.output_dir / "config.json").read_bytes() == saved  # a refused resume leaves the run as it was
+
+
+class NanGradientNet(Net):
+    """The MLP plus a parameter whose gradient turns NaN (sqrt's at 0, times 0) while the loss stays finite,
+    once ``poisoned`` is set: the update, not the loss, makes the weights NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.s = torch.nn.Parameter(torch.zeros(()))
+        self.poisoned = False
+
+    def forward(self, x):
+        logits = super().forward(x)
+        return logits + torch.sqrt(self.s * 0) if self.poisoned else logits
+
+
+def test_a_finite_loss_with_a_nan_update_on_an_epoch_s_last_step_saves_no_nan_checkpoint(small_config):
+    from fmnist_ignite import NonFiniteLoss
+
+    model = NanGradientNet()
+
+    def poison_the_last_step_of_epoch_1(trainer):
+        trainer.add_event_handler(Events.ITERATION_STARTED(once=10), lambda e: setattr(model, "poisoned", True))
+
+    with pytest.raises(NonFiniteLoss):
+        train(
+            small_config.replace(optimizer="sgd", momentum=0.0),
+            model=model,
+            extra_handlers=[poison_the_last_step_of_epoch_1],
+            **QUIET,
+        )
+    assert torch.isnan(model.s).item()  # the update did make the weights NaN, with a finite loss
+    for path in Path(small_config.output_dir).glob("*.pt"):
+        saved = torch.load(path, weights_only=True)
+        weights = saved.get("model", saved)
+        assert all(torch.isfinite(value).all() for value in weights.values()), path.name
