@@ -131,6 +131,7 @@ class Training:
         self.requests = StopRequests()
         self.phase: str | None = None  # what the run does once training is over, for a stop's message
         self.summary: dict | None = None  # summary.json's contents, once the run is set up
+        self.kept_predictions: dict = {}  # where the test predictions went, once scored
         self.run_dir = self._claim_output_dir(run_dir, log)
         self.output_dir = self.run_dir.path
         try:
@@ -406,7 +407,7 @@ class Training:
             status="completed",
             stopped_early=stopped_early,
             scored_weights=scored,
-            test={**test, **test_extras(test, getattr(self, "kept_predictions", {})), "per_class_accuracy": classes}
+            test={**test, **test_extras(test, self.kept_predictions), "per_class_accuracy": classes}
             if self.config.score_test
             else None,
         )

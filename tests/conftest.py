@@ -131,3 +131,20 @@ def real_data() -> Path:
 def without_times(history: list[dict]) -> list[dict]:
     """History rows without their wall times, which differ between any two runs."""
     return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in history]
+
+
+@pytest.fixture
+def splits_loaded(monkeypatch) -> list[list[str]]:
+    """The splits each run made loaders of (sorted names, one list per call), recorded as runs go."""
+    from fmnist_ignite import training as training_module
+
+    loaded = []
+    real_get_data_loaders = training_module.get_data_loaders
+
+    def recording(config, *args, **kwargs):
+        loaders = real_get_data_loaders(config, *args, **kwargs)
+        loaded.append(sorted(loaders))
+        return loaders
+
+    monkeypatch.setattr(training_module, "get_data_loaders", recording)
+    return loaded

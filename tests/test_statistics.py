@@ -21,7 +21,6 @@ from ignite.engine import Events
 from scipy.stats import binomtest, norm, t
 
 from fmnist_ignite import FmnistError, TrainingInterrupted, train, train_seeds
-from fmnist_ignite import training as training_module
 from fmnist_ignite.cli import main
 from fmnist_ignite.configfile import read_config_file
 from fmnist_ignite.handlers import format_metrics
@@ -214,20 +213,11 @@ def read_config_file_config(file: Path, **changes):
 
 
 def test_confirm_top_retrains_the_top_trials_over_seeds_on_validation_and_picks_by_the_mean(
-    small_config, tmp_path, monkeypatch, capsys
+    small_config, tmp_path, splits_loaded, capsys
 ):
     pytest.importorskip("optuna", reason="the tune extra is not installed")
     from fmnist_ignite.tuning import open_study, tune
 
-    splits_loaded = []
-    real_get_data_loaders = training_module.get_data_loaders
-
-    def recording(config, *args, **kwargs):
-        loaders = real_get_data_loaders(config, *args, **kwargs)
-        splits_loaded.append(sorted(loaders))
-        return loaders
-
-    monkeypatch.setattr(training_module, "get_data_loaders", recording)
     study_dir = tmp_path / "study"
     study_dir.mkdir()
     study = open_study(f"sqlite:///{study_dir / 'study.db'}", "fmnist", 30)

@@ -13,7 +13,6 @@ import pytest
 import yaml
 from conftest import small_config_file
 
-from fmnist_ignite import training as training_module
 from fmnist_ignite.cli import main
 from fmnist_ignite.config import Config
 from fmnist_ignite.configfile import read_config_file
@@ -103,16 +102,7 @@ def test_a_trial_scores_the_validation_accuracy_of_the_epoch_its_run_keeps():
 # ------------------------------------------------------------------------------------------------ tune
 
 
-def test_tune_trains_on_train_and_validation_only_and_writes_its_results(small_config, tmp_path, monkeypatch, capsys):
-    splits_loaded = []
-    real_get_data_loaders = training_module.get_data_loaders
-
-    def recording(config, *args, **kwargs):
-        loaders = real_get_data_loaders(config, *args, **kwargs)
-        splits_loaded.append(sorted(loaders))
-        return loaders
-
-    monkeypatch.setattr(training_module, "get_data_loaders", recording)
+def test_tune_trains_on_train_and_validation_only_and_writes_its_results(small_config, tmp_path, splits_loaded, capsys):
     study_dir = tmp_path / "study"
     result = tune(small_config.replace(output_dir=None, epochs=2), 3, space=SGD_SPACE, output_dir=study_dir)
     out = capsys.readouterr().out
