@@ -45,7 +45,11 @@ def conv_block(channels_in: int, channels_out: int) -> list[nn.Module]:
 
 class CNN(nn.Module):
     """A small convolutional network: two conv blocks (16 and 32 channels, 28 -> 14 -> 7 pixels),
-    then dropout, a 128-unit layer and 10 logits. Its state-dict keys do not depend on ``dropout``."""
+    then dropout, a 128-unit layer and 10 logits. Its state-dict keys do not depend on ``dropout``.
+
+    Its weights and images are kept channels-last (NHWC), the layout oneDNN's convolutions run fastest
+    in: a training step 1.3x faster in fp32 and 1.6x in bf16 on CPU (docs/speed.md).
+    """
 
     def __init__(self, dropout: float = 0.0):
         super().__init__()
@@ -58,9 +62,10 @@ class CNN(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(128, 10),
         )
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x):
-        return self.classifier(self.features(x))
+        return self.classifier(self.features(x.contiguous(memory_format=torch.channels_last)))
 
 
 MODELS = {"mlp": Net, "cnn": CNN}

@@ -108,7 +108,7 @@ def plot_curves(history: MetricsHistory | list[dict], path: Path | None = None):
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.22)  # fixed: tight_layout costs 0.05 s
     if path is not None:
         fig.savefig(path)
     return fig
@@ -131,8 +131,8 @@ def plot_confusion(confusion: torch.Tensor, path: Path | None = None, title: str
         for j in range(len(CLASS_NAMES)):
             value = int(counts[i, j])
             ax.text(j, i, value, ha="center", va="center", fontsize=8, color="white" if value > threshold else "black")
+    fig.subplots_adjust(left=0.16, right=0.98, bottom=0.16, top=0.95)  # fixed: tight_layout costs 0.05 s
     fig.colorbar(image, ax=ax)
-    fig.tight_layout()
     if path is not None:
         fig.savefig(path)
     return fig

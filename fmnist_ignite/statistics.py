@@ -2,7 +2,8 @@
 test and a paired interval for two classifiers scored on the same images, a t-interval over seeds, and
 Holm's correction when one is compared with many.
 
-SciPy is imported when a function needs it (a quarter of a second), never by the command line's parser.
+SciPy is imported when a function needs it (0.6 s), never by a run's accuracy intervals nor by the command
+line's parser.
 """
 
 from __future__ import annotations
@@ -10,19 +11,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 CONFIDENCE = 0.95
 
 
 def wilson_interval(correct: int, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The Wilson score interval of an accuracy of ``correct`` out of ``total``, as fractions
-    (SciPy's ``binomtest(correct, total).proportion_ci(method="wilson")``). (nan, nan) for no images."""
+    """The Wilson score interval of an accuracy of ``correct`` out of ``total``, as fractions; (nan, nan)
+    for no images.
+
+    Its closed form (Wilson 1927) with the normal quantile from the standard library: the numbers of
+    SciPy's ``binomtest(correct, total).proportion_ci(method="wilson")`` (a test holds them equal to
+    1e-12), without importing ``scipy.stats``, which took 0.6 s of a 10 s default run.
+    """
     if total <= 0:
         return (math.nan, math.nan)
-    from scipy.stats import binomtest
-
-    interval = binomtest(int(correct), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
-    return (float(interval.low), float(interval.high))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p, shrink = correct / total, 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / shrink
+    half = z / shrink * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def accuracy_interval(accuracy: float, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -76,6 +77,24 @@ def test_the_cnn_trains_and_evaluate_and_predict_rebuild_it_from_the_checkpoint(
     assert scored["accuracy"] == result.test_metrics["accuracy"]
     names, images = load_images(tmp_path / "data" / "t10k-images-idx3-ubyte.gz")
     assert len(predict(load_model(result.best_checkpoint), images[:3])) == 3 and len(names) == 200
+
+
+def test_the_cnn_runs_channels_last_and_means_what_an_nchw_cnn_means():
+    torch.manual_seed(0)
+    model = CNN().eval()
+    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    # The same weights laid out NCHW, applied without the channels-last conversion: the flattened
+    # features (the 128-unit layer's inputs) must come in the same order, or older checkpoints break.
+    nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        reference = nchw.classifier(nchw.features(x))
+        assert torch.allclose(model(x), reference, atol=1e-5)
+        # A state dict saved NCHW (before this layout) loads, and the model stays channels-last.
+        reloaded = CNN().eval()
+        reloaded.load_state_dict({k: v.contiguous() for k, v in nchw.state_dict().items()})
+        assert reloaded.features[4].weight.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(reloaded(x), reference, atol=1e-5)
 
 
 def test_an_mlp_checkpoint_still_rebuilds_an_mlp(small_config):
