@@ -1,6 +1,6 @@
-"""The uncertainty of the numbers a run reports, from SciPy: Wilson intervals of an accuracy, McNemar's exact
-test and a paired interval for two classifiers scored on the same images, a t-interval over seeds, and
-Holm's correction when one is compared with many.
+"""The uncertainty of the numbers a run reports: Wilson intervals of an accuracy (closed form, SciPy's numbers),
+and from SciPy McNemar's exact test and a paired interval for two classifiers scored on the same images, a
+t-interval over seeds, and Holm's correction when one is compared with many.
 
 SciPy is imported when a function needs it (0.6 s), never by a run's accuracy intervals nor by the command
 line's parser.

@@ -38,6 +38,8 @@ TESTED_COMMANDS = {
     "test_throughput_benchmark_measures_all_three_pipelines",
     ".venv/bin/python benchmarks/time_to_accuracy.py": "tests/test_benchmarks.py::"
     "test_time_to_accuracy_benchmark_runs_a_recipe",
+    ".venv/bin/python benchmarks/overhead.py": "tests/test_benchmarks.py::"
+    "test_the_overhead_benchmark_times_each_per_iteration_item",
     ".venv/bin/python benchmarks/default_run.py": "tests/test_benchmarks.py::"
     "test_the_floor_and_the_ignite_example_pattern_train_and_report",
     "PYTHON=.venv/bin/python sbatch": "tests/test_slurm.py::"

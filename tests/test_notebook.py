@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -206,7 +207,8 @@ def test_an_early_stop_ends_the_view_full_and_calm_and_the_end_shows_the_test_bl
     )
     html = output.bundles[-1]["text/html"]
     assert "Done: stopped early after epoch 3" in html and '<progress value="250" max="250"' in html
-    assert "red" not in html and "danger" not in html  # a stop that was meant is no failure
+    words = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", html)  # an image's base64 may spell anything
+    assert "red" not in words and "danger" not in words  # a stop that was meant is no failure
     assert "Test, best (epoch 1) weights: accuracy 87.1%, loss 0.3512" in html
     assert html.index("Shirt") < html.index("Trouser") and "training_checkpoint_3.pt" in html
     assert "accuracy 87.1%" in output.bundles[-1]["text/plain"]
