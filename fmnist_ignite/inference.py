@@ -10,7 +10,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fmnist_ignite.checkpoints import load_checkpoint
-from fmnist_ignite.config import check_data_dir
+from fmnist_ignite.config import EVAL_BATCH_SIZE, check_data_dir
 from fmnist_ignite.data import CLASS_NAMES, load_fashion_mnist, make_loader, read_idx, to_float_images
 from fmnist_ignite.engines import choose_precision, create_evaluator, resolve_device
 from fmnist_ignite.errors import FmnistError
@@ -57,7 +57,7 @@ def evaluate_checkpoint(
     path: str | Path,
     data_dir: str = "data",
     device: str = "auto",
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH_SIZE,
     verify: bool = True,
     model: torch.nn.Module | None = None,
     precision: str | None = None,

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import torch
 
+from fmnist_ignite.config import EVAL_BATCH_SIZE
 from fmnist_ignite.data import CLASS_NAMES, NUM_CLASSES, load_fashion_mnist, to_float_images
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.figures import new_figure
@@ -63,7 +64,7 @@ class Interpretation:
 
     @classmethod
     def from_model(
-        cls, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
+        cls, model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE
     ) -> Interpretation:
         """Run ``model`` (in fp32, in eval mode, put back as it was) over uint8 ``images``."""
         device = next(model.parameters()).device
@@ -164,7 +165,7 @@ def interpret(
     device: str = "auto",
     verify: bool = True,
     model: torch.nn.Module | None = None,
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH_SIZE,
 ) -> Interpretation:
     """The test-split ``Interpretation`` of a saved model (a best-model file or a training checkpoint;
     ``model``: your own, to load the weights into), as ``evaluate_checkpoint`` finds the model and data."""

@@ -108,7 +108,7 @@ def plot_curves(history: MetricsHistory | list[dict], path: Path | None = None):
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.22)  # fixed: tight_layout costs 0.05 s
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92, wspace=0.32)  # fixed: tight_layout costs 0.05 s
     if path is not None:
         fig.savefig(path)
     return fig

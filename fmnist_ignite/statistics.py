@@ -26,11 +26,16 @@ def wilson_interval(correct: int, total: int, confidence: float = CONFIDENCE) ->
     """
     if total <= 0:
         return (math.nan, math.nan)
+    correct, total = int(correct), int(total)
+    if not 0 <= correct <= total:
+        raise ValueError(f"correct must be between 0 and total ({total}), got {correct}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p, shrink = correct / total, 1 + z * z / total
     centre = (p + z * z / (2 * total)) / shrink
     half = z / shrink * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return (0.0 if correct == 0 else centre - half, 1.0 if correct == total else centre + half)
 
 
 def accuracy_interval(accuracy: float, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:

@@ -11,8 +11,9 @@ import torch
 from test_resume import assert_same_weights, final_weights, signal_at
 from torch import nn
 
-from fmnist_ignite import CNN, FmnistError, Net, TrainingInterrupted, evaluate_checkpoint, train
+from fmnist_ignite import CNN, Config, FmnistError, Net, TrainingInterrupted, evaluate_checkpoint, train
 from fmnist_ignite.cli import build_parser, config_from_args
+from fmnist_ignite.engines import make_optimizer
 from fmnist_ignite.inference import load_images, load_model, predict
 
 QUIET = {"log": lambda line: None}
@@ -95,6 +96,31 @@ def test_the_cnn_runs_channels_last_and_means_what_an_nchw_cnn_means():
         reloaded.load_state_dict({k: v.contiguous() for k, v in nchw.state_dict().items()})
         assert reloaded.features[4].weight.is_contiguous(memory_format=torch.channels_last)
         assert torch.allclose(reloaded(x), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_optimizer_state_saved_nchw_resumes_channels_last_with_the_same_update(optimizer):
+    # A CNN checkpointed before it ran channels-last: its momentum (or Adam's moments) were saved NCHW.
+    # The fused step walks a weight and its state as flat memory, so the state must follow the weight.
+    config = Config(model="cnn", optimizer=optimizer, lr=0.01)
+    torch.manual_seed(0)
+    old = CNN().to(memory_format=torch.contiguous_format)
+    old_optimizer = make_optimizer(config, old)
+    old(torch.rand(4, 1, 28, 28)).sum().backward()
+    old_optimizer.step()
+    new = CNN()
+    new.load_state_dict(old.state_dict())
+    new_optimizer = make_optimizer(config, new)
+    new_optimizer.load_state_dict(copy.deepcopy(old_optimizer.state_dict()))  # as from a file: no shared tensors
+    for old_param, new_param in zip(old.parameters(), new.parameters()):
+        new_param.grad = torch.empty_like(new_param).copy_(old_param.grad)
+        for value in new_optimizer.state[new_param].values():
+            if value.dim():
+                assert value.stride() == new_param.stride()
+    old_optimizer.step()
+    new_optimizer.step()
+    for name, value in old.state_dict().items():
+        assert torch.equal(new.state_dict()[name], value), name
 
 
 def test_an_mlp_checkpoint_still_rebuilds_an_mlp(small_config):

@@ -83,7 +83,14 @@ def test_each_flag_s_help_gives_the_default_from_config():
 def test_what_a_resume_may_change_and_what_the_tuner_leaves_alone():
     before = {"epochs", "device", "threads", "progress", "plots", "tensorboard", "output_dir", "log_interval"}
     before |= {"data_dir", "resume", "restore_best", "score_test", "backend", "master_addr", "master_port", "node_rank"}
-    assert CHANGEABLE_ON_RESUME == before | {"peer_timeout", "allow_download", "system_data_dir", "seeds", "display"}
+    assert CHANGEABLE_ON_RESUME == before | {
+        "peer_timeout",
+        "allow_download",
+        "system_data_dir",
+        "seeds",
+        "display",
+        "eval_batch_size",
+    }
     tuning = pytest.importorskip("fmnist_ignite.tuning")
     assert set(tuning.RUN_SETTINGS) == {"output_dir", "resume", "score_test", "progress", "plots"} | {
         "peer_timeout",

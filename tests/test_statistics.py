@@ -45,6 +45,13 @@ def test_wilson_intervals_are_scipy_s(correct, total):
         pytest.approx(wide.low, abs=1e-12),
         pytest.approx(wide.high, abs=1e-12),
     )
+    assert (low == 0.0) == (correct == 0) and (high == 1.0) == (correct == total)  # exact at the ends, as SciPy's
+
+
+@pytest.mark.parametrize("correct, total, confidence", [(11, 10, 0.95), (-1, 10, 0.95), (5, 10, 1.0), (5, 10, -0.1)])
+def test_a_wilson_interval_of_impossible_counts_or_confidence_is_refused(correct, total, confidence):
+    with pytest.raises(ValueError, match="must be between"):
+        wilson_interval(correct, total, confidence)
 
 
 def test_a_run_s_intervals_do_not_import_scipy():
