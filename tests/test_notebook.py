@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_config_file, write_synthetic
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 from PIL import Image
+from test_handlers import scripted_evaluator
 
 from fmnist_ignite import (
     Config,
@@ -159,14 +160,7 @@ def test_display_terminal_forces_the_bar_off_a_terminal(small_config, capsys):
 def scripted_run(losses, max_epochs, patience=None, min_interval=0.5):
     """A trainer of 50 do-nothing batches an epoch whose evaluator reports ``losses``, with a view on a Recorder."""
     trainer = Engine(lambda engine, batch: torch.tensor(0.5))
-    evaluator = Engine(lambda engine, batch: None)
-    scores = iter(losses)
-
-    @evaluator.on(Events.COMPLETED)
-    def set_metrics(engine):
-        loss = next(scores)
-        engine.state.metrics.update(loss=loss, accuracy=1 - loss)
-
+    evaluator = scripted_evaluator(losses)
     history = attach_evaluation(trainer, evaluator, [0], log=lambda line: None)
     if patience:
         attach_early_stopping(trainer, evaluator, patience)
