@@ -29,7 +29,8 @@ from pathlib import Path
 
 from throughput import describe_machine
 
-from fmnist_ignite.data import locate_fashion_mnist, read_idx
+from fmnist_ignite.data.fashion_mnist import locate_fashion_mnist
+from fmnist_ignite.data.idx import read_idx
 
 ROOT = Path(__file__).resolve().parent.parent
 

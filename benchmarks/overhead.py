@@ -22,9 +22,9 @@ from ignite.engine import Engine, Events
 from throughput import describe_machine
 
 from fmnist_ignite import Config, create_evaluator, create_trainer
-from fmnist_ignite.data import make_loader
-from fmnist_ignite.handlers import attach_default_handlers
-from fmnist_ignite.signals import StopRequests, stopping_trainer
+from fmnist_ignite.data.loaders import make_loader
+from fmnist_ignite.handlers.standard import attach_default_handlers
+from fmnist_ignite.run.signals import StopRequests, stopping_trainer
 
 EPOCH_LENGTH = 860  # batches of 64 in 55,000 images
 

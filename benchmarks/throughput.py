@@ -21,8 +21,10 @@ import torch
 from ignite.engine import Engine, Events
 
 from fmnist_ignite import Config, Net, create_evaluator, create_trainer, make_optimizer
-from fmnist_ignite.data import load_fashion_mnist, make_loader, make_splits
-from fmnist_ignite.handlers import attach_default_handlers
+from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
+from fmnist_ignite.data.loaders import make_loader
+from fmnist_ignite.data.splits import make_splits
+from fmnist_ignite.handlers.standard import attach_default_handlers
 
 # Forward and backward of the MLP: 3 x 2 x (784*512 + 512*512 + 512*10) multiply-adds per sample.
 FLOP_PER_SAMPLE = 6 * (784 * 512 + 512 * 512 + 512 * 10)
@@ -43,7 +45,7 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
 
 def describe_machine() -> str:
     """The line every figure is printed with: CPU capability, cores, threads, torch, matmul peak."""
-    from fmnist_ignite.engines import cpu_capability
+    from fmnist_ignite.core.device import cpu_capability
 
     return (
         f"machine: CPU {cpu_capability()}, {os.cpu_count()} cores, torch {torch.__version__} with "

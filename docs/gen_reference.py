@@ -10,8 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from fmnist_ignite import _WHERE
-from fmnist_ignite.cli import build_command_parser, build_parser
-from fmnist_ignite.config import Setting, settings
+from fmnist_ignite.cli.parser import build_command_parser, build_parser
+from fmnist_ignite.config.settings import Setting, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

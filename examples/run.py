@@ -2,7 +2,7 @@
 
 import sys
 
-from fmnist_ignite.cli import train_main
+from fmnist_ignite.cli.main import train_main
 
 if __name__ == "__main__":
     sys.exit(train_main())

@@ -2,6 +2,6 @@
 
 import sys
 
-from fmnist_ignite.cli import main
+from fmnist_ignite.cli.main import main
 
 sys.exit(main())

@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from fmnist_ignite import Config
-from fmnist_ignite import data as data_module
-from fmnist_ignite.config import SYSTEM_DATA_DIR
+from fmnist_ignite.config.settings import SYSTEM_DATA_DIR
+from fmnist_ignite.data import fashion_mnist as data_module
 
 # One thread: two OpenMP threads on a loaded 2-core machine can be many times slower.
 torch.set_num_threads(1)
@@ -136,7 +136,7 @@ def without_times(history: list[dict]) -> list[dict]:
 @pytest.fixture
 def splits_loaded(monkeypatch) -> list[list[str]]:
     """The splits each run made loaders of (sorted names, one list per call), recorded as runs go."""
-    from fmnist_ignite import training as training_module
+    from fmnist_ignite.run import training as training_module
 
     loaded = []
     real_get_data_loaders = training_module.get_data_loaders

@@ -14,7 +14,7 @@ from conftest import without_times
 from ignite.engine import Events
 
 from fmnist_ignite import RECIPES, Net, Training, TrainingInterrupted, create_evaluator, recipe, train
-from fmnist_ignite.data import TensorLoader, augment_batch, to_float_images
+from fmnist_ignite.data.loaders import TensorLoader, augment_batch, to_float_images
 
 QUIET = {"log": lambda line: None}
 SPEED_PAGE = Path(__file__).resolve().parent.parent / "docs" / "speed.md"  # the recipe table

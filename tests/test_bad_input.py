@@ -11,7 +11,7 @@ from conftest import write_idx, write_synthetic
 from ignite.handlers import DiskSaver
 
 from fmnist_ignite import FmnistError, train
-from fmnist_ignite.cli import train_main as main
+from fmnist_ignite.cli.main import train_main as main
 
 
 @pytest.fixture

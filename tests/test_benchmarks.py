@@ -10,7 +10,8 @@ from pathlib import Path
 from conftest import write_synthetic
 
 from fmnist_ignite import Config
-from fmnist_ignite.data import load_fashion_mnist, make_splits
+from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
+from fmnist_ignite.data.splits import make_splits
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 

@@ -9,8 +9,8 @@ import pytest
 from scipy.stats import binomtest
 
 from fmnist_ignite import compare_runs, train
-from fmnist_ignite.cli import main
-from fmnist_ignite.statistics import holm
+from fmnist_ignite.analysis.statistics import holm
+from fmnist_ignite.cli.main import main
 
 N = 1000
 RNG = np.random.default_rng(0)

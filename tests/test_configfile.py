@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fmnist_ignite import RECIPES, train
-from fmnist_ignite.cli import build_parser, config_from_args
-from fmnist_ignite.cli import train_main as main
+from fmnist_ignite.cli.main import train_main as main
+from fmnist_ignite.cli.parser import build_parser, config_from_args
 
 
 def config_of(argv):

@@ -10,9 +10,11 @@ import torch
 from conftest import idx_bytes, synthetic_set, write_idx, write_synthetic
 
 from fmnist_ignite import Config, FmnistError, get_data_loaders, load_fashion_mnist, locate_fashion_mnist, read_idx
-from fmnist_ignite import config as config_module
-from fmnist_ignite import data as data_module
-from fmnist_ignite.data import IdxSpec, ImageDataset, TensorLoader, make_loader, make_splits, split_indices
+from fmnist_ignite.config import settings as config_module
+from fmnist_ignite.data import fashion_mnist as data_module
+from fmnist_ignite.data.idx import IdxSpec
+from fmnist_ignite.data.loaders import ImageDataset, TensorLoader, make_loader
+from fmnist_ignite.data.splits import make_splits, split_indices
 
 # ------------------------------------------------------------------------------------------ IDX files
 

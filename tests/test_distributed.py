@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fmnist_ignite import Net, TensorLoader, Training, create_evaluator, get_data_loaders, train
-from fmnist_ignite.launch import launch
+from fmnist_ignite.run.launch import launch
 
 
 def run_and_dump_weights(config):

@@ -9,7 +9,7 @@ import torch
 from ignite.engine import Events
 
 from fmnist_ignite import FmnistError, Net, class_indices, create_evaluator, create_trainer, resolve_device
-from fmnist_ignite.data import make_loader, one_hot_targets
+from fmnist_ignite.data.loaders import make_loader, one_hot_targets
 
 
 def random_batches(n=200, seed=0):

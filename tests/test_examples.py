@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from fmnist_ignite.data import load_fashion_mnist
+from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 

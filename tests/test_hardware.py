@@ -11,10 +11,10 @@ import pytest
 import torch
 from test_examples import ROOT
 
-import fmnist_ignite.engines as engines
+import fmnist_ignite.core.device as engines
 from fmnist_ignite import train
-from fmnist_ignite.data import TensorLoader, make_loader, to_float_images
-from fmnist_ignite.engines import choose_precision
+from fmnist_ignite.core.device import choose_precision
+from fmnist_ignite.data.loaders import TensorLoader, make_loader, to_float_images
 
 # The command line runs with these made unimportable: any import of them fails loudly.
 WITHOUT_HEAVY_IMPORTS = """

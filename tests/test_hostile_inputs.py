@@ -15,7 +15,7 @@ from conftest import IMAGE_MAGIC, synthetic_set
 from PIL import Image
 
 from fmnist_ignite import FmnistError, Net, load_images, load_model, train
-from fmnist_ignite.data import MAX_IDX_BYTES, read_idx
+from fmnist_ignite.data.idx import MAX_IDX_BYTES, read_idx
 
 
 def cli(*args, cwd=None) -> subprocess.CompletedProcess:
@@ -47,7 +47,7 @@ def test_a_gzip_idx_file_that_inflates_past_its_header_is_refused_while_streamin
         for _ in range(50):
             out.write(bytes(1_000_000))
     script = (
-        f"{PEAK}from fmnist_ignite.data import read_idx; from fmnist_ignite import FmnistError\n"
+        f"{PEAK}from fmnist_ignite.data.idx import read_idx; from fmnist_ignite import FmnistError\n"
         "before = peak_kb()\n"
         f"try: read_idx({str(bomb)!r})\n"
         "except FmnistError as exc: print(exc)\n"
@@ -198,7 +198,7 @@ def test_hostile_config_files_are_refused_before_they_cost_memory(tmp_path, make
     path = make(tmp_path)
     # A peak grown by 1 MB of data past the bound, by an expanded alias or by torch would show here.
     script = (
-        f"{PEAK}import sys\nfrom fmnist_ignite.cli import main\n"
+        f"{PEAK}import sys\nfrom fmnist_ignite.cli.main import main\n"
         "before = peak_kb()\n"
         f"code = main(['train', '--config', {str(path)!r}])\n"
         "print(code, peak_kb() - before, 'torch' in sys.modules)"

@@ -58,7 +58,7 @@ import os, signal, sys
 import ignite.distributed as idist
 from ignite.engine import Events
 from fmnist_ignite import Config, TrainingInterrupted, train
-from fmnist_ignite.cli import guarded
+from fmnist_ignite.cli.main import guarded
 
 def kill_rank_1(trainer):
     @trainer.on(Events.ITERATION_COMPLETED(once={iteration}))

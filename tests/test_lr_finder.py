@@ -9,16 +9,16 @@ import pytest
 import torch
 from conftest import small_config_file
 
-from fmnist_ignite.cli import main
+from fmnist_ignite.cli.main import main
+from fmnist_ignite.core.models import Net
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.lr_finder import find_lr
-from fmnist_ignite.models import Net
+from fmnist_ignite.experiments.lr_finder import find_lr
 
 # The command line run with Optuna made unimportable, as where the tune extra is not installed.
 WITHOUT_OPTUNA = """
 import sys
 sys.modules["optuna"] = None
-from fmnist_ignite.cli import main
+from fmnist_ignite.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -34,10 +34,11 @@ from fmnist_ignite import (
     most_confused,
     train,
 )
-from fmnist_ignite import data as data_module
-from fmnist_ignite import notebook as notebook_module
-from fmnist_ignite.cli import build_parser, config_from_args, main
-from fmnist_ignite.lr_finder import LRFinderResult
+from fmnist_ignite.cli.main import main
+from fmnist_ignite.cli.parser import build_parser, config_from_args
+from fmnist_ignite.data import fashion_mnist as data_module
+from fmnist_ignite.experiments.lr_finder import LRFinderResult
+from fmnist_ignite.handlers import notebook as notebook_module
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tutorial.ipynb"
@@ -103,8 +104,8 @@ def test_auto_off_a_kernel_is_terminal_on_a_tty_else_plain_and_an_override_is_ho
 
 
 def test_display_is_a_setting_with_a_flag_a_checked_value_and_may_change_on_resume(tmp_path):
-    from fmnist_ignite.config import settings
-    from fmnist_ignite.configfile import read_config_file
+    from fmnist_ignite.config.files import read_config_file
+    from fmnist_ignite.config.settings import settings
 
     assert config_from_args(build_parser().parse_args(["--display", "plain"])).display == "plain"
     assert Config().display == "auto" and settings()["display"].on_resume and not settings()["display"].tunable
@@ -289,7 +290,7 @@ def test_a_train_result_plots_and_looks_at_its_mistakes_as_a_saved_checkpoint_do
     assert torch.equal(saved.confusion, result.confusion) and saved.top_losses(4) == result.top_losses(4)
 
     real = data_module.load_fashion_mnist  # the command verifies the data set: not the synthetic one here
-    for module in ("fmnist_ignite.inference", "fmnist_ignite.interpretation"):
+    for module in ("fmnist_ignite.analysis.inference", "fmnist_ignite.analysis.interpretation"):
         monkeypatch.setattr(f"{module}.load_fashion_mnist", lambda d, verify=True, **kw: real(d, verify=False, **kw))
     png = tmp_path / "top.png"
     argv = ["evaluate", str(result.best_checkpoint), "--data-dir", small_config.data_dir, "--device", "cpu"]
@@ -306,7 +307,7 @@ def test_the_lr_finder_and_the_tuner_show_themselves(tmp_path):
     assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_title() == "Learning-rate finder: suggestion 0.001"
     assert (tmp_path / "lr.png").stat().st_size > 1000
     optuna = pytest.importorskip("optuna")
-    from fmnist_ignite.tuning import TuneResult
+    from fmnist_ignite.experiments.tuning import TuneResult
 
     study = optuna.create_study(direction="maximize")
     distributions = {
@@ -465,7 +466,7 @@ def test_the_kernel_is_this_venv_s_python_and_a_run_in_it_shows_the_notebook_vie
     assert status == "ok" and not views(outputs)  # the override: text lines only
     assert "Epoch 1\n" in printed(outputs) and "loss: " in printed(outputs) and "\r" not in printed(outputs)
     status, outputs = kernel.run(
-        "import matplotlib\nfrom fmnist_ignite.reports import pyplot\npyplot()\nprint(matplotlib.get_backend())"
+        "import matplotlib\nfrom fmnist_ignite.ui.plots import pyplot\npyplot()\nprint(matplotlib.get_backend())"
     )
     assert status == "ok" and "inline" in printed(outputs)  # the notebook's backend stays for the user's figures
 

@@ -7,8 +7,8 @@ import torch
 from ignite.engine import Events
 
 from fmnist_ignite import RECIPES, Config, FmnistError, Net, Training, create_trainer, recipe, train
-from fmnist_ignite.cli import build_parser, config_from_args
-from fmnist_ignite.engines import make_optimizer
+from fmnist_ignite.cli.parser import build_parser, config_from_args
+from fmnist_ignite.core.optim import make_optimizer
 
 QUIET = {"log": lambda line: None}
 

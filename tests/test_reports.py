@@ -14,10 +14,10 @@ from ignite.engine import Events
 from PIL import Image
 
 from fmnist_ignite import CLASS_NAMES, FmnistError, TrainingInterrupted, train
-from fmnist_ignite import reports as reports_module
-from fmnist_ignite.cli import main
-from fmnist_ignite.data import load_fashion_mnist
-from fmnist_ignite.inference import evaluate_checkpoint, load_images, load_model, predict
+from fmnist_ignite.analysis.inference import evaluate_checkpoint, load_images, load_model, predict
+from fmnist_ignite.cli.main import main
+from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
+from fmnist_ignite.ui import plots as reports_module
 
 QUIET = {"log": lambda line: None}
 COLUMNS = [

@@ -12,7 +12,7 @@ from conftest import without_times
 from ignite.engine import Events
 
 from fmnist_ignite import FmnistError, Net, TrainingInterrupted, find_latest_checkpoint, train
-from fmnist_ignite.cli import train_main as main
+from fmnist_ignite.cli.main import train_main as main
 
 QUIET = {"log": lambda line: None}
 
@@ -139,7 +139,7 @@ def test_a_nan_mid_epoch_stops_the_run_before_the_epoch_ends_and_no_checkpoint_h
 
 
 def test_a_nan_within_the_check_interval_is_caught_every_n_steps(small_config):
-    from fmnist_ignite import handlers
+    from fmnist_ignite.handlers import epoch_stats as handlers
 
     iterations = []
     config = small_config.replace(epochs=1, val_size=0, batch_size=5, patience=0)  # 120 iterations an epoch

@@ -17,7 +17,8 @@ from conftest import small_run_config, without_times
 from test_examples import ROOT
 from test_resume import assert_same_weights, final_weights, signal_at
 
-import fmnist_ignite.training as training_module
+import fmnist_ignite.run.finish as finish_module
+import fmnist_ignite.run.training as training_module
 from fmnist_ignite import (
     DurableDiskSaver,
     FmnistError,
@@ -27,7 +28,7 @@ from fmnist_ignite import (
     train,
     write_durably,
 )
-from fmnist_ignite.cli import train_main as main
+from fmnist_ignite.cli.main import train_main as main
 
 QUIET = {"log": lambda line: None}
 
@@ -202,13 +203,13 @@ def test_resume_auto_in_a_directory_with_only_a_best_model_says_so_once(small_co
 
 
 def test_sigterm_after_training_says_where_the_weights_are_and_marks_the_summary(small_config, monkeypatch):
-    scored = training_module.per_class_accuracy
+    scored = finish_module.per_class_accuracy
 
     def sigterm_while_scoring(confusion):
         os.kill(os.getpid(), signal.SIGTERM)
         return scored(confusion)
 
-    monkeypatch.setattr(training_module, "per_class_accuracy", sigterm_while_scoring)
+    monkeypatch.setattr(finish_module, "per_class_accuracy", sigterm_while_scoring)
     lines = []
     with pytest.raises(TrainingInterrupted) as info:
         train(small_config.replace(epochs=1), log=lines.append)

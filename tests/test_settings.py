@@ -11,12 +11,12 @@ import sys
 import pytest
 from conftest import write_synthetic
 
-from fmnist_ignite.cli import NEGATED_FLAGS, build_parser, config_from_args
-from fmnist_ignite.cli import train_main as main
-from fmnist_ignite.config import FLAGS, Config, environment_settings, settings
-from fmnist_ignite.data import get_data_loaders
+from fmnist_ignite.cli.main import train_main as main
+from fmnist_ignite.cli.parser import NEGATED_FLAGS, build_parser, config_from_args
+from fmnist_ignite.config.settings import FLAGS, Config, environment_settings, settings
+from fmnist_ignite.data.loaders import get_data_loaders
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.rundir import CHANGEABLE_ON_RESUME
+from fmnist_ignite.files.saved_config import CHANGEABLE_ON_RESUME
 
 FLAG_LESS = {"split_seed", "n_saved", "eval_batch_size", "verify_data", "score_test"}
 FLAG_LESS |= {"allow_download", "system_data_dir"}  # the environment decides them, or a file
@@ -91,7 +91,7 @@ def test_what_a_resume_may_change_and_what_the_tuner_leaves_alone():
         "display",
         "eval_batch_size",
     }
-    tuning = pytest.importorskip("fmnist_ignite.tuning")
+    tuning = pytest.importorskip("fmnist_ignite.experiments.search_space")
     assert set(tuning.RUN_SETTINGS) == {"output_dir", "resume", "score_test", "progress", "plots"} | {
         "peer_timeout",
         "allow_download",
@@ -106,7 +106,7 @@ WITH_A_NEW_SETTING = """
 from __future__ import annotations
 
 import dataclasses, json, sys
-import fmnist_ignite.config as config
+import fmnist_ignite.config.settings as config
 
 @dataclasses.dataclass
 class Config(config.Config):
@@ -114,7 +114,10 @@ class Config(config.Config):
     shuffle: bool = config.setting(True, "do not shuffle", flag="negated")
 
 config.Config = Config
-from fmnist_ignite import cli, configfile, rundir, tuning
+from fmnist_ignite.cli import parser as cli
+from fmnist_ignite.config import files as configfile
+from fmnist_ignite.experiments import search_space as tuning
+from fmnist_ignite.files import saved_config as rundir
 
 parser = cli.build_parser()
 given = cli.config_from_args(parser.parse_args(["--warmup-epochs", "5", "--no-shuffle"]))

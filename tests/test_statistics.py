@@ -23,11 +23,11 @@ from ignite.engine import Events
 from scipy.stats import binomtest, t
 
 from fmnist_ignite import FmnistError, TrainingInterrupted, train, train_seeds
-from fmnist_ignite.cli import main
-from fmnist_ignite.configfile import read_config_file
-from fmnist_ignite.handlers import format_metrics
-from fmnist_ignite.repeat import parse_seeds
-from fmnist_ignite.statistics import accuracy_with_interval, holm, mean_interval, wilson_interval
+from fmnist_ignite.analysis.statistics import accuracy_with_interval, holm, mean_interval, wilson_interval
+from fmnist_ignite.cli.main import main
+from fmnist_ignite.config.files import read_config_file
+from fmnist_ignite.experiments.seeds import parse_seeds
+from fmnist_ignite.handlers.evaluation import format_metrics
 
 INTERVAL = r"(\d+\.\d)% \(95% CI (\d+\.\d)-(\d+\.\d)%\)"
 
@@ -57,7 +57,7 @@ def test_a_wilson_interval_of_impossible_counts_or_confidence_is_refused(correct
 def test_a_run_s_intervals_do_not_import_scipy():
     # scipy.stats takes 0.6 s to import: a default run's intervals must not pay it.
     code = (
-        "import sys; from fmnist_ignite.handlers import format_metrics; "
+        "import sys; from fmnist_ignite.handlers.evaluation import format_metrics; "
         "print(format_metrics('Test', {'accuracy': 0.9, 'loss': 0.3, 'count': 10000})); "
         "print('scipy.stats' in sys.modules)"
     )
@@ -234,7 +234,7 @@ def test_confirm_top_retrains_the_top_trials_over_seeds_on_validation_and_picks_
     small_config, tmp_path, splits_loaded, capsys
 ):
     pytest.importorskip("optuna", reason="the tune extra is not installed")
-    from fmnist_ignite.tuning import open_study, tune
+    from fmnist_ignite.experiments.tuning import open_study, tune
 
     study_dir = tmp_path / "study"
     study_dir.mkdir()

@@ -7,8 +7,8 @@ import torch
 from conftest import without_times
 
 from fmnist_ignite import Config, FmnistError, Net, create_evaluator, get_data_loaders, train
-from fmnist_ignite.cli import build_parser, config_from_args
-from fmnist_ignite.cli import train_main as main
+from fmnist_ignite.cli.main import train_main as main
+from fmnist_ignite.cli.parser import build_parser, config_from_args
 
 
 def test_train_returns_history_test_metrics_and_checkpoints(small_config):

@@ -13,22 +13,16 @@ import pytest
 import yaml
 from conftest import small_config_file
 
-from fmnist_ignite.cli import main
-from fmnist_ignite.config import Config
-from fmnist_ignite.configfile import read_config_file
+from fmnist_ignite.cli.main import main
+from fmnist_ignite.config.files import read_config_file
+from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 
 optuna = pytest.importorskip("optuna", reason="the tune extra is not installed (pip install 'fmnist-ignite[tune]')")
 from optuna.trial import TrialState  # noqa: E402
 
-from fmnist_ignite.tuning import (  # noqa: E402
-    DEFAULT_SPACE,
-    check_search_space,
-    open_study,
-    selected_accuracy,
-    trial_directory,
-    tune,
-)
+from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, check_search_space
+from fmnist_ignite.experiments.tuning import open_study, selected_accuracy, trial_directory, tune
 
 SGD_SPACE = {"lr": [0.05, 0.1], "optimizer": ["sgd"]}  # trials that learn the synthetic data in an epoch or two
 
@@ -232,7 +226,7 @@ def test_tune_refuses_resume_and_several_processes(small_config):
 
 
 def test_the_default_pruner_stops_the_bottom_quarter_only_and_not_before_a_third_of_the_epochs():
-    from fmnist_ignite.tuning import default_pruner
+    from fmnist_ignite.experiments.tuning import default_pruner
 
     study = optuna.create_study(direction="maximize", pruner=default_pruner(epochs=9))
     for value in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):  # the startup trials, reported at epochs 2 and 3
@@ -253,7 +247,7 @@ def test_the_default_pruner_stops_the_bottom_quarter_only_and_not_before_a_third
 
 
 def test_a_range_with_a_step_draws_on_its_grid():
-    from fmnist_ignite.tuning import suggest
+    from fmnist_ignite.experiments.search_space import suggest
 
     space = check_search_space(
         {"dropout": {"low": 0.0, "high": 0.5, "step": 0.25}, "epochs": {"low": 2, "high": 8, "step": 3}}

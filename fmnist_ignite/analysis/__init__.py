@@ -1,0 +1,1 @@
+"""Looking at a trained model: statistics, kept predictions, comparisons, inference, interpretation."""

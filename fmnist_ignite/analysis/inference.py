@@ -1,0 +1,137 @@
+"""Use a saved model: score it on the test set, or classify images."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from fmnist_ignite.config.settings import EVAL_BATCH_SIZE, check_data_dir
+from fmnist_ignite.core.device import choose_precision, resolve_device
+from fmnist_ignite.core.engines import create_evaluator
+from fmnist_ignite.core.models import model_for_state_dict
+from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
+from fmnist_ignite.data.idx import read_idx
+from fmnist_ignite.data.loaders import make_loader, to_float_images
+from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.checkpoints import load_checkpoint
+from fmnist_ignite.files.saved_config import saved_config
+
+EIGHT_BIT_MODES = ("L", "LA", "1")  # "1": black and white, as 0 and 255
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # a 32-bit "I" or float "F" image has no known range: refused
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu", model: torch.nn.Module | None = None):
+    """The model in a best-model file (weights only) or a training checkpoint (its ``model`` entry).
+
+    Built-in models (mlp, cnn) are rebuilt from the weights' layout; weights of your own model are
+    loaded into ``model``.
+    """
+    checkpoint = load_checkpoint(path, map_location=device)
+    state = checkpoint["model"] if isinstance(checkpoint.get("model"), dict) else checkpoint
+    if model is None and run_model(path, checkpoint) == "custom":
+        raise FmnistError(
+            f"{path}: the weights of a model of your own (its run says model: custom), which cannot be rebuilt "
+            "from the file; score them in Python: evaluate_checkpoint(path, model=YourModel())"
+        )
+    try:
+        model = model if model is not None else model_for_state_dict(state)
+        model.load_state_dict(state)
+    except FmnistError as exc:
+        raise FmnistError(f"{path}: {exc}") from None
+    except RuntimeError as exc:
+        raise FmnistError(f"{path}: not weights of this model ({str(exc).splitlines()[0]})") from None
+    return model.to(device).eval()
+
+
+def run_model(path: str | Path, checkpoint: dict) -> str | None:
+    """The ``model`` setting of the run that saved ``checkpoint``: from the checkpoint's own configuration,
+    else from its run's ``config.json`` beside it (None when neither says)."""
+    saved = checkpoint.get("config")
+    if not isinstance(saved, dict):
+        saved = saved_config(Path(path).parent) or {}
+    return saved.get("model")
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    data_dir: str = "data",
+    device: str = "auto",
+    batch_size: int = EVAL_BATCH_SIZE,
+    verify: bool = True,
+    model: torch.nn.Module | None = None,
+    precision: str | None = None,
+) -> dict:
+    """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model (``model``:
+    your own, to load the weights into), scored as its run scored it: at ``precision`` (None: the one its
+    run chose; "auto" when the run's ``config.json`` is not beside the file) and with its test-time flips."""
+    check_data_dir(data_dir)
+    device = resolve_device(device)
+    model = load_model(path, device, model)
+    run = saved_config(Path(path).parent) or {}
+    used, _ = choose_precision(precision or run.get("precision", "auto"), device)
+    test = load_fashion_mnist(data_dir, verify=verify)["test"]
+    loader = make_loader(test, "tensor", batch_size, shuffle=False, device=device)
+    evaluator = create_evaluator(model, device, used, confusion_matrix=True, tta=bool(run.get("tta")))
+    return dict(evaluator.run(loader).metrics)
+
+
+def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:
+    """Names and uint8 N x 28 x 28 pixels of a 28 x 28 grayscale image file, or of every image in an IDX file.
+
+    An image's size is checked from its header before a pixel is decoded; 16-bit pixels are scaled to
+    0-255 (never clipped); an unreadable, damaged or oversized file is one line naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FmnistError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():  # PIL only warns between its limit and twice it: refuse there too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return [str(path)], _grayscale_pixels(path, image)
+    except UnidentifiedImageError:
+        pass
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FmnistError(f"{path}: image too large to open ({exc}); expected 28x28") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for damaged files
+        raise FmnistError(f"{path}: cannot read the image ({exc})") from None
+    try:
+        images = read_idx(path)
+    except FmnistError as exc:
+        if "bad magic number" in str(exc):
+            raise FmnistError(f"{path}: neither an image (PNG) nor an IDX file") from None
+        raise
+    if images.ndim == 2:
+        images = images.unsqueeze(0)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise FmnistError(f"{path}: IDX file of shape {tuple(images.shape)}, expected N x 28 x 28 images")
+    return [f"{path}[{i}]" for i in range(len(images))], images
+
+
+def _grayscale_pixels(path: Path, image: Image.Image) -> torch.Tensor:
+    """The 1 x 28 x 28 uint8 pixels of an opened image, decoded only once its size and mode pass."""
+    if image.size != (28, 28):
+        raise FmnistError(f"{path}: image is {image.size[0]}x{image.size[1]}, expected 28x28")
+    if image.mode in SIXTEEN_BIT_MODES:  # 0-65535 onto 0-255, as an 8-bit export of the same image would be
+        pixels = np.rint(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8)
+    elif image.mode in EIGHT_BIT_MODES:
+        pixels = np.asarray(image.convert("L"), dtype=np.uint8)
+    else:
+        raise FmnistError(
+            f"{path}: image mode {image.mode} is not 8- or 16-bit grayscale (one channel); "
+            "save it as an 8-bit grayscale PNG"
+        )
+    return torch.from_numpy(pixels.copy()).reshape(1, 28, 28)
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, float]]:
+    """Class name and probability of the most likely class for each uint8 28 x 28 image."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        probabilities = model.eval()(to_float_images(images).to(device)).softmax(dim=1)
+    best = probabilities.max(dim=1)
+    return [(CLASS_NAMES[i], float(p)) for p, i in zip(best.values, best.indices)]

@@ -1,0 +1,22 @@
+"""Accuracy per class, from a confusion matrix, and the table a run prints of it."""
+
+from __future__ import annotations
+
+import torch
+
+from fmnist_ignite.data.fashion_mnist import CLASS_NAMES
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> dict[str, float]:
+    """Accuracy of each class (rows are true classes), by class name."""
+    confusion = confusion.double()
+    correct, total = confusion.diagonal(), confusion.sum(dim=1).clamp(min=1)
+    return {name: float(c / t) for name, c, t in zip(CLASS_NAMES, correct, total)}
+
+
+def per_class_table(accuracies: dict[str, float]) -> str:
+    """The per-class accuracies as lines, worst class first."""
+    lines = ["Per-class test accuracy (worst first):"]
+    for name, accuracy in sorted(accuracies.items(), key=lambda item: item[1]):
+        lines.append(f"  {name:<12} {100 * accuracy:5.1f}%")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The command line: ``fmnist-ignite`` and ``examples/run.py``."""

@@ -1,0 +1,48 @@
+"""Command line for a training run: argparse flags onto ``Config``, errors as one line and exit code 2.
+
+Parsing and checking the flags import no torch: ``--help``, ``--version`` and a bad flag answer at once;
+the modules that do the work are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from fmnist_ignite.cli.commands import run_compare, run_evaluate, run_lr_find, run_predict, run_train, run_tune
+from fmnist_ignite.cli.parser import build_command_parser, build_parser
+from fmnist_ignite.errors import FmnistError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``fmnist-ignite`` and ``python -m fmnist_ignite``: run a subcommand, return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_command_parser().parse_args(argv)
+    runners = {
+        "train": lambda: run_train(args, "fmnist-ignite train"),
+        "lr-find": lambda: run_lr_find(args, argv[1:]),
+        "tune": lambda: run_tune(args),
+        "evaluate": lambda: run_evaluate(args),
+        "predict": lambda: run_predict(args),
+        "compare": lambda: run_compare(args),
+    }
+    return guarded(runners[args.command])
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """``examples/run.py``: training flags only, return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    return guarded(lambda: run_train(args, shlex.join(["python", sys.argv[0]])))
+
+
+def guarded(run) -> int:
+    """Run a command; a user's mistake becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        return run()
+    except FmnistError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before training started: nothing to save yet
+        print("interrupted before training started; nothing was saved", file=sys.stderr)
+        return 130

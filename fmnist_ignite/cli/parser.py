@@ -1,0 +1,153 @@
+"""The command line's parsers: one flag per ``Config`` setting, and the layers a run's configuration is
+built from. Parsing imports no torch: ``--help``, ``--version`` and a bad flag answer at once."""
+
+from __future__ import annotations
+
+import argparse
+
+from fmnist_ignite import __version__
+from fmnist_ignite.config.files import read_config_file
+from fmnist_ignite.config.recipes import RECIPES
+from fmnist_ignite.config.settings import DEVICES, Config, settings
+from fmnist_ignite.files.saved_config import saved_config
+from fmnist_ignite.run.rundir import run_directory_of
+
+
+def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
+    """The parser of ``examples/run.py`` and ``fmnist-ignite train``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Train the tutorial's MLP on Fashion-MNIST with PyTorch-Ignite: train, select on a "
+        "validation split, then score the test set once. Defaults are the recipe's (the tutorial's: "
+        "SGD, lr 1e-3, momentum 0.9, batch 64, 5 epochs).",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
+    add_train_arguments(parser)
+    return parser
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The training flags: --config, --recipe, and one per ``Config`` setting that has a flag (config/settings.py
+    defines them). A flag given overrides the recipe; the rest come from it."""
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings from a YAML, JSON or TOML file (any Config field, and a recipe); flags given override it. "
+        "A run's OUTPUT_DIR/config.json replays that run",
+    )
+    p.add_argument("--recipe", choices=RECIPES, help="preset hyperparameters (default: tutorial)")
+    for s in settings().values():
+        text = s.help.format(default=s.default)
+        if s.flag == "value":
+            p.add_argument(s.option, type=s.value_type, choices=s.choices or None, metavar=s.metavar, help=text)
+        elif s.flag is not None:  # a switch, or a negated flag: NEGATED_FLAGS turns it into its setting
+            p.add_argument(s.option, action="store_true", help=text)
+
+
+# The dest of each --no-NAME flag, and the setting it turns off.
+NEGATED_FLAGS = {f"no_{name}": name for name, s in settings().items() if s.flag == "negated"}
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The configuration of a run, in layers: the defaults (the tutorial's), or the configuration a
+    resumed run saved; then a ``--config`` file (its recipe, then its keys); then ``--recipe``; then
+    every flag given. A resume thus continues the same run without retyping its flags; a file,
+    recipe or flag given with it must agree with it (the run checks that). What the environment decides
+    is not taken from the saved run: each process's own environment decides it (``Config.with_environment``).
+    """
+    given = {key: value for key, value in vars(args).items() if key != "command"}
+    name = given.pop("recipe", None)
+    file = read_config_file(given.pop("config")) if "config" in given else {}
+    for flag, field in NEGATED_FLAGS.items():
+        if given.pop(flag, False):
+            given[field] = False
+    saved = saved_config(run_directory_of(Config(**given))) if given.get("resume") else None
+    known = settings()
+    base = {k: v for k, v in (saved or {}).items() if k in known and not known[k].from_environment}
+    return Config(**{**base, **file, **RECIPES.get(name, {}), **given})
+
+
+def fixed_settings(args: argparse.Namespace) -> tuple[str, ...]:
+    """The settings the user gave by flag or in the ``--config`` file (its recipe's do not count)."""
+    given = {NEGATED_FLAGS.get(key, key) for key in vars(args)}
+    from_file = read_config_file(args.config, with_recipe=False) if "config" in vars(args) else {}
+    return tuple(sorted(given.union(from_file) & set(settings())))
+
+
+def without(args: argparse.Namespace, names: tuple[str, ...]) -> argparse.Namespace:
+    """The training flags of ``args``: those of a subcommand's own (``names``) left out."""
+    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in names})
+
+
+LR_FIND_FLAGS = ("start_lr", "end_lr", "iterations")
+
+
+TUNE_FLAGS = ("trials", "timeout", "storage", "study", "space", "keep_trials", "heartbeat", "confirm_top")
+
+
+def build_command_parser() -> argparse.ArgumentParser:
+    """``fmnist-ignite {train,evaluate,predict,compare,lr-find,tune}``."""
+    parser = argparse.ArgumentParser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
+    parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{train,evaluate,predict,compare,lr-find,tune}"
+    )
+    add_train_arguments(
+        commands.add_parser(
+            "train", help="train a model (the flags of examples/run.py)", argument_default=argparse.SUPPRESS
+        )
+    )
+    evaluate = commands.add_parser("evaluate", help="test accuracy, loss and per-class table of a checkpoint")
+    evaluate.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
+    evaluate.add_argument("--data-dir", default="data")
+    evaluate.add_argument("--device", choices=DEVICES, default="auto")
+    evaluate.add_argument(
+        "--top-losses", metavar="FILE.png", help="save a grid of the test images the model got most confidently wrong"
+    )
+    evaluate.add_argument("--top-k", type=int, default=16, metavar="K", help="images in that grid (16)")
+    predict_parser = commands.add_parser("predict", help="classify 28x28 grayscale images (PNG, or IDX files)")
+    predict_parser.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
+    predict_parser.add_argument("images", nargs="+", metavar="IMAGE")
+    compare = commands.add_parser(
+        "compare",
+        help="is one run better than another? paired tests on the test images, from each run's kept predictions",
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two run directories or more")
+    lr_find = commands.add_parser(
+        "lr-find",
+        help="suggest a learning rate with Ignite's FastaiLRFinder (the training flags, a few hundred batches)",
+        argument_default=argparse.SUPPRESS,
+    )
+    add_train_arguments(lr_find)
+    lr_find.add_argument("--start-lr", type=float, default=1e-6, help="the first learning rate tried (1e-6)")
+    lr_find.add_argument("--end-lr", type=float, default=1.0, help="the last (1.0)")
+    lr_find.add_argument("--iterations", type=int, default=300, help="training batches, lr rising exponentially (300)")
+    tune_parser = commands.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna; trials are training runs scored on the validation split",
+        argument_default=argparse.SUPPRESS,
+    )
+    add_train_arguments(tune_parser)
+    tune_parser.add_argument("--trials", type=int, required=True, help="trials of the study, all workers together")
+    tune_parser.add_argument("--timeout", type=float, default=None, help="this worker starts no trial after S seconds")
+    tune_parser.add_argument(
+        "--storage", default=None, help="SQLAlchemy URL of the study's database (sqlite:///OUTPUT_DIR/study.db)"
+    )
+    tune_parser.add_argument("--study", default="fmnist", help="study name; workers with the same one share it")
+    tune_parser.add_argument("--space", metavar="FILE", default=None, help="YAML search space replacing the default")
+    tune_parser.add_argument(
+        "--keep-trials", choices=("all", "best", "none"), default="all", help="trial directories to keep (all)"
+    )
+    tune_parser.add_argument(
+        "--heartbeat", type=int, default=30, help="seconds between a worker's heartbeats; 3 missed: trial retried"
+    )
+    tune_parser.add_argument(
+        "--confirm-top",
+        type=int,
+        default=0,
+        metavar="K",
+        help="then re-train the top K trials once per seed of --seeds (a count: the seeds after --seed), on the "
+        "validation split only, and write the best mean to best.yaml",
+    )
+    return parser

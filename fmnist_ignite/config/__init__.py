@@ -1,0 +1,1 @@
+"""Settings: the ``Config`` dataclass and each setting's rules, the recipes, settings files. Imports no torch."""

@@ -1,0 +1,380 @@
+"""Run configuration: one dataclass whose defaults are the tutorial's hyperparameters.
+
+Each field is defined once, with its ``Setting``: its help, its flag, whether a resume may change it,
+whether the tuner may search it, and (for a few) how the environment decides it. The command line,
+the configuration files, the resume check and the tuner read them from there (``settings()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmnist_ignite.errors import FmnistError
+
+MODEL_NAMES = ("mlp", "cnn")  # built in: fmnist_ignite.core.models; "custom" is a model of your own
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+LOADERS = ("tensor", "dataloader")
+
+
+MONITORS = ("loss", "accuracy")
+
+
+SCHEDULERS = ("constant", "onecycle")
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+BACKENDS = (None, "gloo", "nccl")
+
+
+DISPLAYS = ("auto", "notebook", "terminal", "plain")  # fmnist_ignite.ui.display picks for auto
+
+
+TRAIN_SET_SIZE = 60_000
+
+
+# Images scored at once: 500, not more; the CNN's activations for 1,000 images overflow the CPU's caches (3x slower).
+EVAL_BATCH_SIZE = 500
+
+
+DEFAULT_DATA_DIR = "data"
+
+
+SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+
+
+TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # the types a field's annotation may name
+
+
+FLAGS = ("value", "switch", "negated", None)  # the forms of a setting's flag (Setting.flag)
+
+
+def check_data_dir(data_dir: str) -> None:
+    """A data directory the user named must exist; only the default may be absent (then it is looked for elsewhere)."""
+    path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise FmnistError(f"--data-dir {data_dir} is a file, not a directory")
+    if not path.exists() and data_dir != DEFAULT_DATA_DIR:
+        raise FmnistError(f"--data-dir {data_dir}: no such directory")
+
+
+def download_allowed(environ: Mapping[str, str]) -> bool:
+    """Downloads are off inside a SLURM job (compute nodes seldom reach the internet, and a job should
+    not hang on it) unless ``FMNIST_ALLOW_DOWNLOAD=1`` allows them."""
+    return "SLURM_JOB_ID" not in environ or environ.get("FMNIST_ALLOW_DOWNLOAD") == "1"
+
+
+def system_copy(environ: Mapping[str, str]) -> str:
+    """Where a system copy of the data set is looked for: ``$FMNIST_DATA_DIR``, else Debian's directory."""
+    return environ.get("FMNIST_DATA_DIR") or SYSTEM_DATA_DIR
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How the command line, a resume and the tuner treat one ``Config`` field (the field's metadata)."""
+
+    help: str  # the flag's help (for a flag-less field, what it means); "{default}" stands for the default
+    # "value": --name VALUE; "switch": --name sets True; "negated": --no-name sets False; None: no flag
+    # (set in a configuration file or in Python)
+    flag: str | None = "value"
+    choices: tuple = ()
+    metavar: str | None = None
+    on_resume: bool = False  # a resumed run may change it: where, how long or how visibly it runs, not what
+    tunable: bool = True  # False: how a trial runs; the tuner neither searches it nor keeps it in a trial's settings
+    from_environment: Callable[[Mapping[str, str]], object] | None = None  # decides it when left None
+    name: str = ""  # the field's name, default and annotation: settings() fills them in
+    default: object = None
+    annotation: str = ""
+
+    def __post_init__(self):
+        """A mistyped flag form fails when the module is imported, not as a flag that quietly is not there."""
+        if self.flag not in FLAGS:
+            raise ValueError(f"a setting's flag is one of {FLAGS}, got {self.flag!r}")
+
+    @property
+    def value_type(self) -> type:
+        """The type of the field's values (int, float, str or bool), from its annotation."""
+        return TYPES[self.annotation.split(" | ")[0]]
+
+    @property
+    def optional(self) -> bool:
+        """Whether None is a value of the field."""
+        return self.annotation.endswith(" | None")
+
+    @property
+    def option(self) -> str | None:
+        """The flag: ``--batch-size``, ``--no-progress``; None when the setting has none."""
+        if self.flag is None:
+            return None
+        return "--" + ("no-" if self.flag == "negated" else "") + self.name.replace("_", "-")
+
+    def accepts(self, value: object) -> bool:
+        """Whether ``value`` (from a file) has the field's type: a bool is no int here, an int is a float."""
+        if value is None:
+            return self.optional
+        accepted = (int, float) if self.value_type is float else (self.value_type,)
+        return isinstance(value, accepted) and (self.value_type is bool or not isinstance(value, bool))
+
+
+def setting(default: object, help: str, **how) -> dataclasses.Field:
+    """A ``Config`` field with its ``Setting`` (``how``: the Setting's fields after ``help``): the one place
+    a setting is defined."""
+    return dataclasses.field(default=default, metadata={"setting": Setting(help, **how)})
+
+
+def settings() -> dict[str, Setting]:
+    """Each ``Config`` field's ``Setting``, by name, in the fields' order."""
+    return {
+        field.name: dataclasses.replace(
+            field.metadata["setting"], name=field.name, default=field.default, annotation=field.type
+        )
+        for field in dataclasses.fields(Config)
+    }
+
+
+def environment_settings() -> dict[str, object]:
+    """What the environment decides of the settings that defer to it, by name: the one place it is read."""
+    return {name: s.from_environment(os.environ) for name, s in settings().items() if s.from_environment}
+
+
+@dataclass
+class Config:
+    """Everything one training run needs; ``validate()`` turns a bad value into a one-line error."""
+
+    epochs: int = setting(5, "maximum number of epochs ({default})", on_resume=True)
+    batch_size: int = setting(64, "training batch size ({default})")
+    lr: float = setting(1e-3, "learning rate ({default})")
+    momentum: float = setting(0.9, "SGD momentum ({default})")
+    optimizer: str = setting("sgd", "optimizer ({default})", choices=OPTIMIZERS)
+    weight_decay: float = setting(0.0, "weight decay ({default})")
+    dropout: float = setting(0.0, "dropout after each ReLU ({default}: the tutorial's model)")
+    # "custom" (no flag) when train() is given a model of your own
+    model: str = setting("mlp", "the tutorial's MLP ({default}, the default) or a small CNN", choices=MODEL_NAMES)
+    label_smoothing: float = setting(0.0, "of the training loss only; validation and test loss stay plain ({default})")
+    scheduler: str = setting(
+        "constant",
+        "learning-rate schedule ({default}); onecycle: warm up to --lr over the first quarter, then anneal",
+        choices=SCHEDULERS,
+    )
+    hflip: bool = setting(
+        False,
+        "flip each training image left-right with probability 1/2 (in the tensor loader, on the batch, drawn "
+        "from a generator seeded by seed, epoch and batch: exactly resumable; validation and test never)",
+        flag="switch",
+    )
+    shift: int = setting(
+        0,
+        "shift each training image by up to N pixels each way, zero-filled (like --hflip: seeded per batch, "
+        "training batches only; {default}: off)",
+    )
+    ema: float = setting(
+        0.0,
+        "keep an exponential moving average of the weights with this momentum per step (Ignite's EMAHandler; "
+        "e.g. 0.01), and validate, select, checkpoint as best and test it ({default}: off)",
+    )
+    tta: bool = setting(
+        False,
+        "score validation and test on the mean of the logits of each image and its mirror image "
+        "(test-time flips; training never sees them)",
+        flag="switch",
+    )
+    patience: int = setting(0, "early-stopping patience in epochs ({default}: off)")
+    monitor: str = setting("loss", "validation metric that selects ({default})", choices=MONITORS)
+    val_size: int = setting(5_000, "training images held out for validation ({default})")
+    split_seed: int = setting(
+        0, "seed of the validation split, apart from seed: every run selects on the same images", flag=None
+    )
+    data_dir: str = setting(
+        DEFAULT_DATA_DIR,
+        "where to look for (or download) Fashion-MNIST ({default})",
+        on_resume=True,  # the data is verified by checksum wherever it lies
+    )
+    output_dir: str | None = setting(None, "checkpoint directory (runs/<date>-<time>)", on_resume=True, tunable=False)
+    seed: int = setting(0, "seed of the initial weights and the data order ({default})")
+    seeds: str | None = setting(
+        None,
+        "train once per seed, each run in OUTPUT_DIR/seed-N, then the mean, sd and t-interval of the accuracy "
+        "over them: a list (0,1,2) or a count (3: --seed and the next two); the same command again continues "
+        "unfinished seeds and keeps finished ones. With tune --confirm-top: the seeds of each re-trained trial",
+        metavar="LIST|N",
+        on_resume=True,
+        tunable=False,
+    )
+    device: str = setting("auto", "device to train on ({default})", choices=DEVICES, on_resume=True)
+    log_interval: int = setting(100, "print the loss every N batches ({default})", on_resume=True)
+    one_hot: bool = setting(False, "use the tutorial's one-hot float targets", flag="switch")
+    loader: str = setting("tensor", "in-memory tensors, or torchvision-style ({default})", choices=LOADERS)
+    progress: bool = setting(
+        True, "no progress bar (also off when not a terminal)", flag="negated", on_resume=True, tunable=False
+    )
+    display: str = setting(
+        "auto",
+        "how the run shows itself: {default} (a live view in a Jupyter notebook, text lines and a progress bar "
+        "on a terminal, text lines alone in a file or a SLURM log), or one of them forced",
+        choices=DISPLAYS,
+        on_resume=True,
+        tunable=False,
+    )
+    n_saved: int = setting(2, "training-state checkpoints kept ({default})", flag=None)
+    threads: int | None = setting(None, "CPU threads for torch (torch's default: one per core)", on_resume=True)
+    precision: str = setting(
+        "auto",
+        "bf16 autocast or fp32; {default} (the default): bf16 only where the CPU or GPU computes bf16 natively",
+        choices=PRECISIONS,
+    )
+    eval_batch_size: int = setting(EVAL_BATCH_SIZE, "evaluation batch size ({default})", flag=None, on_resume=True)
+    verify_data: bool = setting(True, "check shapes and checksums of the real data set", flag=None)
+    tensorboard: bool = setting(
+        False, "log to OUTPUT_DIR/tb (needs the tensorboard package)", flag="switch", on_resume=True
+    )
+    plots: bool = setting(True, "skip curves.png and confusion.png", flag="negated", on_resume=True, tunable=False)
+    nproc_per_node: int = setting(1, "data-parallel processes on this machine ({default})")
+    backend: str | None = setting(
+        None, "torch.distributed backend (nccl with CUDA, else gloo)", choices=BACKENDS[1:], on_resume=True
+    )
+    nnodes: int = setting(1, "machines taking part ({default})")
+    node_rank: int = setting(0, "this machine's rank among them ({default})", on_resume=True)
+    master_addr: str = setting("127.0.0.1", "address of the node-rank-0 machine ({default})", on_resume=True)
+    master_port: int = setting(29500, "a free port on it ({default})", on_resume=True)
+    peer_timeout: int = setting(
+        300,
+        "seconds a data-parallel process waits for the others (to join, or at any exchange) before it gives up "
+        "({default})",
+        on_resume=True,
+        tunable=False,
+    )
+    resume: str | None = setting(
+        None,
+        "continue a run from a checkpoint file, or 'auto': the newest intact one in --output-dir (else in the "
+        "newest run in runs/); the run's saved settings are used, and only flags that do not change the result "
+        "(--epochs, --device, --threads, ...) may be given",
+        metavar="PATH|auto",
+        on_resume=True,
+        tunable=False,
+    )
+    restore_best: bool = setting(
+        True,
+        "score the test set with the last weights, not the best",
+        flag="negated",
+        on_resume=True,  # which weights score the test set at the end, not how they are trained
+    )
+    score_test: bool = setting(
+        True,
+        "False: the test split is never loaded into a loader nor read (the tuner's trials)",
+        flag=None,
+        on_resume=True,
+        tunable=False,
+    )
+    allow_download: bool | None = setting(
+        None,
+        "may torchvision download the data set; None: the environment decides (not inside a SLURM job, "
+        "unless FMNIST_ALLOW_DOWNLOAD=1)",
+        flag=None,
+        on_resume=True,
+        tunable=False,
+        from_environment=download_allowed,
+    )
+    system_data_dir: str | None = setting(
+        None,
+        f"where a system copy of the data set lies; None: $FMNIST_DATA_DIR, else {SYSTEM_DATA_DIR}",
+        flag=None,
+        on_resume=True,
+        tunable=False,
+        from_environment=system_copy,
+    )
+
+    def validate(self) -> Config:
+        """Raise FmnistError naming the first bad field; return self so calls can chain."""
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, f"evaluation batch size must be at least 1, got {self.eval_batch_size}"),
+            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
+            (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.shift <= 8, f"shift must be in [0, 8] pixels, got {self.shift}"),
+            (0 <= self.ema < 1, f"ema momentum must be in [0, 1) (0: off), got {self.ema}"),
+            (self.loader == "tensor" or not (self.hflip or self.shift), "--hflip and --shift need --loader tensor"),
+            (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
+            (self.patience >= 0, f"patience must be >= 0 (0 turns early stopping off), got {self.patience}"),
+            (
+                0 <= self.val_size < TRAIN_SET_SIZE,
+                f"validation size must be in [0, {TRAIN_SET_SIZE - 1}], got {self.val_size}",
+            ),
+            (self.log_interval >= 1, f"log interval must be at least 1, got {self.log_interval}"),
+            (self.n_saved >= 1, f"checkpoints kept must be at least 1, got {self.n_saved}"),
+            (
+                self.model in (*MODEL_NAMES, "custom"),
+                f"unknown model {self.model!r}: choose one of {', '.join(MODEL_NAMES)}",
+            ),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}",
+            ),
+            (self.device in DEVICES, f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}"),
+            (self.loader in LOADERS, f"unknown loader {self.loader!r}: choose one of {', '.join(LOADERS)}"),
+            (self.monitor in MONITORS, f"unknown monitor {self.monitor!r}: choose one of {', '.join(MONITORS)}"),
+            (
+                self.scheduler in SCHEDULERS,
+                f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}",
+            ),
+            (
+                self.precision in PRECISIONS,
+                f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}",
+            ),
+            (self.display in DISPLAYS, f"unknown display {self.display!r}: choose one of {', '.join(DISPLAYS)}"),
+            (self.nproc_per_node >= 1, f"processes per node must be at least 1, got {self.nproc_per_node}"),
+            (self.nnodes >= 1, f"number of nodes must be at least 1, got {self.nnodes}"),
+            (0 <= self.node_rank < self.nnodes, f"node rank must be in [0, {self.nnodes - 1}], got {self.node_rank}"),
+            (self.backend in BACKENDS, f"unknown backend {self.backend!r}: choose gloo or nccl"),
+            (self.peer_timeout >= 1, f"peer timeout must be at least 1 second, got {self.peer_timeout}"),
+            (
+                self.loader == "tensor" or self.world_size == 1,
+                "data-parallel training shards the tensor loader: use --loader tensor with several processes",
+            ),
+            (
+                self.batch_size % self.world_size == 0,
+                f"batch size {self.batch_size} is the total over {self.world_size} processes: "
+                "make it a multiple of the number of processes",
+            ),
+            (
+                self.patience == 0 or self.val_size > 0,
+                "early stopping (patience > 0) needs a validation set: set a validation size > 0",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FmnistError(message)
+        check_data_dir(self.data_dir)
+        return self
+
+    @property
+    def world_size(self) -> int:
+        """Processes asked for on the command line (torchrun's are counted by ignite.distributed)."""
+        return self.nproc_per_node * self.nnodes
+
+    def replace(self, **changes) -> Config:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def with_environment(self) -> Config:
+        """A copy with the settings left None that defer to the environment (``allow_download``,
+        ``system_data_dir``) decided by it: what an entry point calls, so the library reads no environment."""
+        found = environment_settings()
+        return self.replace(**{name: value for name, value in found.items() if getattr(self, name) is None})
+
+

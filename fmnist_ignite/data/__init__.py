@@ -1,0 +1,1 @@
+"""Fashion-MNIST: finding and verifying the files, the splits, the loaders."""

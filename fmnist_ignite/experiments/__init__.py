@@ -1,0 +1,1 @@
+"""Many runs: the learning-rate finder, seeds, hyperparameter tuning and its confirmation."""

@@ -1,0 +1,103 @@
+"""Ignite's ``FastaiLRFinder`` on this library's model, optimizer and data: a learning rate to start from.
+
+It needs no Optuna, so ``fmnist-ignite lr-find`` works without the tune extra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from ignite.handlers import FastaiLRFinder
+from ignite.utils import manual_seed
+
+from fmnist_ignite.config.settings import Config
+from fmnist_ignite.core.device import choose_precision, resolve_device
+from fmnist_ignite.core.engines import create_trainer
+from fmnist_ignite.core.models import build_model, check_model_output
+from fmnist_ignite.core.optim import make_optimizer
+from fmnist_ignite.data.loaders import get_data_loaders
+from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.ui.figures import new_figure
+
+
+@dataclass
+class LRFinderResult:
+    """The suggested learning rate, the loss curve it was read from, and the file the curve was saved to
+    (None when none was asked for, or without matplotlib). ``plot()`` draws the curve (inline in a notebook)."""
+
+    suggestion: float
+    lrs: list[float]
+    losses: list[float]
+    plot_path: Path | None = None
+
+    def plot(self, path: str | Path | None = None):
+        """Loss against learning rate (log scale), the suggestion marked: a matplotlib figure, saved to
+        ``path`` when given (None without matplotlib)."""
+        fig = new_figure(figsize=(6, 4), dpi=100)
+        if fig is None:
+            return None
+        ax = fig.subplots()
+        ax.plot(self.lrs, self.losses)
+        ax.set_xscale("log")
+        nearest = min(range(len(self.lrs)), key=lambda i: abs(self.lrs[i] - self.suggestion)) if self.lrs else None
+        if nearest is not None:
+            ax.plot([self.lrs[nearest]], [self.losses[nearest]], "o", color="tab:red", label="suggestion")
+            ax.legend()
+        ax.set(
+            xlabel="learning rate",
+            ylabel="loss (smoothed)",
+            title=f"Learning-rate finder: suggestion {self.suggestion:.3g}",
+        )
+        ax.grid(alpha=0.3, which="both")
+        fig.tight_layout()
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path)
+        return fig
+
+
+def find_lr(
+    config: Config,
+    start_lr: float = 1e-6,
+    end_lr: float = 1.0,
+    iterations: int = 300,
+    plot_path: str | Path | None = None,
+    model: torch.nn.Module | None = None,
+) -> LRFinderResult:
+    """Raise the learning rate exponentially over ``iterations`` training batches and suggest the one
+    where the loss falls fastest (Ignite's ``FastaiLRFinder``); the model and optimizer are restored after.
+    """
+    if not 0 < start_lr < end_lr:
+        raise FmnistError(f"the learning rates must rise from start to end, got {start_lr} to {end_lr}")
+    if iterations < 3:
+        raise FmnistError(f"the finder needs at least 3 iterations, got {iterations}")
+    config = config.replace(score_test=False).validate()
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    manual_seed(config.seed)
+    model = (model if model is not None else build_model(config.model, config.dropout)).to(device)
+    check_model_output(model, device)
+    optimizer = make_optimizer(config, model)
+    precision, _ = choose_precision(config.precision, device)
+    trainer = create_trainer(model, optimizer, device, config.label_smoothing, precision)
+    finder = FastaiLRFinder()
+    to_restore = {"model": model, "optimizer": optimizer}
+    with finder.attach(trainer, to_restore, num_iter=iterations, start_lr=start_lr, end_lr=end_lr) as finding:
+        finding.run(get_data_loaders(config, device)["train"])
+    results = finder.get_results()
+    if len(results["loss"]) < 3:
+        raise FmnistError(f"the loss diverged within {len(results['loss'])} iterations: lower --start-lr")
+    try:
+        suggestion = float(finder.lr_suggestion())
+    except RuntimeError as exc:  # Ignite's: a curve without the fall it reads the suggestion from
+        raise FmnistError(
+            f"no learning rate to suggest: the loss did not fall and rise over {iterations} iterations "
+            f"({start_lr:g} to {end_lr:g}); raise --iterations or widen the range"
+        ) from exc
+    result = LRFinderResult(suggestion, [float(v) for v in results["lr"]], [float(v) for v in results["loss"]])
+    if plot_path is not None and result.plot(plot_path) is not None:
+        result.plot_path = Path(plot_path)
+    return result

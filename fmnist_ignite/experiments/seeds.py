@@ -1,0 +1,288 @@
+"""One configuration trained once per seed (``--seeds 0,1,2``): is a result the setting's, or the seed's?
+
+Each seed is an ordinary run in ``PARENT/seed-N`` (checkpoints, summary, predictions, exact resume). The same
+command again keeps the finished seeds, continues an interrupted one from its checkpoint and trains the rest;
+a seed another process is training (its directory locked) is left to it, so several copies of the command (a
+SLURM job array, say) share the seeds. ``PARENT/seeds_summary.json`` holds each seed's accuracies and their
+mean, standard deviation and Student's t-interval, over the seeds finished so far.
+
+Imports no torch until a run starts, so a bad ``--seeds`` is refused at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fmnist_ignite.analysis.statistics import MeanInterval, mean_interval, percent_range
+from fmnist_ignite.config.settings import Config
+from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.saved_config import config_differences, saved_config, storable_config
+from fmnist_ignite.run.rundir import LOCK_FILE, resumable_checkpoints
+
+SUMMARY_FILE = "seeds_summary.json"
+
+
+def parse_seeds(seeds: str, first: int = 0) -> list[int]:
+    """``"0,1,2"``: those seeds; ``"3"``: three seeds from ``first`` on. One line for anything else."""
+    text = str(seeds).strip()
+    try:
+        if "," in text:
+            values = [int(part) for part in text.split(",") if part.strip()]
+        else:
+            count = int(text)
+            if count < 1:
+                raise FmnistError(f"--seeds {seeds}: a count of seeds must be at least 1")
+            values = list(range(first, first + count))
+    except ValueError:
+        raise FmnistError(f"--seeds {seeds}: expected a list of seeds (0,1,2) or a count (3)") from None
+    if not values or any(v < 0 for v in values):
+        raise FmnistError(f"--seeds {seeds}: seeds are integers >= 0")
+    if len(set(values)) != len(values):
+        raise FmnistError(f"--seeds {seeds}: a seed is named twice")
+    return values
+
+
+def seed_directory(parent: Path, seed: int) -> Path:
+    return Path(parent) / f"seed-{seed}"
+
+
+def held_by(directory: Path) -> str | None:
+    """The pid of the process holding ``directory``'s run lock, or None when no process holds it."""
+    path = directory / LOCK_FILE
+    if not path.is_file():
+        return None
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            return lock.read().strip() or "unknown"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return None
+
+
+def kept_validation_accuracy(summary: dict, monitor: str) -> dict | None:
+    """The validation accuracy of the epoch a run keeps (the best by its ``monitor``), with its interval."""
+    rows = [row for row in summary.get("history") or [] if f"val_{monitor}" in row]
+    if not rows:
+        return None
+    sign = -1.0 if monitor == "loss" else 1.0
+    kept = max(rows, key=lambda row: sign * row[f"val_{monitor}"])  # the first on ties, as the run chose
+    low, high = kept.get("val_accuracy_ci_low"), kept.get("val_accuracy_ci_high")
+    return {"epoch": kept["epoch"], "accuracy": kept["val_accuracy"], "ci95": [low, high] if low is not None else None}
+
+
+def seed_record(seed: int, directory: Path, summary: dict, monitor: str) -> dict:
+    """What ``seeds_summary.json`` keeps of one seed's run, from its ``summary.json``."""
+    test = summary.get("test") or None
+    return {
+        "seed": seed,
+        "output_dir": str(directory),
+        "epochs_done": summary.get("epochs_done"),
+        "validation": kept_validation_accuracy(summary, monitor),
+        "test": {"accuracy": test["accuracy"], "count": test.get("count"), "ci95": test.get("accuracy_ci95")}
+        if test
+        else None,
+        "wall_time_s": summary.get("wall_time_s"),
+    }
+
+
+def finished_summary(directory: Path, config: Config) -> dict | None:
+    """The summary of the finished run of ``config`` in ``directory``, or None when it is not finished (or not
+    there). A run there with other settings is refused in one line."""
+    saved = saved_config(directory)
+    if saved is None:
+        return None
+    differences = config_differences(saved, config)
+    if differences:
+        raise FmnistError(
+            f"{directory} holds a run with other settings ({', '.join(differences)}): give the settings it was "
+            "trained with, or another --output-dir for these"
+        )
+    try:
+        summary = json.loads((directory / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    done = summary.get("status") == "completed" and summary.get("config", {}).get("epochs") == config.epochs
+    return summary if done and (summary.get("test") or not config.score_test) else None
+
+
+@dataclass
+class SeedsResult:
+    """The seeds asked for, each finished seed's record, the seeds not finished (another process has them),
+    the statistics over the finished ones and where they are written."""
+
+    seeds: list[int]
+    runs: list[dict]
+    pending: list[int]
+    validation: MeanInterval | None
+    test: MeanInterval | None
+    summary_path: Path
+    output_dir: Path
+    summaries: dict = field(default_factory=dict, repr=False)  # each finished seed's summary.json
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+
+def statistics_over(runs: list[dict], split: str) -> MeanInterval | None:
+    values = [run[split]["accuracy"] for run in runs if run.get(split)]
+    return mean_interval(values) if values and len(values) == len(runs) else None
+
+
+def write_seeds_summary(parent: Path, config: Config, seeds: list[int], runs: list[dict], pending: list[int]) -> dict:
+    from fmnist_ignite.files.durable import write_durably
+
+    validation, test = statistics_over(runs, "validation"), statistics_over(runs, "test")
+    summary = {
+        "seeds": seeds,
+        "complete": not pending and len(runs) == len(seeds),
+        "pending": pending,
+        "runs": runs,
+        "validation_accuracy": validation.as_dict() if validation else None,
+        "test_accuracy": test.as_dict() if test else None,
+        "interval": "Student's t-interval of the mean over the seeds (the seeds' spread only: the images are fixed)",
+        "config": storable_config(config),
+    }
+    write_durably(parent / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def mean_text(stats: MeanInterval) -> str:
+    """``mean 90.38%, sd 0.49 points, 95% CI 89.17-91.59% (t, 2 df)``."""
+    text = f"mean {100 * stats.mean:.2f}%"
+    if stats.sd is None:
+        return text + " (one seed: no spread)"
+    interval = percent_range(max(stats.low, 0.0), min(stats.high, 1.0), 2)  # an accuracy's mean lies in [0, 100]%
+    return f"{text}, sd {100 * stats.sd:.2f} points, 95% CI {interval} (t, {stats.n - 1} df)"
+
+
+def seeds_table(runs: list[dict]) -> str:
+    rows = [["  seed", "epochs", "validation (kept epoch)", "test"]]
+    for run in runs:
+        validation, test = run.get("validation"), run.get("test")
+        rows.append(
+            [
+                f"  {run['seed']}",
+                str(run.get("epochs_done")),
+                interval_text(validation["accuracy"], validation.get("ci95")) if validation else "-",
+                interval_text(test["accuracy"], test.get("ci95")) if test else "-",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def interval_text(accuracy: float, ci: list | None) -> str:
+    if not ci or ci[0] is None:
+        return f"{100 * accuracy:.2f}%"
+    return f"{100 * accuracy:.2f}% (95% CI {100 * ci[0]:.2f}-{100 * ci[1]:.2f}%)"
+
+
+def train_seeds(
+    config: Config,
+    log: Callable[[str], None] | None = None,
+    extra_handlers: Iterable[Callable] = (),
+    run_log: Callable[[str], None] | None = None,
+) -> SeedsResult:
+    """Train ``config`` once per seed of ``config.seeds``, each in ``OUTPUT_DIR/seed-N``; return (and write to
+    ``OUTPUT_DIR/seeds_summary.json``) each seed's accuracies and their mean, sd and t-interval.
+
+    Finished seeds are kept, an interrupted one continues from its newest checkpoint, a seed another process
+    is training is left to it. ``log``: this function's lines; ``run_log``: the runs' own (both print by
+    default). A stop signal ends the run of the seed in progress resumably (``TrainingInterrupted``).
+    """
+    from fmnist_ignite.run.train import train
+
+    say = log or print
+    if not config.seeds:
+        raise FmnistError("no seeds given: set seeds, e.g. Config(seeds='0,1,2') or --seeds 0,1,2")
+    seeds = parse_seeds(config.seeds, config.seed)
+    if config.resume not in (None, "auto"):
+        raise FmnistError(
+            "--seeds continues each seed's run by itself (as --resume auto): leave out --resume PATH, or resume "
+            "that one run alone with --output-dir PARENT/seed-N"
+        )
+    config = config.with_environment().validate()
+    parent = Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S-seeds"))
+    parent.mkdir(parents=True, exist_ok=True)
+    say(f"Seeds {', '.join(map(str, seeds))}: one run each, in {parent}/seed-N")
+    runs, pending, summaries = [], [], {}
+    for seed in seeds:
+        directory = seed_directory(parent, seed)
+        seed_config = config.replace(seeds=None, seed=seed, output_dir=str(directory), resume=None)
+        summary = finished_summary(directory, seed_config)
+        if summary is None:
+            holder = held_by(directory)
+            if holder is not None:
+                say(f"Seed {seed}: another process (pid {holder}) is training it; left to it")
+                pending.append(seed)
+                continue
+            resume = "auto" if resumable_checkpoints(directory) else None
+            say(f"Seed {seed}: {'continuing' if resume else 'training'} {directory}")
+            try:
+                train(seed_config.replace(resume=resume), run_log, tuple(extra_handlers))
+            except FmnistError as exc:
+                if "in use by another run" not in str(exc):
+                    raise
+                say(f"Seed {seed}: another process took it first; left to it")
+                pending.append(seed)
+                continue
+            summary = finished_summary(directory, seed_config)
+            if summary is None:  # a machine other than rank 0's: its summary is there
+                pending.append(seed)
+                continue
+        else:
+            say(f"Seed {seed}: finished earlier, kept ({directory})")
+        summaries[seed] = summary
+        runs.append(seed_record(seed, directory, summary, config.monitor))
+        write_seeds_summary(parent, config, seeds, runs, [s for s in seeds if s not in summaries])
+    written = write_seeds_summary(parent, config, seeds, runs, pending)
+    result = SeedsResult(
+        seeds,
+        runs,
+        pending,
+        statistics_over(runs, "validation"),
+        statistics_over(runs, "test"),
+        parent / SUMMARY_FILE,
+        parent,
+        summaries,
+    )
+    if runs:
+        say(f"Seeds {', '.join(str(run['seed']) for run in runs)} of {parent}:")
+        say(seeds_table(runs))
+        for name, stats in (("Validation", result.validation), ("Test", result.test)):
+            if stats is not None:
+                say(f"{name} accuracy over {stats.n} seed{'s' * (stats.n > 1)}: {mean_text(stats)}")
+    if pending:
+        say(
+            f"Not finished here: seed{'s' * (len(pending) > 1)} {', '.join(map(str, pending))} (another process "
+            "has them): the same command again, once they end, completes the summary"
+        )
+    say(f"Summary: {parent / SUMMARY_FILE}" + ("" if written["complete"] else " (so far)"))
+    return result
+
+
+def run_seeds_command(config: Config, prog: str) -> int:
+    """``train --seeds``: the seeds' runs, then their statistics; a stop says how to go on."""
+    import shlex
+    import sys
+
+    from fmnist_ignite.errors import TrainingInterrupted
+
+    parse_seeds(config.seeds, config.seed)  # a bad list is refused before torch is imported
+    if config.output_dir is None:
+        config = config.replace(output_dir=time.strftime("runs/%Y%m%d-%H%M%S-seeds"))
+    try:
+        train_seeds(config)
+    except TrainingInterrupted as exc:
+        again = f"the same {prog} command with --output-dir {shlex.quote(config.output_dir)}"
+        print(f"{exc}\nTo go on (finished seeds are kept, this one continues): {again}", file=sys.stderr)
+        return exc.exit_code
+    return 0

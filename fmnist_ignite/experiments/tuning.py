@@ -1,0 +1,370 @@
+"""Finding hyperparameters with an Optuna study whose trials are real runs of this library, scored on the
+validation split only (the test split is never read). The learning-rate finder, which needs no Optuna, is
+``fmnist_ignite.experiments.lr_finder``.
+
+A study lives in an RDB storage (a SQLite file in its directory by default), so workers started in
+several terminals, on several machines or as SLURM array tasks share it. A worker that dies mid-trial
+stops sending heartbeats; another worker then marks that trial failed and runs it again, resuming from
+the dead trial's last checkpoint. Ctrl-C or SIGTERM saves the running trial's checkpoint and queues it
+again, so the next worker continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from ignite.engine import Engine, Events
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from fmnist_ignite.analysis.predictions import keep_validation_predictions
+from fmnist_ignite.config.settings import Config
+from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
+from fmnist_ignite.experiments.confirm import best_versus_rest, confirm_top, trial_predictions_path
+from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, RUN_SETTINGS, check_search_space, suggest
+from fmnist_ignite.experiments.seeds import parse_seeds
+from fmnist_ignite.experiments.study_report import (
+    plot_study,
+    shown,
+    trial_outcome,
+    trials_rows,
+    trials_table,
+    write_best_config,
+)
+from fmnist_ignite.files.saved_config import CHANGEABLE_ON_RESUME, storable_config
+from fmnist_ignite.handlers.loss_logging import Log
+from fmnist_ignite.run.launch import setup_process
+from fmnist_ignite.run.signals import Stopped, StopRequests, catching_stop_signals, raising
+from fmnist_ignite.run.training import Training
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def attach_pruning(trial: optuna.Trial, trainer: Engine, evaluator: Engine, metric: str = "accuracy") -> list:
+    """Report each epoch's validation ``metric`` to the trial and end training (after the epoch's
+    checkpoint) when the study's pruner calls the trial hopeless. Returns a list that holds the
+    epoch it was pruned at, once it is."""
+    pruned: list[int] = []
+
+    def report(engine: Engine) -> None:
+        trial.report(engine.state.metrics[metric], trainer.state.epoch)
+        if trial.should_prune():
+            pruned.append(trainer.state.epoch)
+            trainer.terminate()
+
+    evaluator.add_event_handler(Events.COMPLETED, report)
+    return pruned
+
+
+def selected_accuracy(history: list[dict], monitor: str) -> float:
+    """The validation accuracy of the epoch a run keeps (the best by its ``monitor``): a trial's score."""
+    key = f"val_{monitor}"
+    kept = (min if monitor == "loss" else max)(history, key=lambda epoch: epoch[key])
+    return kept["val_accuracy"]
+
+
+class BudgetReached(Exception):
+    """Other workers started the study's last trials while this one asked for another."""
+
+
+@dataclass
+class TuneResult:
+    """The study, its directory, and its best trial's configuration file (None if no trial completed)."""
+
+    study: optuna.Study
+    study_dir: Path
+    best_config: Path | None
+
+    def _repr_html_(self) -> str:
+        """The trials table, in a notebook."""
+        from fmnist_ignite.ui.html import table_html
+
+        trials = self.study.get_trials(deepcopy=False)
+        title, rows = trials_rows(trials, list(dict.fromkeys(name for t in trials for name in t.params)))
+        return table_html(rows, f"Study {self.study.study_name} in {self.study_dir}: {title}")
+
+
+KEEP_TRIALS = ("all", "best", "none")
+
+
+def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
+    """Stop a trial in the bottom quarter of the others at the same epoch, not before a third of its
+    epochs: early epochs (a one-cycle warm-up, a small batch's first steps) say little of the last."""
+    return optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=max(2, epochs // 3))
+
+
+def open_study(storage: str, study_name: str, heartbeat: int, pruner=None, sampler=None) -> optuna.Study:
+    """The study in ``storage``, created by the first worker and joined by the others."""
+    from sqlalchemy.exc import DBAPIError
+
+    engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+    for attempt in range(5):  # workers starting together race to create the tables: the losers try again
+        try:
+            return _open_study(storage, study_name, heartbeat, engine_kwargs, pruner, sampler)
+        except DBAPIError as exc:
+            error = exc
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as exc:  # SQLAlchemy's other errors: a bad URL, a missing driver, ...
+            error = exc
+            break
+    raise FmnistError(f"cannot open the study {study_name!r} in {storage}: {str(error).splitlines()[0]}")
+
+
+def _open_study(storage: str, study_name: str, heartbeat: int, engine_kwargs: dict, pruner, sampler) -> optuna.Study:
+    rdb = RDBStorage(
+        storage,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat,
+        grace_period=3 * heartbeat,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(3, inherit_intermediate_values=True),
+    )
+    return optuna.create_study(
+        storage=rdb,
+        study_name=study_name,
+        direction="maximize",
+        sampler=sampler or optuna.samplers.TPESampler(),
+        pruner=pruner or default_pruner(epochs=3),
+        load_if_exists=True,
+    )
+
+
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials that use up the budget: finished, diverged or running (a dead worker's are failed first)."""
+    fail_stale_trials(study)
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or "diverged" in t.user_attrs
+    ]
+
+
+def trial_directory(study_dir: Path, trial: FrozenTrial) -> Path:
+    """Where a trial runs: a retried trial continues in the directory of the trial it retries."""
+    origin = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return study_dir / f"trial-{trial.number if origin is None else origin:04d}"
+
+
+def study_settings(config: Config, space: dict) -> dict:
+    """What every trial of a study shares: the space, and each setting not searched that changes what a
+    trial computes (as a resume sees it), its length included; not where or how a worker runs."""
+    shared = {
+        name: value
+        for name, value in storable_config(config).items()
+        if name not in space and (name == "epochs" or name not in CHANGEABLE_ON_RESUME)
+    }
+    return json.loads(json.dumps({"space": space, **shared}))  # as the study's storage gives it back
+
+
+def pin_study_settings(study: optuna.Study, given: dict) -> None:
+    """The first worker records the study's settings; a worker with others is refused in one line, as a
+    resume is, so no study ranks trials of different runs against each other."""
+    if "settings" not in study.user_attrs:
+        study.set_user_attr("settings", given)
+    pinned = study.user_attrs["settings"]  # read back: of two first workers, one wrote it
+    differences = [
+        f"{name}: {pinned.get(name)!r} -> {given.get(name)!r}"
+        for name in sorted(set(pinned) | set(given))
+        if pinned.get(name) != given.get(name)
+    ]
+    if differences:
+        raise FmnistError(
+            f"study {study.study_name!r} was started with other settings; give the same to join it, or name another "
+            f"--study: {', '.join(differences)}"
+        )
+
+
+class Worker:
+    """One worker on a study: runs trials until the study has ``trials`` of them or ``timeout`` passes."""
+
+    def __init__(
+        self,
+        config: Config,
+        trials: int,
+        study_dir: Path,
+        storage: str,
+        study_name: str,
+        space: dict,
+        keep_trials: str = "all",
+        heartbeat: int = 30,
+        pruner=None,
+        sampler=None,
+        log: Log = print,
+    ):
+        self.config, self.trials, self.study_dir, self.space = config, trials, study_dir, space
+        self.keep_trials, self.log = keep_trials, log
+        self.study = open_study(storage, study_name, heartbeat, pruner, sampler)
+        pin_study_settings(self.study, study_settings(config, space))
+        self.running: optuna.Trial | None = None
+
+    def objective(self, trial: optuna.Trial) -> float:
+        """One trial: a training run of this library with the sampled settings, scored on validation."""
+        if sum(t.number < trial.number for t in counted_trials(self.study)) >= self.trials:
+            trial.set_user_attr("surplus", True)
+            self.study.stop()
+            raise BudgetReached(f"the study's {self.trials} trials were started by other workers")
+        self.running = trial
+        params = suggest(trial, self.space)
+        directory = trial_directory(self.study_dir, self.study.get_trials(deepcopy=False)[trial.number])
+        retried = directory.name != f"trial-{trial.number:04d}"
+        config = self.config.replace(
+            **params,
+            output_dir=str(directory),
+            resume="auto" if retried else None,
+            score_test=False,
+            plots=False,
+            progress=False,
+            seeds=None,
+        )
+        trial.set_user_attr("config", {k: v for k, v in storable_config(config).items() if k not in RUN_SETTINGS})
+        trial.set_user_attr("output_dir", str(directory))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        settings = ", ".join(f"{k}={shown(v)}" for k, v in params.items())
+        self.log(f"Trial {trial.number}: {settings}" + (f" (continues {directory.name})" if retried else ""))
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "train.log", "a") as out:
+            with Training(config, log=lambda line: print(line, file=out, flush=True)) as training:
+                pruned = attach_pruning(trial, training.trainer, training.evaluator)
+                try:
+                    result = training.run()
+                except NonFiniteLoss as exc:
+                    trial.set_user_attr("diverged", str(exc))
+                    raise
+        trial.set_user_attr("epochs", result.epochs_run)
+        if pruned:
+            raise optuna.TrialPruned(f"the pruner stopped it after epoch {pruned[0]}")
+        keep_validation_predictions(training, trial_predictions_path(self.study_dir, trial.number))  # to compare trials
+        return selected_accuracy(result.history, config.monitor)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Say how the trial ended; stop once the budget is used up; with --keep-trials none, remove a
+        finished trial's directory."""
+        self.running = None
+        if "surplus" not in trial.user_attrs:
+            self.log(f"Trial {trial.number}: {trial_outcome(trial)}")
+        if self.keep_trials == "none" and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            shutil.rmtree(trial.user_attrs.get("output_dir", ""), ignore_errors=True)
+        if len(counted_trials(study)) >= self.trials:
+            study.stop()
+
+    def run(self, timeout: float | None = None) -> None:
+        """Run trials; a stop signal saves the running trial's checkpoint and queues it for the next worker."""
+        if len(counted_trials(self.study)) >= self.trials:
+            self.log(f"The study already has its {self.trials} trials")
+            return
+        setup_process(self.config)
+        requests = StopRequests()
+        try:
+            with catching_stop_signals(requests, self.log), raising(requests):
+                self.study.optimize(
+                    self.objective,
+                    timeout=timeout,
+                    catch=(NonFiniteLoss, BudgetReached),
+                    callbacks=[self.after_trial],
+                )
+        except (TrainingInterrupted, Stopped) as exc:
+            trial = self.running and self.study.get_trials(deepcopy=False)[self.running.number]
+            if trial is not None and trial.state == TrialState.FAIL:
+                RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(self.study, trial)
+            signum = getattr(exc, "signum", None) or exc.exit_code - 128
+            what = f"trial {trial.number} is queued again, to continue from its checkpoint" if trial else "no trial ran"
+            raise TrainingInterrupted(
+                f"interrupted by a stop signal: {what}; run the same command to go on with the study",
+                128 + signum,
+            ) from None
+
+    def report(self) -> Path | None:
+        """Print the trials (best first), write best.yaml and the plots, tidy the trial directories."""
+        trials = [t for t in self.study.get_trials(deepcopy=False) if "surplus" not in t.user_attrs]
+        self.log(trials_table(trials, list(self.space)))
+        verdict = best_versus_rest(trials, self.study_dir)
+        if verdict:
+            self.log(verdict)
+        best_config = None
+        if any(t.state == TrialState.COMPLETE for t in trials):
+            best = self.study.best_trial
+            best_config = self.study_dir / "best.yaml"
+            write_best_config(best, best_config, self.study.study_name)
+            self.log(f"Best: trial {best.number}, validation accuracy {best.value:.4f}; its settings: {best_config}")
+            self.log(f"Train it: fmnist-ignite train --config {best_config}")
+            if self.keep_trials == "best":
+                for trial in trials:
+                    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and trial.number != best.number:
+                        shutil.rmtree(trial.user_attrs.get("output_dir", ""), ignore_errors=True)
+            plots = plot_study(self.study, self.study_dir)
+            self.log(f"Plots: {', '.join(p.name for p in plots)}" if plots else "Plots skipped (need matplotlib)")
+        size = sum(p.stat().st_size for p in self.study_dir.rglob("*") if p.is_file())
+        self.log(f"Disk: {size / 1e6:.1f} MB in {self.study_dir} (trial directories kept: {self.keep_trials})")
+        return best_config
+
+
+def tune(
+    config: Config,
+    trials: int,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str = "fmnist",
+    output_dir: str | Path | None = None,
+    space: dict | None = None,
+    fixed: tuple[str, ...] = (),
+    keep_trials: str = "all",
+    heartbeat: int = 30,
+    pruner=None,
+    sampler=None,
+    log: Log = print,
+    confirm: int = 0,
+) -> TuneResult:
+    """Search hyperparameters with Optuna (TPE, percentile pruning): each trial trains with ``config`` plus
+    the sampled settings and is scored by the validation accuracy of the epoch it keeps. ``fixed`` settings
+    are not searched.
+
+    Several workers calling this with the same storage and study name share the study and its budget.
+    ``confirm`` (``--confirm-top K``): then re-train the top K trials once per seed of ``config.seeds`` on the
+    validation split only, and write the one with the best mean to ``best.yaml``, with the evidence.
+    """
+    if trials < 1:
+        raise FmnistError(f"--trials must be at least 1, got {trials}")
+    if timeout is not None and timeout < 1:
+        raise FmnistError(f"--timeout must be at least 1 second, got {timeout:g}")
+    if heartbeat < 1:
+        raise FmnistError(f"--heartbeat must be at least 1 second, got {heartbeat}")
+    if keep_trials not in KEEP_TRIALS:
+        raise FmnistError(f"unknown --keep-trials {keep_trials!r}: choose one of {', '.join(KEEP_TRIALS)}")
+    if config.resume:
+        raise FmnistError("a study continues on its own: run the same tune command again, without --resume")
+    if config.world_size > 1:
+        raise FmnistError("trials run in one process each: start several tune workers instead of --nproc-per-node")
+    if config.val_size == 0:
+        raise FmnistError("trials are scored on the validation split: set a validation size > 0")
+    if confirm < 0:
+        raise FmnistError(f"--confirm-top must be at least 1, got {confirm}")
+    if confirm and not config.seeds:
+        raise FmnistError(f"--confirm-top {confirm} re-trains the top trials once per seed: give --seeds (3, or 1,2,3)")
+    if config.seeds:
+        parse_seeds(config.seeds, config.seed + 1)
+    config.validate()
+    space = {k: v for k, v in check_search_space(space or DEFAULT_SPACE).items() if k not in fixed}
+    if not space:
+        raise FmnistError("every setting of the search space is fixed by a flag or the config file: nothing to search")
+    study_dir = Path(output_dir or f"runs/tune-{study_name}")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{study_dir / 'study.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported in one line, below
+    pruner = pruner or default_pruner(config.epochs)
+    worker = Worker(config, trials, study_dir, storage, study_name, space, keep_trials, heartbeat, pruner, sampler, log)
+    log(f"Study {study_name!r} in {storage}: {trials} trials, searching {', '.join(space)}")
+    started = time.perf_counter()
+    worker.run(timeout)
+    log(f"This worker's part: {time.perf_counter() - started:.0f} s")
+    best_config = worker.report()
+    if confirm and best_config is not None:
+        confirmed = confirm_top(worker.study, study_dir, config, confirm, log)
+        best_config = confirmed[0] if confirmed else best_config
+    return TuneResult(worker.study, study_dir, best_config)

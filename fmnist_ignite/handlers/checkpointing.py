@@ -1,0 +1,54 @@
+"""Checkpoints: the training state after each epoch, and the best model's weights by validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+from ignite.handlers import (
+    Checkpoint,
+    global_step_from_engine,
+)
+
+from fmnist_ignite.files.durable import DurableDiskSaver
+
+
+def score_function(monitor: str) -> Callable[[Engine], float]:
+    """Higher is better: the evaluator's accuracy, or its loss negated."""
+    return Checkpoint.get_default_score_fn(monitor, -1.0 if monitor == "loss" else 1.0)
+
+
+def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path, n_saved: int = 2) -> Checkpoint:
+    """Save ``to_save`` (model, optimizer, trainer, ...) after each epoch, keeping the last ``n_saved``.
+
+    Files are ``training_checkpoint_<epoch>.pt``; writes are atomic and fsynced
+    (a temporary file, fsynced, then a rename), so a crash or power loss never leaves a half-written one.
+    """
+    checkpoint = Checkpoint(
+        to_save,
+        DurableDiskSaver(output_dir),
+        filename_prefix="training",
+        n_saved=n_saved,
+        global_step_transform=lambda engine, event: engine.state.epoch,
+        include_self=True,  # its list of saved files, so a resumed run keeps deleting the oldest
+    )
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
+    return checkpoint
+
+
+def attach_best_model_checkpoint(
+    evaluator: Engine, trainer: Engine, model, output_dir: str | Path, monitor: str = "loss"
+) -> Checkpoint:
+    """Keep the model weights of the best validation score, named ``best_model_<epoch>_<score>.pt``."""
+    checkpoint = Checkpoint(
+        {"model": model},
+        DurableDiskSaver(output_dir),
+        filename_prefix="best",
+        n_saved=1,
+        score_function=score_function(monitor),
+        score_name="val_accuracy" if monitor == "accuracy" else "neg_val_loss",
+        global_step_transform=global_step_from_engine(trainer),
+    )
+    evaluator.add_event_handler(Events.COMPLETED, checkpoint)
+    return checkpoint

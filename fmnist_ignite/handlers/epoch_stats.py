@@ -1,0 +1,97 @@
+"""Each epoch's mean training loss (checked for NaN as it goes), learning rate and wall time."""
+
+from __future__ import annotations
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+
+from fmnist_ignite.core.distributed import agreed_max
+from fmnist_ignite.handlers.history import MetricsHistory
+
+NAN_CHECK_EVERY = 50  # iterations between checks of the running loss sum for a NaN or an infinity
+
+
+class EpochLossAverage:
+    """The mean training loss over the epoch so far (Keras' running average), kept as a tensor sum.
+
+    Written by hand rather than with Ignite's ``Average`` because that one resets whenever an epoch
+    starts, also when a run resumes in the middle of it; this one's state is checkpointed instead.
+
+    With ``check_every`` it also stops the trainer on a non-finite loss, in place of a per-step
+    ``TerminateOnNan``: a sum of losses is non-finite as soon as one of them is, so checking the sum
+    every ``check_every`` iterations and at each epoch's last one (before the epoch's handlers run:
+    evaluation, checkpoints) misses no NaN and never lets an epoch-end checkpoint hold NaN weights;
+    a stop's checkpoint asks ``finite()`` first. Over several processes the check is agreed (one
+    all-reduce per check, not per step), so all stop at the same iteration.
+    """
+
+    def __init__(self, check_every: int | None = None, params: list | None = None) -> None:
+        self.total, self.count = torch.zeros(()), 0
+        self.check_every = check_every
+        self.params = params or []  # checked with the losses: a finite loss can still give a NaN update
+        self.stopped_nonfinite = False  # the check found a non-finite loss and terminated the trainer
+
+    def attach(self, trainer: Engine) -> EpochLossAverage:
+        trainer.add_event_handler(Events.EPOCH_STARTED, self._start_epoch)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._add)
+        return self
+
+    def _start_epoch(self, engine: Engine) -> None:
+        if engine.state.iteration % engine.state.epoch_length == 0:  # not a resume mid-epoch
+            self.total, self.count = torch.zeros(()), 0
+
+    def _add(self, engine: Engine) -> None:
+        loss = engine.state.output.detach()
+        if self.total.device != loss.device:  # the first batch of an epoch: keep the sum where the loss is
+            self.total = self.total.to(loss.device)
+        self.total += loss
+        self.count += 1
+        iteration = engine.state.iteration
+        due = self.check_every and (iteration % self.check_every == 0 or iteration % engine.state.epoch_length == 0)
+        if due and not self.finite():
+            self.stopped_nonfinite = True
+            engine.terminate()
+
+    def finite(self) -> bool:
+        """Whether every loss summed this epoch, and the weights now, are finite, in every process (all
+        must ask together)."""
+        sums = [self.total.detach().float().cpu(), *(p.detach().sum().float().cpu() for p in self.params)]
+        return not agreed_max(int(not bool(torch.isfinite(torch.stack(sums)).all())))
+
+    @property
+    def value(self) -> float:
+        """The mean over all processes' batches (every process must ask, as at EPOCH_COMPLETED)."""
+        total, count = self.total, torch.tensor(float(self.count))
+        if idist.get_world_size() > 1:
+            total, count = idist.all_reduce(total.clone()), idist.all_reduce(count)
+        return float(total) / max(float(count), 1.0)
+
+    def state_dict(self) -> dict:
+        return {"total": self.total.cpu(), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total, self.count = state["total"], state["count"]
+
+
+def attach_epoch_stats(
+    trainer: Engine, history: MetricsHistory, optimizer, nan_check_every: int | None = None
+) -> EpochLossAverage:
+    """Record each epoch's mean training loss, learning rate and wall time in ``history``.
+
+    Returns the loss average, which a checkpoint should save for an exact resume mid-epoch; with
+    ``nan_check_every`` it also stops the trainer on a non-finite loss (``EpochLossAverage``).
+    """
+    params = [param for group in optimizer.param_groups for param in group["params"]]
+    average = EpochLossAverage(nan_check_every, params).attach(trainer)
+
+    def record(engine: Engine) -> None:
+        history.record(
+            engine.state.epoch,
+            train_loss=average.value,
+            lr=optimizer.param_groups[0]["lr"],
+            epoch_time_s=engine.state.times[Events.EPOCH_COMPLETED.name],
+        )
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, record)
+    return average

@@ -1,0 +1,32 @@
+"""The per-epoch history that the handlers fill and the checkpoints keep."""
+
+from __future__ import annotations
+
+
+class MetricsHistory:
+    """One row per epoch (``{"epoch": 3, "val_loss": ..., "val_accuracy": ..., ...}``), filled in by
+    handlers as the epoch ends; saved and loaded with the checkpoints, so a resumed run keeps it whole.
+    """
+
+    def __init__(self) -> None:
+        self.epochs: list[dict] = []
+
+    def record(self, epoch: int, **values: float) -> None:
+        """Add ``values`` to the row of ``epoch``, starting that row if it is new."""
+        if not self.epochs or self.epochs[-1]["epoch"] != epoch:
+            self.epochs.append({"epoch": epoch})
+        self.epochs[-1].update({name: float(value) for name, value in values.items()})
+
+    def best(self, key: str) -> dict | None:
+        """The row with the best ``key`` (lowest for a loss, else highest); the first one on ties."""
+        rows = [row for row in self.epochs if key in row]
+        if not rows:
+            return None
+        sign = -1.0 if key.endswith("loss") else 1.0
+        return max(rows, key=lambda row: sign * row[key])
+
+    def state_dict(self) -> dict:
+        return {"epochs": [dict(row) for row in self.epochs]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epochs = [dict(row) for row in state_dict["epochs"]]

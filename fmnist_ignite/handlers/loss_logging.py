@@ -1,0 +1,40 @@
+"""The tutorial's text lines: the ``Epoch N`` header and the loss every few batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ignite.engine import Engine, Events
+
+Log = Callable[[str], None]
+
+
+def attach_epoch_header(trainer: Engine, log: Log = print) -> Callable[[Engine], None]:
+    """Print the tutorial's ``Epoch N`` header and dashes when an epoch starts."""
+
+    def print_header(engine: Engine) -> None:
+        log(f"Epoch {engine.state.epoch}\n-------------------------------")
+
+    trainer.add_event_handler(Events.EPOCH_STARTED, print_header)
+    return print_header
+
+
+def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> Callable[[Engine], None]:
+    """Every ``every`` batches of an epoch, from its first, print ``loss: 2.313032  [    0/60000]``.
+
+    The count is samples seen before this batch, out of the samples in the epoch, as in the tutorial
+    (over all processes when a ``TensorLoader`` is sharded across several).
+    """
+
+    def every_n_in_epoch(engine: Engine, iteration: int) -> bool:
+        return (iteration - 1) % engine.state.epoch_length % every == 0
+
+    def log_loss(engine: Engine) -> None:
+        loader = engine.state.dataloader
+        batch_index = (engine.state.iteration - 1) % engine.state.epoch_length
+        loss = float(engine.state.output)
+        seen = batch_index * loader.batch_size * getattr(loader, "world_size", 1)
+        log(f"loss: {loss:>7f}  [{seen:>5d}/{len(loader.dataset):>5d}]")
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED(event_filter=every_n_in_epoch), log_loss)
+    return log_loss

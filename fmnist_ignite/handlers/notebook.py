@@ -1,0 +1,308 @@
+"""A run's live view in a Jupyter notebook, and the HTML that results show themselves with.
+
+``attach_notebook_view(trainer, history)`` gives a run one output area, updated in place through
+``IPython.display`` (a ``display_id``), never more often than every half second while batches run:
+
+- a progress bar over the whole run: epoch x/N, batch, batches per second, time spent and left;
+- a table that gains a row per epoch: train loss, validation loss and accuracy, learning rate, time;
+- the learning curves, redrawn after each epoch (an inline PNG);
+- at the end, when ``Training`` closes it: how the run ended, the test block and the per-class table.
+
+Plain HTML: no ipywidgets, so nothing renders as ``HBox(children=...)`` where they are missing, and a
+saved notebook shows the last state. The tutorial's text lines (``Epoch N``, the loss every
+``log_interval`` batches, ``Validation: ...``) stay off the live view: it keeps them and shows them at the
+end, folded, under "Text log"; pass ``log=print`` to ``train`` to have them printed as well.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ignite.engine import Engine, Events
+
+from fmnist_ignite.handlers.epoch_stats import attach_epoch_stats
+from fmnist_ignite.handlers.history import MetricsHistory
+from fmnist_ignite.ui.html import COLUMNS, cell, clock, epoch_table, per_class_html, test_line
+
+MIN_INTERVAL_S = 0.5  # the bar is redrawn at most this often; epoch ends and the end always are
+
+
+KEPT_LINES = 2_000  # the text lines the view keeps for its "Text log" (the newest)
+
+
+class JupyterOutput:
+    """One output area of the running cell, created at the first ``show`` and updated in place after."""
+
+    def __init__(self) -> None:
+        self.handle = None
+
+    def show(self, bundle: dict) -> None:
+        from IPython.display import display
+
+        if self.handle is None:
+            self.handle = display(bundle, raw=True, display_id=True)
+        else:
+            self.handle.update(bundle, raw=True)
+
+
+class NotebookView:
+    """The live view of one run (see the module's docstring). ``history`` gives the table and curves;
+    ``log`` is a ``Log`` that keeps the run's text lines for the end."""
+
+    def __init__(
+        self,
+        history: MetricsHistory,
+        title: str = "Training",
+        monitor: str = "loss",
+        progress: bool = True,
+        curves: bool = True,
+        min_interval: float = MIN_INTERVAL_S,
+        output=None,
+    ):
+        self.history = history
+        self.title = title
+        self.monitor = monitor
+        self.progress = progress
+        self.curves = curves
+        self.min_interval = min_interval
+        self.output = output if output is not None else JupyterOutput()
+        self.lines: deque[str] = deque(maxlen=KEPT_LINES)
+        self.engine: Engine | None = None
+        self.started_at: float | None = None
+        self.started_iteration = 0
+        self.last_shown = -math.inf
+        self.status: str | None = None  # how the run ended, once it has
+        self.final = ""  # the end's HTML: test block, per-class table, checkpoints
+        self.final_text = ""
+        self.curves_uri: str | None = None
+        self.curves_of: list[dict] | None = None  # the rows the curves were drawn from
+        self.closed = False
+        self.shows = 0  # how often the view was drawn (the throttle is tested by it)
+
+    # ------------------------------------------------------------------------------------------ attaching
+
+    def attach(self, trainer: Engine, evaluator: Engine | None = None) -> NotebookView:
+        """Show the run of ``trainer`` (attach it after the handlers that fill the history); with
+        ``evaluator``, redraw the table when an evaluation ends too."""
+        trainer.add_event_handler(Events.STARTED, self._started)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, self._epoch)
+        trainer.add_event_handler(Events.COMPLETED, self._completed)
+        if evaluator is not None:
+            evaluator.add_event_handler(Events.COMPLETED, lambda engine: self.render(force=True))
+        self.engine = trainer
+        return self
+
+    def log(self, line: str) -> None:
+        """Keep a text line of the run (a ``Log``): shown folded at the end, not while it runs."""
+        self.lines.append(str(line))
+
+    def _started(self, engine: Engine) -> None:
+        self.engine = engine
+        self.started_at = time.perf_counter()
+        self.started_iteration = engine.state.iteration
+        self.status = None
+        self.render(force=True)
+
+    def _iteration(self, engine: Engine) -> None:
+        if time.perf_counter() - self.last_shown >= self.min_interval:
+            self.render()
+
+    def _epoch(self, engine: Engine) -> None:
+        self.render(force=True)
+
+    def _completed(self, engine: Engine) -> None:
+        state = engine.state
+        if state.max_epochs and state.epoch < state.max_epochs:
+            self.status = f"Stopped at epoch {state.epoch} of {state.max_epochs}"
+        else:
+            self.status = f"Done: {state.epoch} epochs"
+        self.render(force=True)
+
+    def close(self, summary: dict | None = None) -> None:
+        """The end: how the run ended and its test results, from the run's ``summary.json`` contents
+        (``Training`` calls it however the run ended). A view never shown and told nothing stays unshown."""
+        if self.closed:
+            return
+        self.closed = True
+        if summary is None:
+            if self.shows:
+                self.render(force=True)
+            return
+        self.status = ended(summary)
+        parts, text = [], []
+        test = summary.get("test") or {}
+        if "accuracy" in test:
+            line = test_line(test, summary.get("scored_weights"))
+            parts.append(f"<p><b>{html.escape(line)}</b></p>")
+            text.append(line)
+            if test.get("per_class_accuracy"):
+                parts.append("<details open><summary>Per-class test accuracy (worst first)</summary>")
+                parts.append(per_class_html(test["per_class_accuracy"]) + "</details>")
+        checkpoints = [path for path in (summary.get("checkpoints") or {}).values() if path]
+        if summary.get("interrupted_checkpoint"):
+            checkpoints.append(summary["interrupted_checkpoint"])
+        if checkpoints:
+            names = ", ".join(f"<code>{html.escape(str(path).rsplit('/', 1)[-1])}</code>" for path in checkpoints)
+            where = html.escape(str(summary.get("output_dir", "")))
+            parts.append(f"<p>Checkpoints in <code>{where}</code>: {names}</p>")
+        self.final, self.final_text = "".join(parts), "\n".join(text)
+        self.render(force=True)
+
+    # ------------------------------------------------------------------------------------------ drawing
+
+    def render(self, force: bool = False) -> None:
+        """Draw the view (at most every ``min_interval`` seconds unless ``force``)."""
+        now = time.perf_counter()
+        if not force and now - self.last_shown < self.min_interval:
+            return
+        self.last_shown = now
+        self.shows += 1
+        self.output.show({"text/html": self.html(), "text/plain": self.text()})
+
+    def _progress(self) -> tuple[str, str]:
+        """The bar (HTML) and its words (text)."""
+        engine = self.engine
+        state = engine.state if engine is not None else None
+        if state is None or not state.max_epochs or not state.epoch_length:
+            return "", ""
+        total = state.max_epochs * state.epoch_length
+        done = state.iteration
+        in_epoch = done - (state.epoch - 1) * state.epoch_length if done else 0
+        elapsed = time.perf_counter() - self.started_at if self.started_at is not None else 0.0
+        run_here = done - self.started_iteration
+        rate = run_here / elapsed if elapsed > 0 and run_here > 0 else math.nan
+        left = (total - done) / rate if rate and math.isfinite(rate) else math.nan
+        words = [f"epoch {state.epoch}/{state.max_epochs}", f"batch {in_epoch}/{state.epoch_length}"]
+        if math.isfinite(rate):
+            words.append(f"{rate:.1f} batches/s")
+        words.append(f"{clock(elapsed)} spent")
+        if self.status is None:
+            words.append(f"~{clock(left)} left")
+            if state.output is not None:
+                try:
+                    words.append(f"loss {float(state.output):.4f}")
+                except (TypeError, ValueError):
+                    pass
+        value = total if self.status and self.status.startswith(("Done", "Stopped early")) else done
+        bar = (
+            f'<progress value="{value}" max="{total}" style="width:300px;height:16px;vertical-align:middle"></progress>'
+            if self.progress
+            else ""
+        )
+        text = " · ".join(words)
+        return f'{bar} <span style="font-family:monospace">{html.escape(text)}</span>', text
+
+    def _draw_curves(self) -> None:
+        rows = [dict(row) for row in self.history.epochs]
+        if not self.curves or not rows or rows == self.curves_of:
+            return
+        from fmnist_ignite.ui.figures import png_data_uri
+        from fmnist_ignite.ui.plots import plot_curves
+
+        figure = plot_curves(rows)
+        self.curves_of = rows
+        self.curves_uri = png_data_uri(figure, dpi=72) if figure is not None else None
+
+    def best_epoch(self) -> int | None:
+        best = self.history.best(f"val_{self.monitor}")
+        return best["epoch"] if best else None
+
+    def html(self) -> str:
+        self._draw_curves()
+        bar, _ = self._progress()
+        parts = [f'<div class="fmnist-ignite-run"><b>{html.escape(self.title)}</b>']
+        if self.status:
+            parts.append(f" — {html.escape(self.status)}")
+        parts.append(f"<div>{bar}</div>" if bar else "")
+        if self.history.epochs:
+            parts.append(epoch_table(self.history.epochs, self.best_epoch()))
+        if self.curves_uri:
+            parts.append(f'<img src="{self.curves_uri}" alt="learning curves" style="max-width:720px"/>')
+        parts.append(self.final)
+        if self.closed and self.lines:
+            text = "\n".join(self.lines)
+            log = html.escape(text)
+            parts.append(
+                f"<details><summary>Text log ({len(text.splitlines())} lines)</summary>"
+                f'<pre style="max-height:300px;overflow:auto">{log}</pre></details>'
+            )
+        parts.append("</div>")
+        return "".join(parts)
+
+    def text(self) -> str:
+        """What a front end without HTML shows: the bar's words, the last epoch, the test line."""
+        _, words = self._progress()
+        lines = [f"{self.title}" + (f": {self.status}" if self.status else "")]
+        if words:
+            lines.append(words)
+        if self.history.epochs:
+            last = self.history.epochs[-1]
+            lines.append(", ".join(f"{heading} {cell(last, key, fmt)}" for key, heading, fmt in COLUMNS if key in last))
+        if self.final_text:
+            lines.append(self.final_text)
+        return "\n".join(lines)
+
+
+def ended(summary: dict) -> str:
+    """How a run ended, in a few words, from its summary."""
+    status = str(summary.get("status", ""))
+    epochs = summary.get("epochs_done")
+    if status == "completed":
+        early = f"stopped early after epoch {epochs}" if summary.get("stopped_early") else f"{epochs} epochs"
+        return f"Done: {early} in {clock(summary.get('wall_time_s') or math.nan)}"
+    if status == "interrupted":
+        where = summary.get("interrupted_checkpoint")
+        saved = f"; saved {where.rsplit('/', 1)[-1]}, continue with resume='auto'" if where else ""
+        return f"Interrupted in epoch {epochs}{saved}"
+    return status[:1].upper() + status[1:] if status else "Ended"
+
+
+def attach_notebook_view(
+    trainer: Engine,
+    history: MetricsHistory | None = None,
+    evaluator: Engine | None = None,
+    optimizer=None,
+    title: str = "Training",
+    monitor: str = "loss",
+    progress: bool = True,
+    curves: bool = True,
+    min_interval: float = MIN_INTERVAL_S,
+    output=None,
+) -> NotebookView:
+    """Show ``trainer``'s run live in the notebook: bar, epoch table, curves (module docstring).
+
+    ``history``: the ``MetricsHistory`` the run's handlers fill (``attach_evaluation``'s, with
+    ``attach_epoch_stats`` for train loss, lr and time); attach the view after them. Without one the view
+    keeps its own, from ``evaluator``'s metrics (validation) and, given ``optimizer``, the epoch's mean
+    train loss, lr and time. ``output``: where to draw (anything with ``show(bundle)``; a cell's output
+    area by default).
+    """
+    if history is None:
+        history = MetricsHistory()
+        if evaluator is not None:
+
+            def record(engine: Engine) -> None:
+                metrics = engine.state.metrics
+                values = {f"val_{key}": metrics[key] for key in ("loss", "accuracy") if key in metrics}
+                history.record(trainer.state.epoch, **values)
+
+            evaluator.add_event_handler(Events.COMPLETED, record)
+        if optimizer is not None:
+            attach_epoch_stats(trainer, history, optimizer)
+    view = NotebookView(history, title, monitor, progress, curves, min_interval, output)
+    return view.attach(trainer, evaluator)
+
+
+def tee(*logs: Callable[[str], None]) -> Callable[[str], None]:
+    """A ``Log`` that passes each line to every one of ``logs``."""
+
+    def log(line: str) -> None:
+        for each in logs:
+            each(line)
+
+    return log

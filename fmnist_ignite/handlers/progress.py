@@ -1,0 +1,22 @@
+"""A progress bar over each epoch, on a terminal only."""
+
+from __future__ import annotations
+
+from ignite.engine import Engine
+from ignite.handlers import (
+    ProgressBar,
+)
+
+from fmnist_ignite.ui.display import choose_display
+
+
+def attach_progress_bar(trainer: Engine, enabled: bool | None = None) -> ProgressBar | None:
+    """A tqdm bar over each epoch's batches with the running loss; by default only where the display is a
+    terminal (``fmnist_ignite.ui.display``): not in a notebook, a file or a SLURM log."""
+    if enabled is None:
+        enabled = choose_display("auto") == "terminal"
+    if not enabled:
+        return None
+    bar = ProgressBar(persist=False)
+    bar.attach(trainer, output_transform=lambda loss: {"loss": float(loss)})
+    return bar

@@ -1,0 +1,40 @@
+"""TensorBoard logging through Ignite's ``TensorboardLogger``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+from ignite.handlers import global_step_from_engine
+
+from fmnist_ignite.errors import FmnistError
+
+
+def attach_tensorboard(trainer: Engine, evaluator: Engine, optimizer, log_dir: Path, every: int = 100):
+    """Ignite's ``TensorboardLogger``: training loss and learning rate every ``every`` iterations,
+    validation metrics each epoch. Needs the ``tensorboard`` package; says so clearly if missing."""
+    try:
+        from ignite.handlers.tensorboard_logger import TensorboardLogger
+
+        logger = TensorboardLogger(log_dir=str(log_dir))
+    except (ImportError, ModuleNotFoundError, RuntimeError) as exc:
+        raise FmnistError(
+            f"--tensorboard needs the tensorboard package ({exc.__class__.__name__}): "
+            "pip install 'fmnist-ignite[tensorboard]'"
+        ) from None
+    logger.attach_output_handler(
+        trainer,
+        event_name=Events.ITERATION_COMPLETED(every=every),
+        tag="training",
+        output_transform=lambda loss: {"loss": float(loss)},
+    )
+    logger.attach_opt_params_handler(trainer, event_name=Events.ITERATION_COMPLETED(every=every), optimizer=optimizer)
+    logger.attach_output_handler(
+        evaluator,
+        event_name=Events.COMPLETED,
+        tag="validation",
+        metric_names=["loss", "accuracy"],
+        global_step_transform=global_step_from_engine(trainer, Events.ITERATION_COMPLETED),
+    )
+    trainer.add_event_handler(Events.COMPLETED, lambda engine: logger.close())
+    return logger

@@ -1,0 +1,54 @@
+"""What a resume restores from a checkpoint: the random state it carries, and checks that it fits."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from ignite.engine import Engine
+from ignite.handlers import Checkpoint
+
+from fmnist_ignite.config.settings import Config
+from fmnist_ignite.errors import FmnistError
+
+
+class RandomState:
+    """torch's random generators (dropout draws from them), saved so a resumed run draws the same."""
+
+    def state_dict(self) -> dict:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        torch.set_rng_state(state["cpu"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def must_fit(path: Path):
+    """Turn a state dict that does not fit (wrong shapes, keys, types) into one line naming the file."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
+
+
+def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
+    """Load every object the checkpoint holds state for, or fail with one line naming the file."""
+    with must_fit(path):
+        Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
+
+
+def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
+    """A resumed run may add epochs, not take them away."""
+    state = trainer.state
+    started = state.epoch + (1 if state.iteration % state.epoch_length else 0)
+    if config.epochs < started:
+        raise FmnistError(
+            f"{resume} is from epoch {started} of its run; --epochs {config.epochs} is fewer: "
+            f"pass --epochs {started} or more to continue it"
+        )

@@ -1,0 +1,242 @@
+"""One way to start work, for any number of processes: ``launch(config, work, *args)`` runs
+``work(config, *args)`` in every process through ``idist.Parallel`` (processes spawned here, started by
+torchrun or srun, or this process alone) and returns rank 0's value, or raises the exception its
+processes raised: the same class, the same message.
+
+Each process hands back a typed ``Outcome`` (its value or its exception), never text to be parsed. The
+launching process of spawned workers passes stop signals on to them, gives up on peers that never come
+(``config.peer_timeout``), and turns a worker's death into one line that says what is safe on disk.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import multiprocessing
+import os
+import pickle
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import ignite.distributed as idist
+import torch
+from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+
+from fmnist_ignite.config.settings import Config
+from fmnist_ignite.errors import FmnistError, TrainingInterrupted
+from fmnist_ignite.run.rundir import find_latest_checkpoint
+from fmnist_ignite.run.signals import STOP_SIGNALS, handling
+
+# Loggers that would tell the user, in tracebacks and warnings, what the one line already says.
+NOISY_LOGGERS = (
+    "ignite.engine",
+    "ignite.distributed.launcher.Parallel",
+    "ignite.distributed.auto.auto_model",
+    "ignite.distributed.auto.auto_optim",
+    "torch.multiprocessing.spawn",
+    "torch.distributed",
+)
+
+
+def launched_externally() -> bool:
+    """True in a process that a launcher started as one of several: torchrun (or another env://
+    launcher), or SLURM's ``srun -n N`` (whose variables ignite.distributed reads by itself)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
+
+
+def default_backend(config: Config) -> str:
+    return config.backend or ("nccl" if config.device != "cpu" and torch.cuda.is_available() else "gloo")
+
+
+def setup_process(config: Config) -> None:
+    """What a run sets for its whole process: torch's threads (the processes on one machine share its cores)."""
+    if config.threads or idist.get_world_size() > 1:
+        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // idist.get_nproc_per_node()))
+
+
+@dataclass
+class Outcome:
+    """How one process's work ended: its value, or the exception it raised."""
+
+    rank: int
+    value: object = None
+    error: BaseException | None = None
+
+
+class Mailbox:
+    """Where each process leaves its outcome: in memory when the work runs in this process, else as a
+    file in a private directory of the launching process (any size, and there even if a peer dies)."""
+
+    def __init__(self, directory: Path | None = None):
+        self.directory = directory
+        self.outcomes: list[Outcome] = []
+
+    def started(self) -> None:
+        """Note that this process joined its peers (so a stop signal may now checkpoint it)."""
+        if self.directory is not None:
+            (self.directory / f"started-{os.getpid()}").touch()
+
+    def any_started(self) -> bool:
+        return self.directory is not None and any(self.directory.glob("started-*"))
+
+    def has_started(self, pid: int) -> bool:
+        return self.directory is not None and (self.directory / f"started-{pid}").exists()
+
+    def put(self, outcome: Outcome) -> None:
+        if self.directory is None:
+            self.outcomes.append(outcome)
+            return
+        part = self.directory / f"outcome-{outcome.rank}.part"
+        try:
+            torch.save(outcome, part)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # an exception or value pickle cannot carry
+            error = outcome.error or exc
+            torch.save(Outcome(outcome.rank, error=RuntimeError(f"{type(error).__name__}: {error}")), part)
+        part.rename(self.directory / f"outcome-{outcome.rank}.pt")
+
+    def collect(self) -> dict[int, Outcome]:
+        if self.directory is not None:
+            found = sorted(self.directory.glob("outcome-*.pt"))
+            self.outcomes = [torch.load(path, weights_only=False) for path in found]  # written by our own workers
+        return {outcome.rank: outcome for outcome in self.outcomes}
+
+
+def _process(local_rank: int, work: Callable, config: Config, mailbox: Mailbox, *args) -> None:
+    """What each process runs (module level, so spawned processes can import it)."""
+    if mailbox.directory is not None:  # a spawned worker; one forked (as in Jupyter) drops the launcher's forwarding
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    rank = idist.get_rank()
+    mailbox.started()
+    setup_process(config)
+    try:
+        with quiet(NOISY_LOGGERS):
+            value = work(config, *args)
+    except BaseException as exc:  # handed to the launching process, which raises it
+        mailbox.put(Outcome(rank, error=exc))
+        return
+    mailbox.put(Outcome(rank, value=value if rank == 0 else None))  # before the barrier: a peer may die there
+    if idist.get_world_size() > 1:
+        with quiet(NOISY_LOGGERS), suppress(Exception):  # the work is done; a peer lost now changes nothing
+            idist.barrier()  # no process tears its connections down while another still writes its results
+
+
+def launch(config: Config, work: Callable, *args) -> object:
+    """Run ``work(config, *args)`` in each process of the run; return rank 0's value, or raise the
+    exception that ended the run (a process's own error before any peer's lost connection)."""
+    external = launched_externally()
+    spawned = config.world_size > 1 and not external
+    backend = default_backend(config) if spawned or external else None
+    spawn_kwargs = {}
+    if spawned:
+        spawn_kwargs = {
+            "nproc_per_node": config.nproc_per_node,
+            "nnodes": config.nnodes,
+            "node_rank": config.node_rank,
+            "master_addr": config.master_addr,
+            "master_port": config.master_port,
+            "timeout": datetime.timedelta(seconds=config.peer_timeout),
+        }
+    mailbox = Mailbox(Path(tempfile.mkdtemp(prefix="fmnist-ignite-")) if spawned else None)
+    died = None
+    try:
+        with quiet(NOISY_LOGGERS), forwarding_stop_signals(mailbox) as received:
+            try:
+                with idist.Parallel(backend=backend, **spawn_kwargs) as parallel:
+                    parallel.run(_process, work, config, mailbox, *args)
+            except (ProcessExitedException, ProcessRaisedException) as exc:
+                died = exc
+            except (pickle.PicklingError, AttributeError) as exc:  # AttributeError: "Can't pickle local object"
+                raise FmnistError(
+                    f"cannot hand the work to spawned processes ({exc}): define your model class and handlers "
+                    "at module level, not inside a function or a notebook cell"
+                ) from None
+        return _result(config, mailbox, died, received)
+    finally:
+        if mailbox.directory is not None:
+            shutil.rmtree(mailbox.directory, ignore_errors=True)
+
+
+def _result(config: Config, mailbox: Mailbox, died: BaseException | None, received: list[int]) -> object:
+    """Rank 0's value, or the exception that says best what ended the run."""
+    outcomes = mailbox.collect()
+    errors = [outcomes[rank].error for rank in sorted(outcomes) if outcomes[rank].error is not None]
+    ours = [error for error in errors if isinstance(error, (FmnistError, KeyboardInterrupt))]
+    if ours:
+        raise ours[0]
+    if 0 in outcomes and outcomes[0].error is None:
+        return outcomes[0].value  # finished, whatever arrived after
+    if received and not mailbox.any_started():
+        name = signal.Signals(received[0]).name
+        raise TrainingInterrupted(
+            f"interrupted by {name} while the processes were starting; nothing was trained",
+            128 + received[0],
+            output_dir=config.output_dir and Path(config.output_dir),
+        )
+    if died is not None:
+        raise FmnistError(_death(config, died, mailbox)) from None
+    if errors:
+        raise errors[0]
+    return None  # a machine other than rank 0's: the results are there
+
+
+def _death(config: Config, died: BaseException, mailbox: Mailbox) -> str:
+    """One line on a process that died or never joined, and what is safe on disk."""
+    rank = config.node_rank * config.nproc_per_node + died.error_index
+    reason = str(died).strip().splitlines()[-1]
+    if isinstance(died, ProcessExitedException):
+        how = f"was killed by {died.signal_name}" if died.signal_name else f"exited with code {died.exit_code}"
+        what = f"training process {rank} {how}"
+    elif mailbox.has_started(died.error_pid):
+        what = f"training process {rank} failed ({reason})"
+    else:  # it raised before the work began: it could not join its peers
+        what = (
+            f"training process {rank} could not join the others within {config.peer_timeout} s ({reason}); "
+            f"are all {config.nnodes} machines started, with the same --master-addr and --master-port?"
+        )
+    latest = find_latest_checkpoint(config.output_dir) if config.output_dir else None
+    safe = (
+        f"the checkpoints in {config.output_dir} are intact (newest: {latest.name}); continue with --resume auto"
+        if latest
+        else "no checkpoint was saved"
+    )
+    return f"{what}; {safe}"
+
+
+@contextmanager
+def forwarding_stop_signals(mailbox: Mailbox):
+    """While spawned workers run, a stop signal to this process reaches them: a worker that joined its
+    peers checkpoints and stops; one still waiting for them is ended at once (it has nothing to save).
+    Yields the list of signals received. Only in the main thread, where Python allows handlers."""
+    received: list[int] = []
+    if mailbox.directory is None or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def forward(signum, frame):
+        received.append(signum)
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signum if mailbox.has_started(child.pid) else signal.SIGKILL)
+
+    with handling(STOP_SIGNALS, forward):
+        yield received
+
+
+@contextmanager
+def quiet(names: tuple[str, ...]):
+    """Loggers that only repeat, as tracebacks, an error the run reports in one line, quiet while inside."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

@@ -1,0 +1,114 @@
+"""The HTML that a run's view and its results show themselves with in a notebook: plain tables, no widgets."""
+
+from __future__ import annotations
+
+import html
+import math
+
+COLUMNS = (  # history key, heading, format
+    ("epoch", "epoch", "{:d}"),
+    ("train_loss", "train loss", "{:.4f}"),
+    ("val_loss", "validation loss", "{:.4f}"),
+    ("val_accuracy", "validation accuracy", "{:.2%}"),
+    ("lr", "learning rate", "{:.3g}"),
+    ("epoch_time_s", "time", "{:.1f} s"),
+)
+
+
+def clock(seconds: float) -> str:
+    """``1:02:03`` or ``2:03``."""
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return ""
+    return fmt.format(int(value) if fmt == "{:d}" else value)
+
+
+def epoch_table(rows: list[dict], best_epoch: int | None = None) -> str:
+    """The history as an HTML table, the best epoch's row in bold."""
+    head = "".join(f"<th>{html.escape(heading)}</th>" for _, heading, _ in COLUMNS)
+    body = []
+    for row in rows:
+        style = ' style="font-weight:bold"' if row.get("epoch") == best_epoch else ""
+        cells = "".join(f'<td style="text-align:right">{cell(row, key, fmt)}</td>' for key, _, fmt in COLUMNS)
+        body.append(f"<tr{style}>{cells}</tr>")
+    return (
+        '<table class="fmnist-epochs" style="border-collapse:collapse;margin:4px 0">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def per_class_html(accuracies: dict[str, float]) -> str:
+    """The per-class test accuracies, worst first, each with a bar."""
+    rows = []
+    for name, accuracy in sorted(accuracies.items(), key=lambda item: item[1]):
+        bar = (
+            f'<div style="background:#4c72b0;opacity:0.6;height:10px;width:{max(0.0, min(1.0, accuracy)) * 120:.0f}px">'
+            "</div>"
+        )
+        rows.append(
+            f'<tr><td style="text-align:left">{html.escape(name)}</td>'
+            f'<td style="text-align:right">{accuracy:.1%}</td><td style="text-align:left">{bar}</td></tr>'
+        )
+    return (
+        '<table class="fmnist-classes" style="border-collapse:collapse;margin:4px 0">'
+        "<thead><tr><th>class</th><th>test accuracy</th><th></th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def test_line(test: dict, scored: str | None) -> str:
+    """``Test, best (epoch 5) weights: accuracy 82.1%, loss 0.5078``."""
+    which = f", {scored} weights" if scored else ""
+    return f"Test{which}: accuracy {test['accuracy']:.1%}, loss {test['loss']:.4f}"
+
+
+def result_html(result) -> str:
+    """A ``TrainResult`` in a notebook: test accuracy, best epoch, where the checkpoints are."""
+    rows = []
+    if result.test_metrics:
+        rows.append(("test", test_line(result.test_metrics, result.scored_weights).split(": ", 1)[1]))
+    monitor = getattr(result.config, "monitor", "loss")
+    scored = [row for row in result.history if f"val_{monitor}" in row]
+    if scored:
+        sign = -1.0 if monitor == "loss" else 1.0
+        best = max(scored, key=lambda row: sign * row[f"val_{monitor}"])
+        accuracy = f", validation accuracy {best['val_accuracy']:.2%}" if "val_accuracy" in best else ""
+        rows.append(("best epoch", f"{best['epoch']} (by validation {monitor}{accuracy})"))
+    ran = f"{result.epochs_run}" + (" (stopped early)" if result.stopped_early else "")
+    rows.append(("epochs run", ran))
+    rows.append(("output", f"<code>{html.escape(str(result.output_dir))}</code>"))
+    for name, path in (("best weights", result.best_checkpoint), ("last checkpoint", result.last_checkpoint)):
+        if path:
+            rows.append((name, f"<code>{html.escape(path.name)}</code>"))
+    body = "".join(
+        f'<tr><th style="text-align:left">{html.escape(k)}</th><td style="text-align:left">{v}</td></tr>'
+        for k, v in rows
+    )
+    methods = "plot_curves(), plot_confusion(), most_confused(k), plot_top_losses(k)"
+    return (
+        f'<div class="fmnist-result"><b>TrainResult</b><table style="border-collapse:collapse">{body}</table>'
+        f"<small>{html.escape(methods)}</small></div>"
+    )
+
+
+def table_html(rows: list[list[str]], title: str = "") -> str:
+    """Rows of cells (the first the headings) as an HTML table under ``title``."""
+    if not rows:
+        return f"<p>{html.escape(title)}</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f'<td style="text-align:right">{html.escape(c)}</td>' for c in row) + "</tr>"
+        for row in rows[1:]
+    )
+    caption = f"<p>{html.escape(title)}</p>" if title else ""
+    return (
+        f'{caption}<table style="border-collapse:collapse"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
