@@ -9,13 +9,12 @@ from __future__ import annotations
 import importlib
 
 __version__ = "0.1.0"
-
 _PUBLIC = {  # the module that defines them -> the public names
     "config.settings": ("Config",),
     "config.recipes": ("recipe", "RECIPES"),
     "config.files": ("read_config_file",),
-    "files.durable": ("DurableDiskSaver", "write_durably"),
-    "files.checkpoints": ("load_checkpoint",),
+    "files.durable": ("write_durably",),
+    "files.checkpoints": ("DurableDiskSaver", "load_checkpoint"),
     "data.idx": ("read_idx",),
     "data.fashion_mnist": ("CLASS_NAMES", "load_fashion_mnist", "locate_fashion_mnist"),
     "data.splits": ("make_splits",),

@@ -32,5 +32,9 @@ class TrainingInterrupted(FmnistError):
         return lines
 
 
+class DirectoryInUse(FmnistError):
+    """Another process holds the run directory (its lock): it is that process's to train."""
+
+
 class NonFiniteLoss(FmnistError):
     """The training loss became NaN or infinite (a learning rate too large, most often): the run stopped."""

@@ -38,6 +38,7 @@ from fmnist_ignite.cli.main import main
 from fmnist_ignite.cli.parser import build_parser, config_from_args
 from fmnist_ignite.data import fashion_mnist as data_module
 from fmnist_ignite.experiments.lr_finder import LRFinderResult
+from fmnist_ignite.files.summary import RunStatus, RunSummary
 from fmnist_ignite.handlers import notebook as notebook_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,16 +190,16 @@ def test_an_early_stop_ends_the_view_full_and_calm_and_the_end_shows_the_test_bl
     view, output = scripted_run([0.5, 0.6, 0.7, 0.8, 0.9], 5, patience=2, min_interval=3600)
     assert "Stopped at epoch 3 of 5" in output.bundles[-1]["text/html"]
     view.close(
-        {
-            "status": "completed",
-            "stopped_early": True,
-            "epochs_done": 3,
-            "wall_time_s": 2.0,
-            "scored_weights": "best (epoch 1)",
-            "test": {"accuracy": 0.871, "loss": 0.3512, "per_class_accuracy": {"Shirt": 0.6, "Trouser": 0.97}},
-            "checkpoints": {"last": "/r/training_checkpoint_3.pt", "best": "/r/best_model_1_neg_val_loss=-0.5.pt"},
-            "output_dir": "/r",
-        }
+        RunSummary(
+            status=RunStatus.COMPLETED,
+            stopped_early=True,
+            epochs_done=3,
+            wall_time_s=2.0,
+            scored_weights="best (epoch 1)",
+            test={"accuracy": 0.871, "loss": 0.3512, "per_class_accuracy": {"Shirt": 0.6, "Trouser": 0.97}},
+            checkpoints={"last": "/r/training_checkpoint_3.pt", "best": "/r/best_model_1_neg_val_loss=-0.5.pt"},
+            output_dir="/r",
+        )
     )
     html = output.bundles[-1]["text/html"]
     assert "Done: stopped early after epoch 3" in html and '<progress value="250" max="250"' in html
@@ -461,7 +462,7 @@ def test_the_kernel_is_this_venv_s_python_and_a_run_in_it_shows_the_notebook_vie
     assert status == "ok" and printed(outputs) == "1\n"  # nothing else printed: the lines are in the view
     kinds = [kind for kind, _ in outputs]
     assert kinds.count("display_data") == 1 and "update_display_data" in kinds
-    assert '<table class="fmnist-epochs"' in views(outputs)[-1] and "Done: 1 epochs" in views(outputs)[-1]
+    assert '<table class="fmnist-epochs"' in views(outputs)[-1] and "Done: 1 epoch " in views(outputs)[-1]
     status, outputs = kernel.run('train(base.replace(epochs=1, output_dir="plain", display="plain")); None')
     assert status == "ok" and not views(outputs)  # the override: text lines only
     assert "Epoch 1\n" in printed(outputs) and "loss: " in printed(outputs) and "\r" not in printed(outputs)
@@ -489,7 +490,9 @@ def test_the_stop_button_mid_epoch_checkpoints_and_the_next_cell_resumes(kernel)
     assert kernel.km.is_alive()
     saved = list((kernel.cwd / "stopped").glob("interrupted_checkpoint_*.pt"))
     assert len(saved) == 1 and 50 < int(saved[0].stem.rsplit("_", 1)[1]) < 100  # mid-epoch 2 (50 batches an epoch)
-    assert f"Interrupted in epoch 2; saved {saved[0].name}, continue with resume='auto'" in unescape(views(outputs)[-1])
+    assert f"Interrupted after 1 epoch; saved {saved[0].name}, continue with resume='auto'" in unescape(
+        views(outputs)[-1]
+    )
 
     status, outputs = kernel.run(
         'after_stop = census()["sigint_is_the_kernel_s"]\n'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -92,14 +93,17 @@ def test_resume_with_fewer_epochs_than_done_is_refused(small_config):
         train(small_config.replace(epochs=1, resume=str(first.last_checkpoint)), **QUIET)
 
 
-def test_find_latest_checkpoint_ignores_partial_and_foreign_files(tmp_path):
-    (tmp_path / "training_checkpoint_1.pt").write_bytes(b"1")
-    os.utime(tmp_path / "training_checkpoint_1.pt", (1, 1))
-    (tmp_path / "interrupted_checkpoint_17.pt").write_bytes(b"2")
-    os.utime(tmp_path / "interrupted_checkpoint_17.pt", (2, 2))
-    for stray in ("tmpx8d1k2", "best_model_1_neg_val_loss=-0.3.pt", "notes.txt"):
-        (tmp_path / stray).write_bytes(b"newest but not a training checkpoint")
-    assert find_latest_checkpoint(tmp_path).name == "interrupted_checkpoint_17.pt"
+def test_find_latest_checkpoint_goes_by_the_state_not_the_file_times_and_ignores_foreign_files(small_config):
+    """A copied run directory has new file times: the checkpoint furthest along is the one its trainer says."""
+    result = train(small_config.replace(epochs=2), **QUIET)
+    out = result.output_dir
+    interrupted = out / "interrupted_checkpoint_3.pt"  # an earlier stop's, in epoch 1, superseded by epoch 2's
+    shutil.copy(out / "training_checkpoint_1.pt", interrupted)
+    os.utime(out / "training_checkpoint_2.pt", (1, 1))  # the oldest file time, as a copy may leave it
+    for stray in (".training_checkpoint_3.pt.abcd1234.partial", "best_model_9_x.pt", "notes.txt"):
+        (out / stray).write_bytes(b"newest but not a training checkpoint")
+    (out / "training_checkpoint_7.pt").write_bytes(b"damaged")
+    assert find_latest_checkpoint(out).name == "training_checkpoint_2.pt"
 
 
 def nan_batch_at(iteration: int):

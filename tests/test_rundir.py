@@ -189,17 +189,19 @@ def test_resume_auto_with_every_checkpoint_damaged_is_one_error(small_config):
     assert contents(result.output_dir) == before
 
 
-def test_resume_auto_in_a_directory_with_only_a_best_model_says_so_once(small_config, capsys):
+def test_resume_auto_where_a_kill_left_only_a_best_model_starts_again_and_keeps_it(small_config, capsys):
+    """A SIGKILL after the epoch's best model was written and before its training checkpoint: the directory must
+    not be refused for good (a SLURM job would fail on every requeue)."""
     result = train(small_config.replace(epochs=1), **QUIET)
     for path in result.output_dir.glob("training_checkpoint_*.pt"):
         path.unlink()
-    assert main(["--resume", "auto", "--output-dir", str(result.output_dir)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("\n") == 1
-    assert captured.err.startswith(f"error: {result.output_dir} holds no checkpoint to resume from (best_model_")
-
-
-# ---------------------------------------------------------------------------------------- signals anywhere
+    (best,) = result.output_dir.glob("best_model_*.pt")
+    kept = best.read_bytes()
+    assert main(["--resume", "auto", "--output-dir", str(result.output_dir), "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(f"No training checkpoint in {result.output_dir}: its run was stopped")
+    assert (result.output_dir / f"{best.name}.orphaned").read_bytes() == kept
+    assert sorted(p.name for p in result.output_dir.glob("training_checkpoint_*.pt")) == ["training_checkpoint_1.pt"]
 
 
 def test_sigterm_after_training_says_where_the_weights_are_and_marks_the_summary(small_config, monkeypatch):
@@ -277,9 +279,8 @@ def test_the_disk_saver_fsyncs_the_checkpoint_and_its_directory(tmp_path, fsyncs
 def test_a_run_fsyncs_every_file_it_keeps(small_config, fsyncs):
     train(small_config.replace(epochs=1), **QUIET)
     names = {Path(path).name for is_dir, path in fsyncs if not is_dir}
-    for prefix in (".config.json.", ".summary.json.", ".metrics.csv."):
-        assert any(name.startswith(prefix) for name in names), prefix
-    assert sum(name.startswith("tmp") for name in names) == 2  # the training and best-model checkpoints
+    for prefix in (".config.json.", ".summary.json.", ".metrics.csv.", ".training_checkpoint_1.pt.", ".best_model_1_"):
+        assert any(name.startswith(prefix) and name.endswith(".partial") for name in names), prefix
     assert sum(is_dir for is_dir, _ in fsyncs) == sum(not is_dir for is_dir, _ in fsyncs)
 
 

@@ -201,7 +201,6 @@ def test_the_job_trains_in_the_output_dir_the_user_gives_in_any_form(slurm, tmp_
     forms = {  # how the user names the directory -> the directory
         ("--output-dir", "spaced dir"): "spaced dir",  # RUN_DIR below gives way to it
         ("--output-dir=joined",): "joined",
-        ("--output", "abbreviated"): "abbreviated",  # argparse takes a unique prefix
     }
     jobs = {}
     for flags, directory in forms.items():

@@ -209,7 +209,12 @@ def test_a_seed_another_process_holds_is_left_to_it_and_the_summary_says_so(tmp_
 
 def test_bad_seeds_and_a_resume_path_are_refused_in_one_line(tmp_path, capsys):
     assert parse_seeds("3", 5) == [5, 6, 7] and parse_seeds("0,2,") == [0, 2]
-    for bad, message in (("0,0", "named twice"), ("x", "a list of seeds"), ("0", "at least 1"), ("-1,2", ">= 0")):
+    for bad, message in (
+        ("0,0", "named twice"),
+        ("x", "a list of seeds"),
+        ("0", r"in \[1, 1000\]"),
+        ("-1,2", r"in \[0, 4294967295\]"),
+    ):
         with pytest.raises(FmnistError, match=message):
             parse_seeds(bad)
     file = small_config_file(tmp_path)
@@ -234,7 +239,8 @@ def test_confirm_top_retrains_the_top_trials_over_seeds_on_validation_and_picks_
     small_config, tmp_path, splits_loaded, capsys
 ):
     pytest.importorskip("optuna", reason="the tune extra is not installed")
-    from fmnist_ignite.experiments.tuning import open_study, tune
+    from fmnist_ignite.experiments.study import open_study
+    from fmnist_ignite.experiments.tuning import tune
 
     study_dir = tmp_path / "study"
     study_dir.mkdir()

@@ -22,7 +22,8 @@ optuna = pytest.importorskip("optuna", reason="the tune extra is not installed (
 from optuna.trial import TrialState  # noqa: E402
 
 from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, check_search_space
-from fmnist_ignite.experiments.tuning import open_study, selected_accuracy, trial_directory, tune
+from fmnist_ignite.experiments.study import open_study, trial_directory
+from fmnist_ignite.experiments.tuning import selected_accuracy, tune
 
 SGD_SPACE = {"lr": [0.05, 0.1], "optimizer": ["sgd"]}  # trials that learn the synthetic data in an epoch or two
 
@@ -200,7 +201,11 @@ def test_ctrl_c_stops_a_worker_cleanly_and_queues_its_trial_to_continue(tmp_path
     first.send_signal(signal.SIGINT)
     output = first.communicate(timeout=60)[0]
     assert first.returncode == 130, output
-    assert output.strip().splitlines()[-1].startswith("interrupted by a stop signal: trial 0 is queued again")
+    assert (
+        output.strip()
+        .splitlines()[-1]
+        .startswith("interrupted by a stop signal: trial 0 goes back to the queue, to continue from its checkpoint")
+    )
     assert list((study_dir / "trial-0000").glob("interrupted_checkpoint_*.pt"))
     trials = load(study_dir).get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
@@ -226,7 +231,7 @@ def test_tune_refuses_resume_and_several_processes(small_config):
 
 
 def test_the_default_pruner_stops_the_bottom_quarter_only_and_not_before_a_third_of_the_epochs():
-    from fmnist_ignite.experiments.tuning import default_pruner
+    from fmnist_ignite.experiments.study import default_pruner
 
     study = optuna.create_study(direction="maximize", pruner=default_pruner(epochs=9))
     for value in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):  # the startup trials, reported at epochs 2 and 3

@@ -86,8 +86,10 @@ def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:
     0-255 (never clipped); an unreadable, damaged or oversized file is one line naming it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FmnistError(f"{path}: a directory; give the image files in it (for example {path}/*.png)")
     if not path.is_file():
-        raise FmnistError(f"{path}: no such file")
+        raise FmnistError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():  # PIL only warns between its limit and twice it: refuse there too
             warnings.simplefilter("error", Image.DecompressionBombWarning)

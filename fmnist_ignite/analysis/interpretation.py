@@ -18,6 +18,7 @@ from fmnist_ignite.config.settings import EVAL_BATCH_SIZE
 from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES, load_fashion_mnist
 from fmnist_ignite.data.loaders import to_float_images
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.figures import new_figure
 
 
@@ -150,7 +151,7 @@ class Interpretation:
             ax.set_xticks([])
             ax.set_yticks([])
         if path is not None:
-            fig.savefig(path)
+            write_figure(fig, path)
         return fig
 
     def plot_confusion(self, path: str | Path | None = None, title: str = "Test set confusion matrix"):

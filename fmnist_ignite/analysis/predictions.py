@@ -18,20 +18,23 @@ A tuner's completed trials keep the same of the validation split (without the pr
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.layout import resumable_checkpoints
+from fmnist_ignite.files.predictions import (
+    PREDICTIONS_FILE,
+    VALIDATION_PREDICTIONS_FILE,
+    read_predictions,
+    write_predictions,
+)
 
 if TYPE_CHECKING:  # torch and Ignite are imported where predictions are made: reading them (compare) needs neither
     import torch
     from ignite.engine import Engine
-
-PREDICTIONS_FILE = "test_predictions.npz"
-VALIDATION_PREDICTIONS_FILE = "validation_predictions.npz"  # a tuner's trials keep theirs, to compare them
 
 
 def split_tensors(loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,7 +117,6 @@ class PredictionCollector:
         import ignite.distributed as idist
 
         from fmnist_ignite.data.fashion_mnist import CLASS_NAMES
-        from fmnist_ignite.files.durable import write_durably
 
         images, labels = split_tensors(loader)
         predicted, kept_probabilities = self.gathered(len(labels))
@@ -128,9 +130,7 @@ class PredictionCollector:
             }
             if probabilities:
                 arrays["probabilities"] = kept_probabilities
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, **arrays)
-            write_durably(Path(path), buffer.getvalue())
+            write_predictions(Path(path), arrays)
         return {"predictions": Path(path).name, f"{split}_set_sha256": sha}
 
 
@@ -157,23 +157,16 @@ def load_predictions(run: str | Path, split: str = "test") -> dict:
     if not run.exists():
         raise FmnistError(f"{run}: no such run directory")
     if not path.is_file():
+        again = (
+            f"score it again from its checkpoints with: fmnist-ignite train --resume auto --output-dir {run}"
+            if run.is_dir() and resumable_checkpoints(run)
+            else "it has no checkpoint to score again from: train it again"
+        )
         raise FmnistError(
             f"{run}: no {path.name} (a run that did not finish, that did not score the test set, "
-            "or one from before runs kept their predictions); a finished run with its checkpoints is scored again "
-            f"by: fmnist-ignite train --resume auto --output-dir {run}"
+            f"or one from before runs kept their predictions); {again}"
         )
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            loaded = {key: data[key] for key in ("predicted", "labels", f"{split}_set_sha256")}
-            if "probabilities" in data:
-                loaded["probabilities"] = data["probabilities"]
-            if "class_names" in data:
-                loaded["class_names"] = [str(name) for name in data["class_names"]]
-    except (OSError, ValueError, KeyError) as exc:
-        raise FmnistError(f"{path}: not a {split} predictions file of fmnist-ignite ({exc})") from None
-    n = len(loaded["labels"])
-    if loaded["predicted"].shape != (n,) or len(loaded.get("probabilities", loaded["labels"])) != n:
-        raise FmnistError(f"{path}: its predictions and labels do not match in length")
-    loaded["sha256"] = loaded[f"{split}_set_sha256"] = str(loaded[f"{split}_set_sha256"])
+    loaded = read_predictions(path, split)
+    loaded["sha256"] = loaded[f"{split}_set_sha256"]
     loaded["correct"] = loaded["predicted"] == loaded["labels"]
     return loaded

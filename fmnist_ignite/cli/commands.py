@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -14,7 +15,11 @@ from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 
 def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
     config = config_from_args(without(args, LR_FIND_FLAGS)).with_environment().validate()
+    for given, what in ((config.seeds, "--seeds"), (config.world_size > 1, "--nproc-per-node and --nnodes")):
+        if given:
+            raise FmnistError(f"lr-find runs one process with one seed (--seed): leave out {what}")
     output_dir = Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S-lr-find"))
+    output_dir.mkdir(parents=True, exist_ok=True)  # before the batches: a directory it cannot write fails at once
     from fmnist_ignite.experiments.lr_finder import find_lr
 
     print(f"Learning-rate finder: {args.iterations} batches, lr from {args.start_lr:g} to {args.end_lr:g}")
@@ -113,5 +118,8 @@ def run_predict(args: argparse.Namespace) -> int:
     for image in args.images:
         names, pixels = load_images(image)
         for name, (label, probability) in zip(names, predict(model, pixels)):
-            print(f"{name}: {label} ({probability:.1%})")
+            if args.json:
+                print(json.dumps({"image": name, "class": label, "probability": probability}))
+            else:  # a name with a newline or other control characters is quoted: it cannot forge a line
+                print(f"{name if name.isprintable() else json.dumps(name)}: {label} ({probability:.1%})")
     return 0

@@ -6,6 +6,7 @@ the modules that do the work are imported when a command runs.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -17,7 +18,7 @@ from fmnist_ignite.errors import FmnistError
 def main(argv: list[str] | None = None) -> int:
     """``fmnist-ignite`` and ``python -m fmnist_ignite``: run a subcommand, return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_command_parser().parse_args(argv)
+    args = build_command_parser().parse_command(argv)
     runners = {
         "train": lambda: run_train(args, "fmnist-ignite train"),
         "lr-find": lambda: run_lr_find(args, argv[1:]),
@@ -46,3 +47,13 @@ def guarded(run) -> int:
     except KeyboardInterrupt:  # before training started: nothing to save yet
         print("interrupted before training started; nothing was saved", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (| head): nothing more to say, to anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except MemoryError:
+        print("error: out of memory: lower --batch-size or --eval-batch-size, or use a larger machine", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a directory not writable, a read-only file system, a full disk outside a run
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2

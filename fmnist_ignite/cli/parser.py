@@ -4,18 +4,54 @@ built from. Parsing imports no torch: ``--help``, ``--version`` and a bad flag a
 from __future__ import annotations
 
 import argparse
+import difflib
+from typing import Any, NoReturn
 
 from fmnist_ignite import __version__
 from fmnist_ignite.config.files import read_config_file
 from fmnist_ignite.config.recipes import RECIPES
 from fmnist_ignite.config.settings import DEVICES, Config, settings
-from fmnist_ignite.files.saved_config import saved_config
-from fmnist_ignite.run.rundir import run_directory_of
+from fmnist_ignite.run.rundir import resumed_settings
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, for people: a flag is never taken for a longer one it begins (``--epoch`` is no
+    ``--epochs``); a mistake is one line (``run.py: error: ...``, with the nearest choice or flag when there
+    is one) and a pointer to ``--help``, not the whole usage; exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {self.with_suggestion(message)}\nSee: {self.prog} --help\n")
+
+    def with_suggestion(self, message: str) -> str:
+        """``message`` with "did you mean ..." for a mistyped choice or flag."""
+        if "invalid choice: " in message:
+            wrong = message.split("invalid choice: ", 1)[1].split(" ", 1)[0].strip("'\",")
+            options = [str(c) for action in self._actions if action.choices for c in action.choices]
+        elif message.startswith("unrecognized arguments: "):
+            wrong = message.removeprefix("unrecognized arguments: ").split()[0].split("=", 1)[0]
+            options = [flag for action in self._actions for flag in action.option_strings]
+        else:
+            return message
+        near = difflib.get_close_matches(wrong, options, n=1, cutoff=0.6)
+        return f"{message} (did you mean {near[0]}?)" if near else message
+
+    def parse_command(self, argv: list[str]) -> argparse.Namespace:
+        """Parse a subcommand's line; a flag the subcommand does not know is its error, said by it (with its
+        name and its ``--help``), not the top-level parser's."""
+        args, extras = self.parse_known_args(argv)
+        if extras:
+            commands = next(a for a in self._actions if isinstance(a, argparse._SubParsersAction))
+            commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
 
 
 def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
     """The parser of ``examples/run.py`` and ``fmnist-ignite train``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog,
         description="Train the tutorial's MLP on Fashion-MNIST with PyTorch-Ignite: train, select on a "
         "validation split, then score the test set once. Defaults are the recipe's (the tutorial's: "
@@ -62,9 +98,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for flag, field in NEGATED_FLAGS.items():
         if given.pop(flag, False):
             given[field] = False
-    saved = saved_config(run_directory_of(Config(**given))) if given.get("resume") else None
+    saved = resumed_settings(Config(**given)) if given.get("resume") else None
     known = settings()
-    base = {k: v for k, v in (saved or {}).items() if k in known and not known[k].from_environment}
+    # Where the run is now is not what it saved: a copied run directory continues where it lies.
+    base = {
+        k: v for k, v in (saved or {}).items() if k in known and not known[k].from_environment and k != "output_dir"
+    }
     return Config(**{**base, **file, **RECIPES.get(name, {}), **given})
 
 
@@ -81,17 +120,15 @@ def without(args: argparse.Namespace, names: tuple[str, ...]) -> argparse.Namesp
 
 
 LR_FIND_FLAGS = ("start_lr", "end_lr", "iterations")
-
-
 TUNE_FLAGS = ("trials", "timeout", "storage", "study", "space", "keep_trials", "heartbeat", "confirm_top")
 
 
 def build_command_parser() -> argparse.ArgumentParser:
     """``fmnist-ignite {train,evaluate,predict,compare,lr-find,tune}``."""
-    parser = argparse.ArgumentParser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
+    parser = Parser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
     parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{train,evaluate,predict,compare,lr-find,tune}"
+        dest="command", required=True, metavar="{train,evaluate,predict,compare,lr-find,tune}", parser_class=Parser
     )
     add_train_arguments(
         commands.add_parser(
@@ -100,15 +137,23 @@ def build_command_parser() -> argparse.ArgumentParser:
     )
     evaluate = commands.add_parser("evaluate", help="test accuracy, loss and per-class table of a checkpoint")
     evaluate.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
-    evaluate.add_argument("--data-dir", default="data")
-    evaluate.add_argument("--device", choices=DEVICES, default="auto")
+    evaluate.add_argument("--data-dir", default="data", help="where to look for Fashion-MNIST (data), as train does")
+    evaluate.add_argument("--device", choices=DEVICES, default="auto", help="device to score on (auto)")
     evaluate.add_argument(
         "--top-losses", metavar="FILE.png", help="save a grid of the test images the model got most confidently wrong"
     )
     evaluate.add_argument("--top-k", type=int, default=16, metavar="K", help="images in that grid (16)")
     predict_parser = commands.add_parser("predict", help="classify 28x28 grayscale images (PNG, or IDX files)")
     predict_parser.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
-    predict_parser.add_argument("images", nargs="+", metavar="IMAGE")
+    predict_parser.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="a 28x28 grayscale image file (PNG, or any format PIL reads: JPEG, BMP, ...), or an IDX file of images",
+    )
+    predict_parser.add_argument(
+        "--json", action="store_true", help="one JSON object per image (name, class, probability), for programs"
+    )
     compare = commands.add_parser(
         "compare",
         help="is one run better than another? paired tests on the test images, from each run's kept predictions",

@@ -13,8 +13,6 @@ _TUNED = {  # chosen on the validation split (docs/speed.md); the test set playe
     "scheduler": "onecycle",
     "batch_size": 256,
 }
-
-
 RECIPES = {
     # The tutorial's hyperparameters: SGD, lr 1e-3, momentum 0.9, batch 64, 5 epochs.
     "tutorial": {},

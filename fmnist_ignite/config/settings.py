@@ -8,57 +8,45 @@ the configuration files, the resume check and the tuner read them from there (``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from fmnist_ignite.errors import FmnistError
 
 MODEL_NAMES = ("mlp", "cnn")  # built in: fmnist_ignite.core.models; "custom" is a model of your own
-
-
 OPTIMIZERS = ("sgd", "adam", "adamw")
-
-
 DEVICES = ("auto", "cpu", "cuda")
-
-
 LOADERS = ("tensor", "dataloader")
-
-
 MONITORS = ("loss", "accuracy")
-
-
 SCHEDULERS = ("constant", "onecycle")
-
-
 PRECISIONS = ("auto", "fp32", "bf16")
-
-
 BACKENDS = (None, "gloo", "nccl")
-
-
 DISPLAYS = ("auto", "notebook", "terminal", "plain")  # fmnist_ignite.ui.display picks for auto
-
-
 TRAIN_SET_SIZE = 60_000
-
-
 # Images scored at once: 500, not more; the CNN's activations for 1,000 images overflow the CPU's caches (3x slower).
 EVAL_BATCH_SIZE = 500
-
-
 DEFAULT_DATA_DIR = "data"
-
-
 SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
-
-
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # the types a field's annotation may name
-
-
 FLAGS = ("value", "switch", "negated", None)  # the forms of a setting's flag (Setting.flag)
+MAX_SEED = 2**32 - 1  # what every generator a run seeds takes (NumPy's the narrowest)
+MAX_PEER_TIMEOUT = 7 * 24 * 3600
+MAX_PROCESSES = 1024
+MAX_THREADS = 4096
+MAX_COUNT = 1_000_000  # epochs: a count beyond it is a typo, not a plan
+
+
+def best_row(rows: Iterable[dict], key: str) -> dict | None:
+    """The epoch a run keeps: the row with the best ``key`` (``val_loss``: the lowest; an accuracy: the
+    highest), the first on ties; None when no row has it. The one place this rule is written."""
+    scored = [row for row in rows if row.get(key) is not None]
+    if not scored:
+        return None
+    sign = -1.0 if key.endswith("loss") else 1.0
+    return max(scored, key=lambda row: sign * row[key])
 
 
 def check_data_dir(data_dir: str) -> None:
@@ -295,10 +283,21 @@ class Config:
         from_environment=system_copy,
     )
 
-    def validate(self) -> Config:
-        """Raise FmnistError naming the first bad field; return self so calls can chain."""
+    def validate(self, check_paths: bool = True) -> Config:
+        """Raise FmnistError naming the first bad field; return self so calls can chain. Without
+        ``check_paths`` the data directory need not exist here (a run's saved settings, read on another machine)."""
+        for name, setting in settings().items():
+            value = getattr(self, name)
+            if not setting.accepts(value):
+                expected = setting.annotation.replace(" | None", " or None")
+                raise FmnistError(f"{name} must be {expected}, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise FmnistError(f"{name} must be a finite number, got {value}")
         checks = [
+            (self.epochs <= MAX_COUNT, f"epochs must be at most {MAX_COUNT:,}, got {self.epochs}"),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be in [0, {MAX_SEED}], got {self.seed}"),
+            (0 <= self.split_seed <= MAX_SEED, f"split seed must be in [0, {MAX_SEED}], got {self.split_seed}"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (self.eval_batch_size >= 1, f"evaluation batch size must be at least 1, got {self.eval_batch_size}"),
             (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
@@ -341,7 +340,16 @@ class Config:
             (self.nnodes >= 1, f"number of nodes must be at least 1, got {self.nnodes}"),
             (0 <= self.node_rank < self.nnodes, f"node rank must be in [0, {self.nnodes - 1}], got {self.node_rank}"),
             (self.backend in BACKENDS, f"unknown backend {self.backend!r}: choose gloo or nccl"),
-            (self.peer_timeout >= 1, f"peer timeout must be at least 1 second, got {self.peer_timeout}"),
+            (
+                1 <= self.peer_timeout <= MAX_PEER_TIMEOUT,
+                f"peer timeout must be in [1, {MAX_PEER_TIMEOUT}] seconds (a week), got {self.peer_timeout}",
+            ),
+            (1 <= self.master_port <= 65535, f"master port must be in [1, 65535], got {self.master_port}"),
+            (
+                self.nproc_per_node <= MAX_PROCESSES and self.nnodes <= MAX_PROCESSES,
+                f"processes per node and nodes must each be at most {MAX_PROCESSES}",
+            ),
+            (self.threads is None or self.threads <= MAX_THREADS, f"threads must be at most {MAX_THREADS}"),
             (
                 self.loader == "tensor" or self.world_size == 1,
                 "data-parallel training shards the tensor loader: use --loader tensor with several processes",
@@ -359,7 +367,8 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise FmnistError(message)
-        check_data_dir(self.data_dir)
+        if check_paths:
+            check_data_dir(self.data_dir)
         return self
 
     @property
@@ -376,5 +385,3 @@ class Config:
         ``system_data_dir``) decided by it: what an entry point calls, so the library reads no environment."""
         found = environment_settings()
         return self.replace(**{name: value for name, value in found.items() if getattr(self, name) is None})
-
-

@@ -43,3 +43,10 @@ def choose_precision(requested: str, device: torch.device | str) -> tuple[str, s
     if requested == "bf16" and not native:
         return "bf16", f"asked for, but {has}: bf16 autocast will be slower than fp32 here"
     return requested, "asked for"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says memory ran out: Python's ``MemoryError``, torch's on a GPU, or its CPU allocator's."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)

@@ -28,11 +28,7 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
-
-
 NUM_CLASSES = len(CLASS_NAMES)
-
-
 IDX_FILES = {
     "train-images-idx3-ubyte": IdxSpec(
         IMAGES_MAGIC, (60_000, 28, 28), "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
@@ -47,8 +43,6 @@ IDX_FILES = {
         LABELS_MAGIC, (10_000,), "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
     ),
 }
-
-
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

@@ -103,7 +103,8 @@ class TensorLoader:
     def batch_generator(self, epoch: int, batch: int) -> torch.Generator:
         """The generator of one batch's augmentation: seeded by (seed, epoch, batch, rank) alone, so a run
         resumed in the middle of an epoch draws what the uninterrupted run drew."""
-        return torch.Generator().manual_seed(((self.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.rank)
+        seed = ((self.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.rank
+        return torch.Generator().manual_seed(seed % 2**64)  # the same for seeds below 40,000; any seed fits
 
     def __iter__(self):
         # A generator: the body runs at the first next(), after the trainer's EPOCH_STARTED set the epoch.

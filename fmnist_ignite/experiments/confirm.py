@@ -22,7 +22,7 @@ from fmnist_ignite.analysis.statistics import accuracy_interval, holm, mcnemar, 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.experiments.seeds import mean_text, parse_seeds, train_seeds
-from fmnist_ignite.files.durable import write_durably
+from fmnist_ignite.files.durable import open_log, write_durably
 
 ALPHA = 0.05
 PREDICTIONS_DIR = "validation_predictions"
@@ -117,7 +117,7 @@ def confirm_top(
             progress=False,
         )
         parent.mkdir(parents=True, exist_ok=True)
-        with open(parent / "train.log", "a") as out:
+        with open_log(parent / "train.log") as out:
 
             def to_file(line: str, out=out) -> None:
                 print(line, file=out, flush=True)

@@ -19,6 +19,7 @@ from fmnist_ignite.core.models import build_model, check_model_output
 from fmnist_ignite.core.optim import make_optimizer
 from fmnist_ignite.data.loaders import get_data_loaders
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.figures import new_figure
 
 
@@ -54,7 +55,7 @@ class LRFinderResult:
         fig.tight_layout()
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path)
+            write_figure(fig, path)
         return fig
 
 

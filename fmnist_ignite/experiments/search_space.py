@@ -13,8 +13,6 @@ from fmnist_ignite.files.saved_config import storable_config
 
 # How a trial runs (config/settings.py marks each setting): not searched, and not kept in a trial's settings.
 RUN_SETTINGS = tuple(name for name, s in settings().items() if not s.tunable)
-
-
 # What a study searches unless told otherwise: a list is a choice, a mapping a range (log: on a log scale).
 DEFAULT_SPACE = {
     "lr": {"low": 1e-4, "high": 3e-2, "log": True},

@@ -11,7 +11,6 @@ Imports no torch until a run starts, so a bad ``--seeds`` is refused at once.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -19,12 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fmnist_ignite.analysis.statistics import MeanInterval, mean_interval, percent_range
-from fmnist_ignite.config.settings import Config
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.config.settings import MAX_SEED, Config, best_row
+from fmnist_ignite.errors import DirectoryInUse, FmnistError
+from fmnist_ignite.files.layout import resumable_checkpoints
 from fmnist_ignite.files.saved_config import config_differences, saved_config, storable_config
-from fmnist_ignite.run.rundir import LOCK_FILE, resumable_checkpoints
+from fmnist_ignite.files.summary import SUMMARY_FILE as RUN_SUMMARY_FILE
+from fmnist_ignite.files.summary import RunSummary, read_summary
+from fmnist_ignite.run.rundir import held_by
 
-SUMMARY_FILE = "seeds_summary.json"
+SEEDS_SUMMARY_FILE = "seeds_summary.json"
+MAX_SEEDS = 1000  # runs of one setting; more is a typo (a billion would be refused only after building the list)
 
 
 def parse_seeds(seeds: str, first: int = 0) -> list[int]:
@@ -35,13 +38,15 @@ def parse_seeds(seeds: str, first: int = 0) -> list[int]:
             values = [int(part) for part in text.split(",") if part.strip()]
         else:
             count = int(text)
-            if count < 1:
-                raise FmnistError(f"--seeds {seeds}: a count of seeds must be at least 1")
+            if not 1 <= count <= MAX_SEEDS:
+                raise FmnistError(f"--seeds {seeds}: a count of seeds must be in [1, {MAX_SEEDS}]")
             values = list(range(first, first + count))
     except ValueError:
         raise FmnistError(f"--seeds {seeds}: expected a list of seeds (0,1,2) or a count (3)") from None
-    if not values or any(v < 0 for v in values):
-        raise FmnistError(f"--seeds {seeds}: seeds are integers >= 0")
+    if not values or any(not 0 <= v <= MAX_SEED for v in values):
+        raise FmnistError(f"--seeds {seeds}: seeds are integers in [0, {MAX_SEED}]")
+    if len(values) > MAX_SEEDS:
+        raise FmnistError(f"--seeds {seeds}: at most {MAX_SEEDS} seeds")
     if len(set(values)) != len(values):
         raise FmnistError(f"--seeds {seeds}: a seed is named twice")
     return values
@@ -51,50 +56,34 @@ def seed_directory(parent: Path, seed: int) -> Path:
     return Path(parent) / f"seed-{seed}"
 
 
-def held_by(directory: Path) -> str | None:
-    """The pid of the process holding ``directory``'s run lock, or None when no process holds it."""
-    path = directory / LOCK_FILE
-    if not path.is_file():
-        return None
-    with open(path, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.seek(0)
-            return lock.read().strip() or "unknown"
-        fcntl.flock(lock, fcntl.LOCK_UN)
-    return None
-
-
-def kept_validation_accuracy(summary: dict, monitor: str) -> dict | None:
+def kept_validation_accuracy(summary: RunSummary, monitor: str) -> dict | None:
     """The validation accuracy of the epoch a run keeps (the best by its ``monitor``), with its interval."""
-    rows = [row for row in summary.get("history") or [] if f"val_{monitor}" in row]
-    if not rows:
+    kept = best_row(summary.history, f"val_{monitor}")
+    if kept is None or kept.get("val_accuracy") is None:
         return None
-    sign = -1.0 if monitor == "loss" else 1.0
-    kept = max(rows, key=lambda row: sign * row[f"val_{monitor}"])  # the first on ties, as the run chose
     low, high = kept.get("val_accuracy_ci_low"), kept.get("val_accuracy_ci_high")
     return {"epoch": kept["epoch"], "accuracy": kept["val_accuracy"], "ci95": [low, high] if low is not None else None}
 
 
-def seed_record(seed: int, directory: Path, summary: dict, monitor: str) -> dict:
+def seed_record(seed: int, directory: Path, summary: RunSummary, monitor: str) -> dict:
     """What ``seeds_summary.json`` keeps of one seed's run, from its ``summary.json``."""
-    test = summary.get("test") or None
+    test = summary.test
     return {
         "seed": seed,
         "output_dir": str(directory),
-        "epochs_done": summary.get("epochs_done"),
+        "epochs_done": summary.epochs_done,
         "validation": kept_validation_accuracy(summary, monitor),
         "test": {"accuracy": test["accuracy"], "count": test.get("count"), "ci95": test.get("accuracy_ci95")}
         if test
         else None,
-        "wall_time_s": summary.get("wall_time_s"),
+        "wall_time_s": summary.wall_time_s,
     }
 
 
-def finished_summary(directory: Path, config: Config) -> dict | None:
-    """The summary of the finished run of ``config`` in ``directory``, or None when it is not finished (or not
-    there). A run there with other settings is refused in one line."""
+def finished_summary(directory: Path, config: Config, say: Callable[[str], None] = print) -> RunSummary | None:
+    """The summary of the finished run of ``config`` in ``directory``, or None when it is not finished, not
+    there or damaged (then the run is scored again from its checkpoints, saying so). A run there with other
+    settings is refused in one line."""
     saved = saved_config(directory)
     if saved is None:
         return None
@@ -105,11 +94,14 @@ def finished_summary(directory: Path, config: Config) -> dict | None:
             "trained with, or another --output-dir for these"
         )
     try:
-        summary = json.loads((directory / "summary.json").read_text())
-    except (OSError, ValueError):
+        summary = read_summary(directory / RUN_SUMMARY_FILE)
+    except FmnistError as exc:
+        say(f"Seed {config.seed}: {exc}; its run is scored again")
         return None
-    done = summary.get("status") == "completed" and summary.get("config", {}).get("epochs") == config.epochs
-    return summary if done and (summary.get("test") or not config.score_test) else None
+    if summary is None:
+        return None
+    done = summary.finished and summary.config.get("epochs") == config.epochs
+    return summary if done and (summary.test or not config.score_test) else None
 
 
 @dataclass
@@ -150,7 +142,7 @@ def write_seeds_summary(parent: Path, config: Config, seeds: list[int], runs: li
         "interval": "Student's t-interval of the mean over the seeds (the seeds' spread only: the images are fixed)",
         "config": storable_config(config),
     }
-    write_durably(parent / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    write_durably(parent / SEEDS_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -217,7 +209,7 @@ def train_seeds(
     for seed in seeds:
         directory = seed_directory(parent, seed)
         seed_config = config.replace(seeds=None, seed=seed, output_dir=str(directory), resume=None)
-        summary = finished_summary(directory, seed_config)
+        summary = finished_summary(directory, seed_config, say)
         if summary is None:
             holder = held_by(directory)
             if holder is not None:
@@ -228,19 +220,17 @@ def train_seeds(
             say(f"Seed {seed}: {'continuing' if resume else 'training'} {directory}")
             try:
                 train(seed_config.replace(resume=resume), run_log, tuple(extra_handlers))
-            except FmnistError as exc:
-                if "in use by another run" not in str(exc):
-                    raise
+            except DirectoryInUse:
                 say(f"Seed {seed}: another process took it first; left to it")
                 pending.append(seed)
                 continue
-            summary = finished_summary(directory, seed_config)
+            summary = finished_summary(directory, seed_config, say)
             if summary is None:  # a machine other than rank 0's: its summary is there
                 pending.append(seed)
                 continue
         else:
             say(f"Seed {seed}: finished earlier, kept ({directory})")
-        summaries[seed] = summary
+        summaries[seed] = summary.to_dict()
         runs.append(seed_record(seed, directory, summary, config.monitor))
         write_seeds_summary(parent, config, seeds, runs, [s for s in seeds if s not in summaries])
     written = write_seeds_summary(parent, config, seeds, runs, pending)
@@ -250,7 +240,7 @@ def train_seeds(
         pending,
         statistics_over(runs, "validation"),
         statistics_over(runs, "test"),
-        parent / SUMMARY_FILE,
+        parent / SEEDS_SUMMARY_FILE,
         parent,
         summaries,
     )
@@ -265,7 +255,7 @@ def train_seeds(
             f"Not finished here: seed{'s' * (len(pending) > 1)} {', '.join(map(str, pending))} (another process "
             "has them): the same command again, once they end, completes the summary"
         )
-    say(f"Summary: {parent / SUMMARY_FILE}" + ("" if written["complete"] else " (so far)"))
+    say(f"Summary: {parent / SEEDS_SUMMARY_FILE}" + ("" if written["complete"] else " (so far)"))
     return result
 
 

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fmnist_ignite.experiments.confirm import accuracy_cell
-from fmnist_ignite.files.durable import write_durably
+from fmnist_ignite.files.durable import write_durably, write_figure
 from fmnist_ignite.ui.plots import pyplot
 
 
@@ -93,7 +93,7 @@ def plot_study(study: optuna.Study, directory: Path) -> list[Path]:
         figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         figure.set_size_inches(8, 5)
         figure.tight_layout()
-        figure.savefig(directory / name, dpi=100)
+        write_figure(figure, directory / name, dpi=100)
         plt.close(figure)
         written.append(directory / name)
     return written

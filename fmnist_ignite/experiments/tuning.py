@@ -11,26 +11,36 @@ again, so the next worker continues it.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
-import shutil
 import socket
 import time
-import warnings
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 from ignite.engine import Engine, Events
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from fmnist_ignite.analysis.predictions import keep_validation_predictions
-from fmnist_ignite.config.settings import Config
+from fmnist_ignite.config.settings import Config, best_row
 from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.experiments.confirm import best_versus_rest, confirm_top, trial_predictions_path
 from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, RUN_SETTINGS, check_search_space, suggest
 from fmnist_ignite.experiments.seeds import parse_seeds
+from fmnist_ignite.experiments.study import (
+    counted_trials,
+    default_pruner,
+    open_study,
+    pin_study_settings,
+    remove_trial_directory,
+    study_settings,
+    trial_directory,
+    trial_directory_by_number,
+)
 from fmnist_ignite.experiments.study_report import (
     plot_study,
     shown,
@@ -39,13 +49,13 @@ from fmnist_ignite.experiments.study_report import (
     trials_table,
     write_best_config,
 )
-from fmnist_ignite.files.saved_config import CHANGEABLE_ON_RESUME, storable_config
+from fmnist_ignite.files.durable import open_log
+from fmnist_ignite.files.layout import resumable_checkpoints
+from fmnist_ignite.files.saved_config import storable_config
 from fmnist_ignite.handlers.loss_logging import Log
-from fmnist_ignite.run.launch import setup_process
+from fmnist_ignite.run.launch import NOISY_LOGGERS, quiet, setup_process
 from fmnist_ignite.run.signals import Stopped, StopRequests, catching_stop_signals, raising
 from fmnist_ignite.run.training import Training
-
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def attach_pruning(trial: optuna.Trial, trainer: Engine, evaluator: Engine, metric: str = "accuracy") -> list:
@@ -66,9 +76,26 @@ def attach_pruning(trial: optuna.Trial, trainer: Engine, evaluator: Engine, metr
 
 def selected_accuracy(history: list[dict], monitor: str) -> float:
     """The validation accuracy of the epoch a run keeps (the best by its ``monitor``): a trial's score."""
-    key = f"val_{monitor}"
-    kept = (min if monitor == "loss" else max)(history, key=lambda epoch: epoch[key])
+    kept = best_row(history, f"val_{monitor}")
+    if kept is None:
+        raise FmnistError("the trial kept no validated epoch to score it by")
     return kept["val_accuracy"]
+
+
+def what_stopped_the_worker(exc: BaseException) -> BaseException | None:
+    """The error that ended a worker and that the worker can say in one line: a failed trial's own (a full
+    disk, memory), or the study's storage's (a database locked beyond its timeout; the database's own words,
+    not Optuna's wrapper of them), also where Optuna raised another error while handling it; None for
+    anything else (a bug: its traceback is what helps)."""
+    seen: BaseException | None = exc
+    wrapper = None
+    while seen is not None:
+        if isinstance(seen, (FmnistError, OSError, SQLAlchemyError)):
+            return seen
+        if isinstance(seen, optuna.exceptions.StorageInternalError):
+            wrapper = wrapper or seen
+        seen = seen.__cause__ if seen.__cause__ is not None else None if seen.__suppress_context__ else seen.__context__
+    return wrapper
 
 
 class BudgetReached(Exception):
@@ -93,92 +120,6 @@ class TuneResult:
 
 
 KEEP_TRIALS = ("all", "best", "none")
-
-
-def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
-    """Stop a trial in the bottom quarter of the others at the same epoch, not before a third of its
-    epochs: early epochs (a one-cycle warm-up, a small batch's first steps) say little of the last."""
-    return optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=max(2, epochs // 3))
-
-
-def open_study(storage: str, study_name: str, heartbeat: int, pruner=None, sampler=None) -> optuna.Study:
-    """The study in ``storage``, created by the first worker and joined by the others."""
-    from sqlalchemy.exc import DBAPIError
-
-    engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
-    for attempt in range(5):  # workers starting together race to create the tables: the losers try again
-        try:
-            return _open_study(storage, study_name, heartbeat, engine_kwargs, pruner, sampler)
-        except DBAPIError as exc:
-            error = exc
-            time.sleep(0.2 * (attempt + 1))
-        except Exception as exc:  # SQLAlchemy's other errors: a bad URL, a missing driver, ...
-            error = exc
-            break
-    raise FmnistError(f"cannot open the study {study_name!r} in {storage}: {str(error).splitlines()[0]}")
-
-
-def _open_study(storage: str, study_name: str, heartbeat: int, engine_kwargs: dict, pruner, sampler) -> optuna.Study:
-    rdb = RDBStorage(
-        storage,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat,
-        grace_period=3 * heartbeat,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(3, inherit_intermediate_values=True),
-    )
-    return optuna.create_study(
-        storage=rdb,
-        study_name=study_name,
-        direction="maximize",
-        sampler=sampler or optuna.samplers.TPESampler(),
-        pruner=pruner or default_pruner(epochs=3),
-        load_if_exists=True,
-    )
-
-
-def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The trials that use up the budget: finished, diverged or running (a dead worker's are failed first)."""
-    fail_stale_trials(study)
-    return [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or "diverged" in t.user_attrs
-    ]
-
-
-def trial_directory(study_dir: Path, trial: FrozenTrial) -> Path:
-    """Where a trial runs: a retried trial continues in the directory of the trial it retries."""
-    origin = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return study_dir / f"trial-{trial.number if origin is None else origin:04d}"
-
-
-def study_settings(config: Config, space: dict) -> dict:
-    """What every trial of a study shares: the space, and each setting not searched that changes what a
-    trial computes (as a resume sees it), its length included; not where or how a worker runs."""
-    shared = {
-        name: value
-        for name, value in storable_config(config).items()
-        if name not in space and (name == "epochs" or name not in CHANGEABLE_ON_RESUME)
-    }
-    return json.loads(json.dumps({"space": space, **shared}))  # as the study's storage gives it back
-
-
-def pin_study_settings(study: optuna.Study, given: dict) -> None:
-    """The first worker records the study's settings; a worker with others is refused in one line, as a
-    resume is, so no study ranks trials of different runs against each other."""
-    if "settings" not in study.user_attrs:
-        study.set_user_attr("settings", given)
-    pinned = study.user_attrs["settings"]  # read back: of two first workers, one wrote it
-    differences = [
-        f"{name}: {pinned.get(name)!r} -> {given.get(name)!r}"
-        for name in sorted(set(pinned) | set(given))
-        if pinned.get(name) != given.get(name)
-    ]
-    if differences:
-        raise FmnistError(
-            f"study {study.study_name!r} was started with other settings; give the same to join it, or name another "
-            f"--study: {', '.join(differences)}"
-        )
 
 
 class Worker:
@@ -229,7 +170,7 @@ class Worker:
         settings = ", ".join(f"{k}={shown(v)}" for k, v in params.items())
         self.log(f"Trial {trial.number}: {settings}" + (f" (continues {directory.name})" if retried else ""))
         directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / "train.log", "a") as out:
+        with open_log(directory / "train.log") as out:
             with Training(config, log=lambda line: print(line, file=out, flush=True)) as training:
                 pruned = attach_pruning(trial, training.trainer, training.evaluator)
                 try:
@@ -250,7 +191,7 @@ class Worker:
         if "surplus" not in trial.user_attrs:
             self.log(f"Trial {trial.number}: {trial_outcome(trial)}")
         if self.keep_trials == "none" and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            shutil.rmtree(trial.user_attrs.get("output_dir", ""), ignore_errors=True)
+            remove_trial_directory(self.study_dir, trial)
         if len(counted_trials(study)) >= self.trials:
             study.stop()
 
@@ -261,8 +202,11 @@ class Worker:
             return
         setup_process(self.config)
         requests = StopRequests()
+        optuna_logger = optuna.logging.get_logger("optuna")
+        level = optuna_logger.level
+        optuna_logger.setLevel(logging.ERROR)  # a failed trial's warning and traceback: the line below says it
         try:
-            with catching_stop_signals(requests, self.log), raising(requests):
+            with catching_stop_signals(requests, self.log), raising(requests), quiet(NOISY_LOGGERS):
                 self.study.optimize(
                     self.objective,
                     timeout=timeout,
@@ -270,15 +214,43 @@ class Worker:
                     callbacks=[self.after_trial],
                 )
         except (TrainingInterrupted, Stopped) as exc:
-            trial = self.running and self.study.get_trials(deepcopy=False)[self.running.number]
-            if trial is not None and trial.state == TrialState.FAIL:
-                RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(self.study, trial)
+            what = self._queue_again()
             signum = getattr(exc, "signum", None) or exc.exit_code - 128
-            what = f"trial {trial.number} is queued again, to continue from its checkpoint" if trial else "no trial ran"
             raise TrainingInterrupted(
                 f"interrupted by a stop signal: {what}; run the same command to go on with the study",
                 128 + signum,
             ) from None
+        except Exception as raised:
+            exc = what_stopped_the_worker(raised)
+            if exc is None:
+                raise
+            what = self._queue_again()
+            if isinstance(exc, OSError):
+                reason = f"{exc.filename}: {exc.strerror}"
+            elif isinstance(exc, FmnistError):
+                reason = str(exc)
+            else:  # the database's words, whose first line says it
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise FmnistError(
+                f"this worker stopped: {reason}; {what}; run the same command again when it can go on"
+            ) from None
+        finally:
+            optuna_logger.setLevel(level)
+
+    def _queue_again(self) -> str:
+        """Put the trial this worker was running back in the study's queue (as a dead worker's would be, by
+        its heartbeat, if the storage cannot be written now); say so."""
+        if self.running is None:
+            return "no trial was running"
+        number = self.running.number
+        directory = trial_directory_by_number(self.study_dir, number)
+        with suppress(Exception):  # the storage may be what failed: then the trial's heartbeat goes stale
+            trial = self.study.get_trials(deepcopy=False)[number]
+            directory = trial_directory(self.study_dir, trial)
+            if trial.state == TrialState.FAIL:
+                RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True)(self.study, trial)
+        kept = resumable_checkpoints(directory)
+        return f"trial {number} goes back to the queue" + (", to continue from its checkpoint" if kept else "")
 
     def report(self) -> Path | None:
         """Print the trials (best first), write best.yaml and the plots, tidy the trial directories."""
@@ -297,7 +269,7 @@ class Worker:
             if self.keep_trials == "best":
                 for trial in trials:
                     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and trial.number != best.number:
-                        shutil.rmtree(trial.user_attrs.get("output_dir", ""), ignore_errors=True)
+                        remove_trial_directory(self.study_dir, trial)
             plots = plot_study(self.study, self.study_dir)
             self.log(f"Plots: {', '.join(p.name for p in plots)}" if plots else "Plots skipped (need matplotlib)")
         size = sum(p.stat().st_size for p in self.study_dir.rglob("*") if p.is_file())

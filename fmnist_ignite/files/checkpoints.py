@@ -1,38 +1,63 @@
-"""Reading a checkpoint file safely: tensors and plain data only, never code, any failure one line."""
+"""Checkpoint files: read safely (a regular file of bounded size, tensors and plain data only, never code, any
+failure one line naming the file) and written durably (``DurableDiskSaver``), deleting only what it wrote."""
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
+import re
+import stat
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+import ignite.distributed as idist
 import torch
+from ignite.handlers import DiskSaver
 
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.durable import fsync_directory, replace_atomically
 
 TRAINING_KEYS = ("model", "optimizer", "trainer")
+MAX_CHECKPOINT_BYTES = 4 << 30  # the MLP's training checkpoint is 8 MB; a model of one's own may be larger
+# The files the checkpoint handlers write, and the only ones they may delete.
+CHECKPOINT_NAME = re.compile(r"^(training_checkpoint|interrupted_checkpoint|best_model)_[\w.=+-]+\.pt$")
 
 
-def load_checkpoint(path: str | Path, map_location=None) -> dict:
+def load_checkpoint(path: str | Path, map_location: Any = None) -> dict:
     """Read a checkpoint with ``weights_only=True``: tensors and plain data only, never code.
 
-    Any failure is one FmnistError naming the file and what is wrong with it.
+    The file must be a regular file of at most ``MAX_CHECKPOINT_BYTES`` (a device, a FIFO or a planted huge
+    file is refused before anything is read). Any failure is one FmnistError naming the file and what is wrong.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FmnistError(f"{path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "GLOBAL" in str(exc):  # the pickle names a Python callable: exactly what weights_only blocks
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        missing = exc.errno == errno.ENOENT
+        raise FmnistError(f"{path}: {'no such checkpoint file' if missing else exc.strerror}") from None
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FmnistError(f"{path}: not a regular file, so not a checkpoint")
+        if info.st_size > MAX_CHECKPOINT_BYTES:
             raise FmnistError(
-                f"{path}: refused: it holds Python objects that would run code when loaded; "
-                "only tensors and plain data are accepted"
-            ) from None
-        raise FmnistError(f"{path}: not a checkpoint (unreadable as tensors and plain data)") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise FmnistError(f"{path}: truncated or corrupt checkpoint ({str(exc).splitlines()[0]})") from None
-    except Exception as exc:  # torch's safe unpickler fails on arbitrary bytes in many ways
-        raise FmnistError(f"{path}: not a checkpoint (unreadable: {type(exc).__name__})") from None
+                f"{path}: {info.st_size:,} bytes, more than a checkpoint may be ({MAX_CHECKPOINT_BYTES:,})"
+            )
+        try:
+            checkpoint = torch.load(stream, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "GLOBAL" in str(exc):  # the pickle names a Python callable: exactly what weights_only blocks
+                raise FmnistError(
+                    f"{path}: refused: it holds Python objects that would run code when loaded; "
+                    "only tensors and plain data are accepted"
+                ) from None
+            raise FmnistError(f"{path}: not a checkpoint (unreadable as tensors and plain data)") from None
+        except (RuntimeError, EOFError, OSError) as exc:
+            raise FmnistError(f"{path}: truncated or corrupt checkpoint ({str(exc).splitlines()[0]})") from None
+        except Exception as exc:  # noqa: BLE001 (torch's safe unpickler fails on arbitrary bytes in many ways)
+            raise FmnistError(f"{path}: not a checkpoint (unreadable: {type(exc).__name__})") from None
     if not isinstance(checkpoint, dict):
         raise FmnistError(f"{path}: not a checkpoint (it holds a {type(checkpoint).__name__}, not a dict)")
     return checkpoint
@@ -46,3 +71,37 @@ def require_training_state(path: Path, checkpoint: dict) -> None:
             f"{path}: not a training checkpoint (no {', '.join(missing)}); resume from a "
             "training_checkpoint_*.pt or interrupted_checkpoint_*.pt file"
         )
+    trainer = checkpoint["trainer"]
+    if not (isinstance(trainer, dict) and all(isinstance(trainer.get(k), int) for k in ("epoch_length", "iteration"))):
+        raise FmnistError(f"{path}: its trainer state is damaged (no epoch length or iteration)")
+
+
+def trainer_iteration(checkpoint: dict) -> int:
+    """How far the run of a (checked) training checkpoint had got: its trainer's iteration."""
+    return int(checkpoint["trainer"]["iteration"])
+
+
+class DurableDiskSaver(DiskSaver):
+    """Ignite's ``DiskSaver`` writing through ``files.durable``: a temporary file, fsynced, renamed, the directory
+    fsynced; never through a link planted at the name. It deletes only checkpoint files it could have written
+    in its own directory: the list of saved files a checkpoint carries is data read back, not trusted."""
+
+    def __init__(self, dirname: str | Path, **kwargs: Any):
+        super().__init__(dirname, require_empty=False, **kwargs)
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        replace_atomically(Path(path), lambda stream: func(checkpoint, stream, **self.kwargs))
+
+    def remove(self, filename: str) -> None:
+        """Delete an old checkpoint of this directory; one already gone is fine (a resume from an older
+        checkpoint remembers files that the run after it deleted), and a name that is not one of its
+        checkpoints' (another directory, a path, a file it never writes) is left alone."""
+        if idist.get_rank() != self.save_on_rank or not CHECKPOINT_NAME.match(filename):
+            return
+        path = Path(self.dirname) / filename
+        try:
+            if stat.S_ISREG(path.lstat().st_mode):
+                path.unlink()
+                fsync_directory(path.parent)
+        except FileNotFoundError:
+            pass

@@ -1,19 +1,29 @@
-"""Durable writes: a file or checkpoint a crash or power loss leaves old or new, whole, never half written.
+"""Durable writes: a file a crash or power loss leaves old or new, whole, never half written, and a write that
+never follows a symbolic link.
 
-Every file a run keeps (config.json, metrics.csv, summary.json, the checkpoints, a study's best.yaml)
-goes through here.
+Every file a run or a study keeps goes through here (``config.json``, ``metrics.csv``, ``summary.json``, the
+predictions, the plots, ``best.yaml``; the checkpoints through ``files.checkpoints.DurableDiskSaver``): it is
+written to a temporary file beside it, fsynced, renamed over the name and the directory fsynced. A rename
+replaces a symbolic link planted at the name; it never writes through it. A temporary file left by a kill is
+named ``.NAME.XXXXXXXX.partial`` and removed by ``remove_partial_files`` when the directory is next claimed.
+
+Imports no torch.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
+import stat
 import tempfile
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import IO
 
-import ignite.distributed as idist
-from ignite.handlers import DiskSaver
+PARTIAL_SUFFIX = ".partial"
+PARTIAL_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial$")  # what tempfile.mkstemp makes below
 
 
 def fsync_directory(directory: Path) -> None:
@@ -25,29 +35,76 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, text: str | bytes) -> None:
-    """Write ``text`` (or bytes, e.g. an ``.npz``) to ``path`` through a fsynced temporary file, a rename
-    and a fsync of the directory.
+def named(exc: OSError, path: Path) -> OSError:
+    """The same error, naming the file the user has rather than its temporary file."""
+    return OSError(exc.errno, exc.strerror, str(path))
 
-    After a crash or power loss ``path`` is the old file or the new one, whole; a failed write leaves
-    the old file and no temporary file.
+
+def replace_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write`` on a new temporary file beside ``path``, fsync it, and rename it over ``path``.
+
+    After a crash ``path`` is the old file or the new one, whole. A failed write leaves the old file and no
+    temporary file; an error names ``path``, not the temporary file.
     """
     path = Path(path)
-    mode = "wb" if isinstance(text, bytes) else "w"
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        try:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException as exc:
-            tmp.close()
-            os.remove(tmp.name)
-            if isinstance(exc, OSError):
-                raise OSError(exc.errno, exc.strerror, str(path)) from None  # named: the file the user has
-            raise
-    os.chmod(tmp.name, 0o666 & ~_umask())  # as open() would make it, not the temporary file's 0600
-    os.replace(tmp.name, path)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+    except OSError as exc:  # no space or no inode for even an empty file, a read-only or missing directory
+        raise named(exc, path) from None
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o666 & ~umask())  # as open() would make it, not mkstemp's 0600
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with suppress(OSError):
+            os.remove(temporary)
+        # torch's zip writer reports a failed write (a full disk) as a RuntimeError raised while handling it
+        cause = exc if isinstance(exc, OSError) else exc.__context__ if isinstance(exc, RuntimeError) else None
+        if isinstance(cause, OSError):
+            raise named(cause, path) from None
+        raise
     fsync_directory(path.parent)
+
+
+def write_durably(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes, e.g. an ``.npz`` or a PNG) to ``path`` through a fsynced temporary file and a
+    rename (``replace_atomically``)."""
+    data = text.encode() if isinstance(text, str) else text
+    replace_atomically(Path(path), lambda stream: stream.write(data))
+
+
+def write_figure(figure: object, path: Path, dpi: float | None = None) -> None:
+    """Save a matplotlib figure at ``path`` (in the format its suffix names, PNG by default), durably and
+    without following a link there."""
+    path = Path(path)
+    kind = path.suffix.lstrip(".").lower() or "png"
+    replace_atomically(path, lambda stream: figure.savefig(stream, format=kind, dpi=dpi))  # type: ignore[attr-defined]
+
+
+def open_log(path: Path) -> IO[str]:
+    """``path`` opened to append text lines (a trial's ``train.log``), created if need be; a symbolic link or
+    anything but a regular file there is refused (``OSError``), never written through."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def remove_partial_files(directory: Path) -> list[Path]:
+    """Remove the temporary files that killed writes left in ``directory`` (regular files named as
+    ``replace_atomically`` names them, nothing else); return them. Call it only while holding the directory."""
+    removed = []
+    with suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if PARTIAL_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with suppress(OSError):
+                    os.remove(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -55,39 +112,10 @@ def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process's umask, read without changing it (``os.umask`` would set it for a moment, for every thread)."""
-    with suppress(OSError, StopIteration, ValueError):
-        with open("/proc/self/status") as status:
-            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    with suppress(OSError, StopIteration, ValueError), open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
     mask = os.umask(0)  # no /proc: the old way
     os.umask(mask)
     return mask
-
-
-class DurableDiskSaver(DiskSaver):
-    """Ignite's ``DiskSaver`` (atomic: a temporary file, then a rename) with the data and the rename fsynced."""
-
-    def __init__(self, dirname: str | Path, **kwargs):
-        super().__init__(dirname, require_empty=False, **kwargs)
-
-    def _save_func(self, checkpoint, path: Path, func) -> None:
-        def save_and_fsync(obj, file, **kwargs):
-            func(obj, file, **kwargs)
-            file.flush()
-            os.fsync(file.fileno())
-
-        try:
-            super()._save_func(checkpoint, path, save_and_fsync)  # removes its temporary file on failure
-        except (OSError, RuntimeError) as exc:
-            cause = exc if isinstance(exc, OSError) else exc.__context__  # torch's zip writer wraps the OSError
-            if not isinstance(cause, OSError):
-                raise
-            raise OSError(cause.errno, cause.strerror, str(path)) from None
-        fsync_directory(Path(path).parent)
-
-    def remove(self, filename: str) -> None:
-        """Delete an old checkpoint; one already gone is fine (a resume from an older checkpoint
-        remembers files that the run after it deleted)."""
-        if idist.get_rank() == self.save_on_rank:
-            (self.dirname / filename).unlink(missing_ok=True)

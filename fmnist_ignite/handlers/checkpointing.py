@@ -11,7 +11,7 @@ from ignite.handlers import (
     global_step_from_engine,
 )
 
-from fmnist_ignite.files.durable import DurableDiskSaver
+from fmnist_ignite.files.checkpoints import DurableDiskSaver
 
 
 def score_function(monitor: str) -> Callable[[Engine], float]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from ignite.engine import Engine, Events
-from ignite.handlers import (
-    EarlyStopping,
-)
+from ignite.handlers import EarlyStopping
 
 from fmnist_ignite.handlers.checkpointing import score_function
 
@@ -14,8 +14,10 @@ def attach_early_stopping(trainer: Engine, evaluator: Engine, patience: int, mon
     """Stop ``trainer`` after ``patience`` evaluations without a better validation ``monitor``.
 
     Added on the evaluator's COMPLETED directly: ``EarlyStopping.attach(evaluator)`` would also reset
-    it when each evaluation starts, and it would never count past one.
+    it when each evaluation starts, and it would never count past one. Its own log line ("Stop training")
+    is kept quiet: a run says in its own words that it stopped early, and why.
     """
     early_stopping = EarlyStopping(patience=patience, score_function=score_function(monitor), trainer=trainer)
+    early_stopping.logger.setLevel(logging.WARNING)
     evaluator.add_event_handler(Events.COMPLETED, early_stopping)
     return early_stopping

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fmnist_ignite.config.settings import best_row
+
 
 class MetricsHistory:
     """One row per epoch (``{"epoch": 3, "val_loss": ..., "val_accuracy": ..., ...}``), filled in by
@@ -19,11 +21,7 @@ class MetricsHistory:
 
     def best(self, key: str) -> dict | None:
         """The row with the best ``key`` (lowest for a loss, else highest); the first one on ties."""
-        rows = [row for row in self.epochs if key in row]
-        if not rows:
-            return None
-        sign = -1.0 if key.endswith("loss") else 1.0
-        return max(rows, key=lambda row: sign * row[key])
+        return best_row(self.epochs, key)
 
     def state_dict(self) -> dict:
         return {"epochs": [dict(row) for row in self.epochs]}

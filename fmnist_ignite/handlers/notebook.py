@@ -24,13 +24,12 @@ from collections.abc import Callable
 
 from ignite.engine import Engine, Events
 
+from fmnist_ignite.files.summary import RunStatus, RunSummary
 from fmnist_ignite.handlers.epoch_stats import attach_epoch_stats
 from fmnist_ignite.handlers.history import MetricsHistory
 from fmnist_ignite.ui.html import COLUMNS, cell, clock, epoch_table, per_class_html, test_line
 
 MIN_INTERVAL_S = 0.5  # the bar is redrawn at most this often; epoch ends and the end always are
-
-
 KEPT_LINES = 2_000  # the text lines the view keeps for its "Text log" (the newest)
 
 
@@ -120,10 +119,10 @@ class NotebookView:
         if state.max_epochs and state.epoch < state.max_epochs:
             self.status = f"Stopped at epoch {state.epoch} of {state.max_epochs}"
         else:
-            self.status = f"Done: {state.epoch} epochs"
+            self.status = f"Done: {epochs_text(state.epoch)}"
         self.render(force=True)
 
-    def close(self, summary: dict | None = None) -> None:
+    def close(self, summary: RunSummary | None = None) -> None:
         """The end: how the run ended and its test results, from the run's ``summary.json`` contents
         (``Training`` calls it however the run ended). A view never shown and told nothing stays unshown."""
         if self.closed:
@@ -135,20 +134,20 @@ class NotebookView:
             return
         self.status = ended(summary)
         parts, text = [], []
-        test = summary.get("test") or {}
+        test = summary.test or {}
         if "accuracy" in test:
-            line = test_line(test, summary.get("scored_weights"))
+            line = test_line(test, summary.scored_weights)
             parts.append(f"<p><b>{html.escape(line)}</b></p>")
             text.append(line)
             if test.get("per_class_accuracy"):
                 parts.append("<details open><summary>Per-class test accuracy (worst first)</summary>")
                 parts.append(per_class_html(test["per_class_accuracy"]) + "</details>")
-        checkpoints = [path for path in (summary.get("checkpoints") or {}).values() if path]
-        if summary.get("interrupted_checkpoint"):
-            checkpoints.append(summary["interrupted_checkpoint"])
+        checkpoints = [path for path in summary.checkpoints.values() if path]
+        if summary.interrupted_checkpoint:
+            checkpoints.append(summary.interrupted_checkpoint)
         if checkpoints:
             names = ", ".join(f"<code>{html.escape(str(path).rsplit('/', 1)[-1])}</code>" for path in checkpoints)
-            where = html.escape(str(summary.get("output_dir", "")))
+            where = html.escape(summary.output_dir)
             parts.append(f"<p>Checkpoints in <code>{where}</code>: {names}</p>")
         self.final, self.final_text = "".join(parts), "\n".join(text)
         self.render(force=True)
@@ -248,18 +247,23 @@ class NotebookView:
         return "\n".join(lines)
 
 
-def ended(summary: dict) -> str:
+def epochs_text(count: int) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{count} epoch{'s' * (count != 1)}"
+
+
+def ended(summary: RunSummary) -> str:
     """How a run ended, in a few words, from its summary."""
-    status = str(summary.get("status", ""))
-    epochs = summary.get("epochs_done")
-    if status == "completed":
-        early = f"stopped early after epoch {epochs}" if summary.get("stopped_early") else f"{epochs} epochs"
-        return f"Done: {early} in {clock(summary.get('wall_time_s') or math.nan)}"
-    if status == "interrupted":
-        where = summary.get("interrupted_checkpoint")
+    done = summary.epochs_done
+    if summary.status is RunStatus.COMPLETED:
+        early = f"stopped early after epoch {done}" if summary.stopped_early else epochs_text(done)
+        return f"Done: {early} in {clock(summary.wall_time_s)}"
+    if summary.status is RunStatus.INTERRUPTED:
+        where = summary.interrupted_checkpoint
         saved = f"; saved {where.rsplit('/', 1)[-1]}, continue with resume='auto'" if where else ""
-        return f"Interrupted in epoch {epochs}{saved}"
-    return status[:1].upper() + status[1:] if status else "Ended"
+        return f"Interrupted after {epochs_text(done)}{saved}"
+    text = summary.status_text
+    return text[:1].upper() + text[1:]
 
 
 def attach_notebook_view(

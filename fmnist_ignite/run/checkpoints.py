@@ -11,6 +11,8 @@ from ignite.handlers import Checkpoint
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.checkpoints import CHECKPOINT_NAME
+from fmnist_ignite.files.durable import write_durably
 
 
 class RandomState:
@@ -52,3 +54,16 @@ def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
             f"{resume} is from epoch {started} of its run; --epochs {config.epochs} is fewer: "
             f"pass --epochs {started} or more to continue it"
         )
+
+
+def carry_best_model(handler: Checkpoint, source: Path, target: Path) -> None:
+    """A run resumed into another directory than its checkpoint's: copy the best-model files the restored
+    ``handler`` remembers from the checkpoint's directory, so the run keeps its best weights (only files named as
+    checkpoints, only regular files; what is missing stays missing and is said when it is needed)."""
+    if Path(source).resolve() == Path(target).resolve():
+        return
+    for _, filename in handler.state_dict()["_saved"]:
+        name = str(filename)
+        origin = Path(source) / name
+        if CHECKPOINT_NAME.match(name) and origin.is_file() and not origin.is_symlink():
+            write_durably(Path(target) / name, origin.read_bytes())

@@ -11,6 +11,7 @@ from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_table
 from fmnist_ignite.analysis.predictions import PREDICTIONS_FILE, PredictionCollector
 from fmnist_ignite.core.distributed import broadcast_weights, unwrap
 from fmnist_ignite.files.checkpoints import load_checkpoint
+from fmnist_ignite.files.summary import RunStatus
 from fmnist_ignite.handlers.evaluation import format_metrics
 from fmnist_ignite.run.result import TrainResult
 from fmnist_ignite.run.summary import test_extras
@@ -67,7 +68,7 @@ def finish(training: Training, scored: str, test: dict, confusion: torch.Tensor 
     classes = per_class_accuracy(confusion) if confusion is not None else {}
     stopped_early = training.trainer.state.epoch < training.config.epochs
     training.write_summary(
-        status="completed",
+        status=RunStatus.COMPLETED,
         stopped_early=stopped_early,
         scored_weights=scored,
         test={**test, **test_extras(test, training.kept_predictions), "per_class_accuracy": classes}

@@ -10,6 +10,7 @@ launching process of spawned workers passes stop signals on to them, gives up on
 
 from __future__ import annotations
 
+import builtins
 import datetime
 import logging
 import multiprocessing
@@ -17,8 +18,10 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -99,6 +102,21 @@ class Mailbox:
             error = outcome.error or exc
             torch.save(Outcome(outcome.rank, error=RuntimeError(f"{type(error).__name__}: {error}")), part)
         part.rename(self.directory / f"outcome-{outcome.rank}.pt")
+        (self.directory / f"done-{os.getpid()}").touch()
+
+    def has_finished(self, pid: int) -> bool:
+        """Whether the process ``pid`` handed over its outcome."""
+        return self.directory is not None and (self.directory / f"done-{pid}").exists()
+
+    def first_outcome(self) -> tuple[float, bool] | None:
+        """When the first outcome arrived, and whether an error has: (time, any error), or None yet."""
+        if self.directory is None:
+            return None
+        found = list(self.directory.glob("done-*"))
+        if not found:
+            return None
+        errors = [path for path in self.directory.glob("error-*")]
+        return min(path.stat().st_mtime for path in found), bool(errors)
 
     def collect(self) -> dict[int, Outcome]:
         if self.directory is not None:
@@ -119,6 +137,8 @@ def _process(local_rank: int, work: Callable, config: Config, mailbox: Mailbox, 
         with quiet(NOISY_LOGGERS):
             value = work(config, *args)
     except BaseException as exc:  # handed to the launching process, which raises it
+        if mailbox.directory is not None:
+            (mailbox.directory / f"error-{os.getpid()}").touch()
         mailbox.put(Outcome(rank, error=exc))
         return
     mailbox.put(Outcome(rank, value=value if rank == 0 else None))  # before the barrier: a peer may die there
@@ -143,10 +163,13 @@ def launch(config: Config, work: Callable, *args) -> object:
             "master_port": config.master_port,
             "timeout": datetime.timedelta(seconds=config.peer_timeout),
         }
+    if spawned:
+        check_main_module()
     mailbox = Mailbox(Path(tempfile.mkdtemp(prefix="fmnist-ignite-")) if spawned else None)
     died = None
+    watchdog = Watchdog(mailbox, config.peer_timeout)
     try:
-        with quiet(NOISY_LOGGERS), forwarding_stop_signals(mailbox) as received:
+        with quiet(NOISY_LOGGERS), forwarding_stop_signals(mailbox) as received, watchdog:
             try:
                 with idist.Parallel(backend=backend, **spawn_kwargs) as parallel:
                     parallel.run(_process, work, config, mailbox, *args)
@@ -157,13 +180,15 @@ def launch(config: Config, work: Callable, *args) -> object:
                     f"cannot hand the work to spawned processes ({exc}): define your model class and handlers "
                     "at module level, not inside a function or a notebook cell"
                 ) from None
-        return _result(config, mailbox, died, received)
+        return _result(config, mailbox, died, received, watchdog.ended)
     finally:
         if mailbox.directory is not None:
             shutil.rmtree(mailbox.directory, ignore_errors=True)
 
 
-def _result(config: Config, mailbox: Mailbox, died: BaseException | None, received: list[int]) -> object:
+def _result(
+    config: Config, mailbox: Mailbox, died: BaseException | None, received: list[int], ended: set[int]
+) -> object:
     """Rank 0's value, or the exception that says best what ended the run."""
     outcomes = mailbox.collect()
     errors = [outcomes[rank].error for rank in sorted(outcomes) if outcomes[rank].error is not None]
@@ -180,17 +205,22 @@ def _result(config: Config, mailbox: Mailbox, died: BaseException | None, receiv
             output_dir=config.output_dir and Path(config.output_dir),
         )
     if died is not None:
-        raise FmnistError(_death(config, died, mailbox)) from None
+        raise FmnistError(_death(config, died, mailbox, ended)) from None
     if errors:
         raise errors[0]
     return None  # a machine other than rank 0's: the results are there
 
 
-def _death(config: Config, died: BaseException, mailbox: Mailbox) -> str:
-    """One line on a process that died or never joined, and what is safe on disk."""
+def _death(config: Config, died: BaseException, mailbox: Mailbox, ended: set[int]) -> str:
+    """One line on a process that died, never joined or stopped answering, and what is safe on disk."""
     rank = config.node_rank * config.nproc_per_node + died.error_index
     reason = str(died).strip().splitlines()[-1]
-    if isinstance(died, ProcessExitedException):
+    if died.error_pid in ended:
+        what = (
+            f"training process {rank} stopped answering (stopped or hung: the others gave up on it after "
+            f"--peer-timeout {config.peer_timeout} s) and was ended"
+        )
+    elif isinstance(died, ProcessExitedException):
         how = f"was killed by {died.signal_name}" if died.signal_name else f"exited with code {died.exit_code}"
         what = f"training process {rank} {how}"
     elif mailbox.has_started(died.error_pid):
@@ -207,6 +237,60 @@ def _death(config: Config, died: BaseException, mailbox: Mailbox) -> str:
         else "no checkpoint was saved"
     )
     return f"{what}; {safe}"
+
+
+def check_main_module() -> None:
+    """Spawned processes import the launching script again: a script read from standard input or typed at
+    ``python -c`` has no file for them to import, and they would fail before training (one line here)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or "__IPYTHON__" in vars(builtins) or path is None and sys.argv[:1] == ["-c"]:
+        return  # Jupyter forks; python -c pickles nothing of __main__ unless handed its objects
+    if path is None or not os.path.isfile(path):
+        raise FmnistError(
+            "the main module is read from standard input, which spawned processes cannot import: save the script "
+            "to a file and run python script.py (or launch it with torchrun)"
+        )
+
+
+class Watchdog:
+    """While spawned workers run: once one has handed over its outcome, a worker that has not within the peer
+    timeout (an error's: within at most 10 s more) is ended with SIGKILL, which a stopped (SIGSTOP) or hung
+    process cannot ignore, so the launcher never waits for it without bound. ``ended`` holds their pids."""
+
+    POLL_S = 0.5
+
+    def __init__(self, mailbox: Mailbox, peer_timeout: float):
+        self.mailbox, self.peer_timeout = mailbox, peer_timeout
+        self.ended: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Watchdog:
+        if self.mailbox.directory is not None:
+            self._thread = threading.Thread(target=self._watch, name="fmnist-ignite-watchdog", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            first = self.mailbox.first_outcome()
+            if first is None:
+                continue
+            arrived, failed = first
+            grace = min(self.peer_timeout, 10.0) if failed else self.peer_timeout
+            if time.time() - arrived < grace:
+                continue
+            for child in multiprocessing.active_children():
+                if child.pid is not None and not self.mailbox.has_finished(child.pid):
+                    self.ended.add(child.pid)
+                    with suppress(OSError):
+                        os.kill(child.pid, signal.SIGKILL)
 
 
 @contextmanager

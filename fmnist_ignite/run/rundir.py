@@ -7,43 +7,67 @@ It imports no torch, so the command line can read a run's saved configuration be
 from __future__ import annotations
 
 import dataclasses
+import errno
 import fcntl
-import json
 import os
+import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from fmnist_ignite.config.settings import Config
-from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.files.saved_config import CONFIG_FILE, config_differences, storable_config
-
-LOCK_FILE = ".lock"
-
-
-RESUMABLE_PATTERNS = ("training_checkpoint_*.pt", "interrupted_checkpoint_*.pt")
+from fmnist_ignite.errors import DirectoryInUse, FmnistError
+from fmnist_ignite.files.durable import remove_partial_files
+from fmnist_ignite.files.layout import LOCK_FILE, ORPHAN_PATTERN, resumable_checkpoints
+from fmnist_ignite.files.saved_config import check_saved_config, config_differences, saved_config, write_saved_config
 
 
-def resumable_checkpoints(directory: str | Path) -> list[Path]:
-    """The checkpoints a run can continue from in ``directory``, newest first.
+@dataclass
+class Candidate:
+    """A checkpoint file found to resume from: its contents (when intact) or why it is not."""
 
-    Files are written under a temporary name and renamed, so a half-written one is never matched.
-    """
-    found = [path for pattern in RESUMABLE_PATTERNS for path in Path(directory).glob(pattern)]
-    return sorted(found, key=lambda path: path.stat().st_mtime_ns, reverse=True)
+    path: Path
+    checkpoint: dict | None = dataclasses.field(default=None, repr=False)
+    damaged: str | None = None
+
+
+def read_candidates(directory: str | Path) -> list[Candidate]:
+    """Each resumable checkpoint of ``directory``, read and checked; the intact ones furthest along first (by
+    their trainer's iteration, never by file time: a copied or restored directory has new times). A symbolic
+    link is not followed: it is damaged."""
+    from fmnist_ignite.files.checkpoints import trainer_iteration  # noqa: PLC0415 (imports torch)
+
+    candidates = []
+    for path in resumable_checkpoints(directory):
+        if path.is_symlink():
+            candidates.append(Candidate(path, damaged=f"{path}: a symbolic link, not a checkpoint of this directory"))
+            continue
+        try:
+            candidates.append(Candidate(path, _read_training_checkpoint(path)))
+        except FmnistError as exc:
+            candidates.append(Candidate(path, damaged=str(exc)))
+    intact = [c for c in candidates if c.checkpoint is not None]
+    intact.sort(key=lambda c: (trainer_iteration(c.checkpoint), c.path.name.startswith("training")), reverse=True)
+    return intact + [c for c in candidates if c.checkpoint is None]
 
 
 def find_latest_checkpoint(directory: str | Path) -> Path | None:
-    """The most recently written checkpoint to resume from in ``directory``, or None."""
-    found = resumable_checkpoints(directory)
+    """The intact checkpoint in ``directory`` to resume from that is furthest along, or None."""
+    found = [c.path for c in read_candidates(directory) if c.checkpoint is not None]
     return found[0] if found else None
 
 
 def find_latest_run(runs_dir: str | Path = "runs") -> Path | None:
-    """The run directory under ``runs_dir`` with the most recent resumable checkpoint, or None."""
-    latest = [find_latest_checkpoint(run) for run in Path(runs_dir).glob("*/")]
-    latest = [path for path in latest if path is not None]
-    return max(latest, key=lambda path: path.stat().st_mtime_ns).parent if latest else None
+    """The run directory under ``runs_dir`` whose resumable checkpoints were written last, or None (the newest
+    run is a matter of time; within a run, ``find_latest_checkpoint`` goes by the state the files hold)."""
+    newest = {}
+    for run in Path(runs_dir).glob("*/"):
+        times = [p.lstat().st_mtime_ns for p in resumable_checkpoints(run) if p.is_file() and not p.is_symlink()]
+        if times:
+            newest[run] = max(times)
+    return max(newest, key=newest.__getitem__) if newest else None
 
 
 def run_directory_of(config: Config) -> Path | None:
@@ -55,16 +79,62 @@ def run_directory_of(config: Config) -> Path | None:
     return Path(config.resume).parent if config.resume else None
 
 
-def _lock(directory: Path):
+def resumed_run_of(config: Config) -> Path | None:
+    """The directory of the run a resume continues, whose saved settings apply: the checkpoint's own with
+    ``--resume PATH`` (whatever ``--output-dir`` says), else the output directory or the newest run."""
+    if config.resume and config.resume != "auto":
+        return Path(config.resume).parent
+    return run_directory_of(config) if config.resume else None
+
+
+def resumed_settings(config: Config) -> dict | None:
+    """The settings a resume continues with: the ``config.json`` of the run it continues, else (a checkpoint
+    copied out of its run) the settings the checkpoint keeps; None for a run that is not a resume."""
+    saved = saved_config(resumed_run_of(config))
+    if saved is None and config.resume and config.resume != "auto":
+        kept = _read_training_checkpoint(Path(config.resume)).get("config")
+        saved = None if kept is None else check_saved_config(kept, f"{config.resume}: its saved configuration")
+    return saved
+
+
+def open_lock(directory: Path) -> IO[str]:
+    """``directory``'s lock file, opened for reading and writing (created if need be); a symbolic link or
+    anything but a regular file there is refused in one line, never written through."""
+    path = Path(directory) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FmnistError(f"{path} is a symbolic link: refused (remove it; a run's lock is its own file)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FmnistError(f"{path} is not a regular file: refused (remove it; a run's lock is its own file)")
+    return os.fdopen(fd, "r+")
+
+
+def held_by(directory: Path) -> str | None:
+    """The pid of the process holding ``directory``'s run lock, or None when no process holds it."""
+    if not (Path(directory) / LOCK_FILE).exists():
+        return None
+    with open_lock(directory) as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return lock.read(64).strip() or "unknown"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return None
+
+
+def _lock(directory: Path) -> IO[str]:
     """Hold an exclusive OS lock on ``directory`` (released by the OS when this process ends, however)."""
-    lock = open(directory / LOCK_FILE, "a+")  # noqa: SIM115 (held open for the whole run)
+    lock = open_lock(directory)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        lock.seek(0)
-        holder = lock.read().strip() or "unknown"
+        holder = lock.read(64).strip() or "unknown"
         lock.close()
-        raise FmnistError(
+        raise DirectoryInUse(
             f"{directory} is in use by another run (pid {holder}): wait for it to end, or choose another --output-dir"
         ) from None
     lock.truncate(0)
@@ -80,7 +150,7 @@ class RunDirectory:
     path: Path
     resume_from: Path | None = None
     checkpoint: dict | None = dataclasses.field(default=None, repr=False)
-    lock: object = dataclasses.field(default=None, repr=False)
+    lock: IO[str] | None = dataclasses.field(default=None, repr=False)
 
     def release(self) -> None:
         """Let another run have the directory."""
@@ -90,17 +160,17 @@ class RunDirectory:
 
     def save_config(self, config: Config) -> None:
         """``config.json``: the run's configuration, which a resume continues with."""
-        from fmnist_ignite.files.durable import write_durably
-
-        write_durably(self.path / CONFIG_FILE, json.dumps(storable_config(config), indent=2) + "\n")
+        write_saved_config(self.path, config)
 
 
-def claim_run_directory(config: Config, log) -> RunDirectory:
+def claim_run_directory(config: Config, log: Callable[[str], None]) -> RunDirectory:
     """Claim the run's output directory and find what it continues from, or fail with one line.
 
-    The directory is locked before anything is read or written in it; a fresh run refuses one that
-    holds checkpoints; ``--resume auto`` skips damaged checkpoints (saying so) for the newest intact one;
-    a resume whose settings differ from the saved run's in anything that changes the result is refused.
+    The directory is locked before anything is read or written in it, and temporary files that killed writes
+    left are removed; a fresh run refuses one that holds checkpoints; ``--resume auto`` continues from the
+    intact checkpoint furthest along (damaged ones are set aside, saying so), or starts again where a kill came
+    before the first training checkpoint; a resume whose settings differ from the saved run's in anything that
+    changes the result is refused.
     """
     directory = run_directory_of(config) or Path(time.strftime("runs/%Y%m%d-%H%M%S"))
     try:
@@ -112,9 +182,12 @@ def claim_run_directory(config: Config, log) -> RunDirectory:
     try:
         if not os.access(directory, os.W_OK):
             raise FmnistError(f"output directory {directory} is not writable")
-        skipped = _find_resume_checkpoint(run, config)
+        cleaned = remove_partial_files(directory)
+        skipped, orphans = _find_resume_checkpoint(run, config)
         saved = run.checkpoint.get("config") if run.checkpoint else None
-        differences = config_differences(saved, config) if isinstance(saved, dict) else []
+        if saved is not None:
+            check_saved_config(saved, f"{run.resume_from}: its saved configuration")
+        differences = config_differences(saved, config) if saved else []
         if differences:
             raise FmnistError(
                 f"{run.resume_from} is from a run with other settings; leave them out to continue it as it was "
@@ -123,48 +196,57 @@ def claim_run_directory(config: Config, log) -> RunDirectory:
     except BaseException:
         run.release()
         raise
+    if cleaned:
+        log(f"Removed {len(cleaned)} temporary file{'s' * (len(cleaned) > 1)} that interrupted writes left")
     for path, message in skipped:  # kept as evidence, under a name no later resume picks up
         path.rename(path.with_name(path.name + ".damaged"))
         log(f"Skipped {message}; kept as {path.name}.damaged")
-    if config.resume:
+    for path in orphans:
+        path.rename(path.with_name(path.name + ".orphaned"))
+    if orphans:
+        names = ", ".join(f"{path.name}.orphaned" for path in orphans)
+        log(
+            f"No training checkpoint in {run.path}: its run was stopped before its first one; starting again "
+            f"(its best model kept as {names})"
+        )
+    elif config.resume:
         log(f"Resuming from {run.resume_from}" if run.resume_from else f"No checkpoint in {run.path}: starting fresh")
     return run
 
 
-def _find_resume_checkpoint(run: RunDirectory, config: Config) -> list[tuple[Path, str]]:
-    """Set what ``run`` continues from; return the damaged checkpoints skipped on the way, with why."""
+def _find_resume_checkpoint(run: RunDirectory, config: Config) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """Set what ``run`` continues from; return the damaged checkpoints skipped on the way (with why) and the
+    best-model files a run killed before its first training checkpoint left (to set aside and start again)."""
     if config.resume and config.resume != "auto":
         run.resume_from = Path(config.resume)
         run.checkpoint = _read_training_checkpoint(run.resume_from)
-        return []
-    others = sorted(path.name for path in run.path.glob("*.pt"))
+        return [], []
+    names = sorted(path.name for path in run.path.glob("*.pt"))
     if not config.resume:
-        if others:
+        if names:
             raise FmnistError(
                 f"{run.path} already holds checkpoints of an earlier run: continue it with --resume auto, "
                 "or choose another --output-dir"
             )
-        return []
-    candidates = resumable_checkpoints(run.path)
-    if not candidates and others:
+        return [], []
+    candidates = read_candidates(run.path)
+    skipped = [(c.path, c.damaged or "") for c in candidates if c.checkpoint is None]
+    if candidates and candidates[0].checkpoint is not None:
+        run.checkpoint, run.resume_from = candidates[0].checkpoint, candidates[0].path
+        return skipped, []
+    if candidates:
+        raise FmnistError(f"no intact checkpoint to resume from in {run.path}: {'; '.join(m for _, m in skipped)}")
+    orphans = sorted(path for path in run.path.glob(ORPHAN_PATTERN) if not path.is_symlink())
+    if names and names != [path.name for path in orphans]:
         raise FmnistError(
-            f"{run.path} holds no checkpoint to resume from ({', '.join(others)}): "
+            f"{run.path} holds no checkpoint to resume from ({', '.join(names)}): "
             "choose another --output-dir for a new run"
         )
-    skipped = []
-    for path in candidates:
-        try:
-            run.checkpoint, run.resume_from = _read_training_checkpoint(path), path
-            break
-        except FmnistError as exc:
-            skipped.append((path, str(exc)))
-    if candidates and run.checkpoint is None:
-        raise FmnistError(f"no intact checkpoint to resume from in {run.path}: {'; '.join(m for _, m in skipped)}")
-    return skipped
+    return [], orphans
 
 
 def _read_training_checkpoint(path: Path) -> dict:
-    from fmnist_ignite.files.checkpoints import load_checkpoint, require_training_state
+    from fmnist_ignite.files.checkpoints import load_checkpoint, require_training_state  # noqa: PLC0415 (torch)
 
     checkpoint = load_checkpoint(path, map_location="cpu")
     require_training_state(path, checkpoint)

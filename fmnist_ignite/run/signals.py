@@ -21,7 +21,7 @@ from ignite.handlers import Checkpoint
 
 from fmnist_ignite.core.distributed import agreed_max
 from fmnist_ignite.errors import TrainingInterrupted
-from fmnist_ignite.files.durable import DurableDiskSaver
+from fmnist_ignite.files.checkpoints import DurableDiskSaver
 from fmnist_ignite.handlers.loss_logging import Log
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
@@ -52,7 +52,7 @@ class StopRequests:
         self.signals: list[int] = []
         self.by_call = False  # the first stop came from stop(), not a signal
         self.raising = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a second signal may arrive while the handler of the first holds it
 
     def __bool__(self) -> bool:
         return bool(self.signals)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -11,7 +10,7 @@ import torch
 
 from fmnist_ignite.analysis.statistics import accuracy_interval
 from fmnist_ignite.errors import TrainingInterrupted
-from fmnist_ignite.files.durable import write_durably
+from fmnist_ignite.files.summary import RunStatus, read_summary_or_none, write_summary
 
 
 def versions() -> dict:
@@ -33,20 +32,17 @@ def versions() -> dict:
     }
 
 
-def write_summary(path: Path, summary: dict) -> None:
-    write_durably(path, json.dumps(summary, indent=2, default=str) + "\n")
-
-
 def close_summary(path: Path, error: BaseException) -> None:
     """The launcher's word on how its run ended, in ``summary.json`` if that still says ``running`` or
     gives a worker's view of the failure (a lost peer, where the launcher knows the peer died)."""
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
+    summary = read_summary_or_none(path)
+    if summary is None or summary.status not in (RunStatus.RUNNING, RunStatus.FAILED):
         return
-    if summary.get("status") == "running" or str(summary.get("status")).startswith("failed"):
-        status = "interrupted" if isinstance(error, TrainingInterrupted) else f"failed: {error}"
-        write_summary(path, {**summary, "status": status})
+    if isinstance(error, TrainingInterrupted):
+        summary.status, summary.failure = RunStatus.INTERRUPTED, None
+    else:
+        summary.status, summary.failure = RunStatus.FAILED, str(error)
+    write_summary(path, summary)
 
 
 def best_validation(best: dict | None, monitor: str) -> dict | None:

@@ -22,7 +22,7 @@ from ignite.utils import manual_seed
 from tqdm import tqdm
 
 from fmnist_ignite.config.settings import Config
-from fmnist_ignite.core.device import choose_precision, resolve_device
+from fmnist_ignite.core.device import choose_precision, out_of_memory, resolve_device
 from fmnist_ignite.core.distributed import unwrap
 from fmnist_ignite.core.engines import create_evaluator, create_trainer
 from fmnist_ignite.core.models import build_model, check_model_output
@@ -32,12 +32,13 @@ from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.durable import disk_full
 from fmnist_ignite.files.saved_config import SavedConfig
+from fmnist_ignite.files.summary import SUMMARY_FILE, RunStatus, RunSummary, write_summary
 from fmnist_ignite.handlers.loss_logging import Log
 from fmnist_ignite.handlers.progress import attach_progress_bar
 from fmnist_ignite.handlers.schedule import attach_one_cycle_lr
 from fmnist_ignite.handlers.standard import attach_default_handlers
 from fmnist_ignite.handlers.tensorboard import attach_tensorboard
-from fmnist_ignite.run.checkpoints import RandomState, check_epochs_left, must_fit, restore
+from fmnist_ignite.run.checkpoints import RandomState, carry_best_model, check_epochs_left, must_fit, restore
 from fmnist_ignite.run.finish import finish, plot, restore_best, score_test
 from fmnist_ignite.run.result import TrainResult
 from fmnist_ignite.run.rundir import RunDirectory, claim_run_directory, find_latest_checkpoint
@@ -49,7 +50,7 @@ from fmnist_ignite.run.signals import (
     save_on_stop,
     stopping_trainer,
 )
-from fmnist_ignite.run.summary import best_validation, versions, write_summary
+from fmnist_ignite.run.summary import best_validation, versions
 from fmnist_ignite.ui.display import choose_display
 
 
@@ -106,7 +107,7 @@ class Training:
         self.log = log = log or (tqdm.write if bar else print)
         self.requests = StopRequests()
         self.phase: str | None = None  # what the run does once training is over, for a stop's message
-        self.summary: dict | None = None  # summary.json's contents, once the run is set up
+        self.summary: RunSummary | None = None  # summary.json's contents, once the run is set up
         self.kept_predictions: dict = {}  # where the test predictions went, once scored
         self.run_dir = self._claim_output_dir(run_dir, log)
         self.output_dir = self.run_dir.path
@@ -117,6 +118,8 @@ class Training:
             self.close()
             if isinstance(exc, Stopped):
                 raise self._stopped() from None
+            if out_of_memory(exc):
+                raise self._out_of_memory(exc) from None
             raise
 
     def __enter__(self) -> Training:
@@ -176,22 +179,24 @@ class Training:
             restore(resume, checkpoint, {**to_load, "checkpointer": self.handlers["checkpoint"]})
             check_epochs_left(config, trainer, resume)
             self._check_schedule_fits(resume)
+            if self.rank == 0 and "best_checkpoint" in self.handlers:
+                carry_best_model(self.handlers["best_checkpoint"], resume.parent, self.output_dir)
         if self.rank == 0:  # once data, checkpoint and settings passed every check: a refused run changes nothing
             self.run_dir.save_config(config)
         self.log(f"Precision: {self.precision} ({self.precision_reason})")
-        self.summary = {
-            "status": "running",
-            "processes": self.world_size,
-            "config": dataclasses.asdict(config),
-            "versions": versions(),
-            "device": str(self.device),
-            "model": f"{config.model} ({type(unwrap(self.model)).__module__}.{type(unwrap(self.model)).__qualname__})",
-            "precision": {"used": self.precision, "why": self.precision_reason},
-            "threads": torch.get_num_threads(),
-            "seed": config.seed,
-            "resumed_from": str(resume) if resume else None,
-            "output_dir": str(self.output_dir),
-        }
+        module = type(unwrap(self.model))
+        self.summary = RunSummary(
+            processes=self.world_size,
+            config=dataclasses.asdict(config),
+            versions=versions(),
+            device=str(self.device),
+            model=f"{config.model} ({module.__module__}.{module.__qualname__})",
+            precision={"used": self.precision, "why": self.precision_reason},
+            threads=torch.get_num_threads(),
+            seed=config.seed,
+            resumed_from=str(resume) if resume else None,
+            output_dir=str(self.output_dir),
+        )
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: self.write_summary())
 
     def _check_schedule_fits(self, resume: Path) -> None:
@@ -217,24 +222,28 @@ class Training:
         torch.distributed.broadcast_object_list(answer, src=0)
         return run_dir or RunDirectory(*answer[0])
 
-    def write_summary(self, **updates) -> None:
-        """Bring ``summary.json`` up to date: written when the run starts, after each epoch and at the end."""
+    def write_summary(self, **updates: object) -> None:
+        """Bring ``summary.json`` up to date: written when the run starts, after each epoch and at the end;
+        ``updates`` are ``RunSummary`` fields (``status``, ``test``, ...)."""
+        assert self.summary is not None, "the run is not set up"
         history = self.handlers["history"]
         best = history.best(f"val_{self.config.monitor}")
-        self.summary.update(
-            epochs_done=self.trainer.state.epoch,
-            best_epoch=best["epoch"] if best else None,
-            best_validation=best_validation(best, self.config.monitor),
-            checkpoints={
-                kind: str(path) if path else None
-                for kind, path in (("last", self.saved("checkpoint")), ("best", self.saved("best_checkpoint")))
-            },
-            wall_time_s=round(time.perf_counter() - self.started, 3),
-            history=history.epochs,
-            **updates,
+        state = self.trainer.state
+        self.summary.epochs_done = state.epoch - (
+            1 if state.epoch_length and state.iteration % state.epoch_length else 0
         )
+        self.summary.best_epoch = best["epoch"] if best else None
+        self.summary.best_validation = best_validation(best, self.config.monitor)
+        self.summary.checkpoints = {
+            kind: str(path) if path else None
+            for kind, path in (("last", self.saved("checkpoint")), ("best", self.saved("best_checkpoint")))
+        }
+        self.summary.wall_time_s = round(time.perf_counter() - self.started, 3)
+        self.summary.history = history.epochs
+        for name, value in updates.items():
+            setattr(self.summary, name, value)
         if self.rank == 0:
-            write_summary(self.output_dir / "summary.json", self.summary)
+            write_summary(self.output_dir / SUMMARY_FILE, self.summary)
 
     def saved(self, name: str) -> Path | None:
         """The last file the checkpoint handler ``name`` wrote, if any."""
@@ -253,15 +262,29 @@ class Training:
         except Stopped:
             raise self._stopped() from None
         except BaseException as exc:
-            error = self._could_not_write(exc) if isinstance(exc, OSError) else exc
-            if self.summary is not None and self.summary["status"] == "running":
+            error = (
+                self._could_not_write(exc)
+                if isinstance(exc, OSError)
+                else self._out_of_memory(exc)
+                if out_of_memory(exc)
+                else exc
+            )
+            if self.summary is not None and self.summary.status is RunStatus.RUNNING:
                 with suppress(OSError):  # the disk may still be full
-                    self.write_summary(status="failed: disk full" if disk_full(exc) else f"failed: {error}")
+                    self.write_summary(status=RunStatus.FAILED, failure="disk full" if disk_full(exc) else str(error))
             if error is exc:
                 raise
             raise error from None
         finally:
             self.close()
+
+    def _out_of_memory(self, exc: BaseException) -> FmnistError:
+        """Memory ran out (a batch too large for this machine): one line naming the settings that size it."""
+        config = self.config
+        return FmnistError(
+            f"out of memory on {self.device} ({str(exc).splitlines()[0][:120]}): lower --batch-size "
+            f"({config.batch_size}) or --eval-batch-size ({config.eval_batch_size}), or use a larger machine"
+        )
 
     def _could_not_write(self, exc: OSError) -> FmnistError:
         """A file the run could not write (a full disk, a directory gone), said in one line with what is safe."""
@@ -288,7 +311,7 @@ class Training:
             )
         if self.summary is not None:
             with suppress(OSError):  # a full disk must not hide the stop
-                self.write_summary(status="interrupted")
+                self.write_summary(status=RunStatus.INTERRUPTED)
         return TrainingInterrupted(message, 128 + self.requests.first, output_dir=self.output_dir)
 
     def _run(self) -> TrainResult:
@@ -308,8 +331,12 @@ class Training:
     def _train(self) -> None:
         """Run the trainer to the last epoch; a stop saves a checkpoint, a non-finite loss ends the run."""
         config, trainer, handlers = self.config, self.trainer, self.handlers
-        with stopping_trainer(trainer, self.requests):
-            if trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"]):
+        early_stopping = handlers.get("early_stopping")
+        stopped_early = early_stopping is not None and early_stopping.counter >= early_stopping.patience
+        with stopping_trainer(trainer, self.requests):  # a run that stopped early is finished: scored again only
+            if not stopped_early and (
+                trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"])
+            ):
                 trainer.run(self.loaders["train"], max_epochs=config.epochs)
         # The losses are checked every few steps (EpochLossAverage), not each one: before a stop's
         # checkpoint is written, they are checked up to this step, so no checkpoint holds NaN weights.
@@ -319,12 +346,12 @@ class Training:
             self.requests and not nonfinite
         ):  # saved while further signals are still only noted: one stop, one checkpoint
             error = save_on_stop(self.requests, trainer, self.to_save, handlers["checkpoint"], self.output_dir)
-            self.write_summary(status="interrupted", interrupted_checkpoint=str(error.checkpoint))
+            self.write_summary(status=RunStatus.INTERRUPTED, interrupted_checkpoint=str(error.checkpoint))
             raise error
         if nonfinite:
             loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
             last = self.saved("checkpoint")
-            self.write_summary(status="stopped: non-finite loss")
+            self.write_summary(status=RunStatus.NON_FINITE)
             raise NonFiniteLoss(
                 f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
                 f"loss became {loss if not math.isfinite(loss) else 'nan or inf (in this or another process)'} "
@@ -332,8 +359,7 @@ class Training:
                 + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
             )
         self.log("Training completed")
-        early_stopping = handlers.get("early_stopping")
-        if trainer.state.epoch < config.epochs and early_stopping and early_stopping.counter >= early_stopping.patience:
+        if early_stopping is not None and early_stopping.counter >= early_stopping.patience:
             self.log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
 
     def evaluate(self, loader, confusion_matrix: bool = False, attach: Callable[[Engine], object] | None = None):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import math
 
+from fmnist_ignite.config.settings import best_row
+
 COLUMNS = (  # history key, heading, format
     ("epoch", "epoch", "{:d}"),
     ("train_loss", "train loss", "{:.4f}"),
@@ -76,10 +78,8 @@ def result_html(result) -> str:
     if result.test_metrics:
         rows.append(("test", test_line(result.test_metrics, result.scored_weights).split(": ", 1)[1]))
     monitor = getattr(result.config, "monitor", "loss")
-    scored = [row for row in result.history if f"val_{monitor}" in row]
-    if scored:
-        sign = -1.0 if monitor == "loss" else 1.0
-        best = max(scored, key=lambda row: sign * row[f"val_{monitor}"])
+    best = best_row(result.history, f"val_{monitor}")
+    if best is not None:
         accuracy = f", validation accuracy {best['val_accuracy']:.2%}" if "val_accuracy" in best else ""
         rows.append(("best epoch", f"{best['epoch']} (by validation {monitor}{accuracy})"))
     ran = f"{result.epochs_run}" + (" (stopped early)" if result.stopped_early else "")

@@ -9,6 +9,7 @@ from typing import Protocol
 import torch
 
 from fmnist_ignite.data.fashion_mnist import CLASS_NAMES
+from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.display import in_jupyter_kernel
 from fmnist_ignite.ui.figures import new_figure
 
@@ -59,7 +60,7 @@ def plot_curves(history: HasEpochs | Sequence[dict], path: Path | None = None):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92, wspace=0.32)  # fixed: tight_layout costs 0.05 s
     if path is not None:
-        fig.savefig(path)
+        write_figure(fig, path)
     return fig
 
 
@@ -83,5 +84,5 @@ def plot_confusion(confusion: torch.Tensor, path: Path | None = None, title: str
     fig.subplots_adjust(left=0.16, right=0.98, bottom=0.16, top=0.95)  # fixed: tight_layout costs 0.05 s
     fig.colorbar(image, ax=ax)
     if path is not None:
-        fig.savefig(path)
+        write_figure(fig, path)
     return fig

@@ -1,0 +1,124 @@
+"""A study: where it lives (its storage), how its trials are pruned, the settings it pins, its budget, and the
+directory each trial runs in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from fmnist_ignite.config.settings import Config
+from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.saved_config import CHANGEABLE_ON_RESUME, storable_config
+
+# The heartbeat and its retry callback are marked experimental by Optuna; this library relies on them on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+SQLITE_TIMEOUT_S = 60  # how long a worker waits for a SQLite study another worker is writing
+
+
+def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
+    """Stop a trial in the bottom quarter of the others at the same epoch, not before a third of its
+    epochs: early epochs (a one-cycle warm-up, a small batch's first steps) say little of the last."""
+    return optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=max(2, epochs // 3))
+
+
+def open_study(storage: str, study_name: str, heartbeat: int, pruner=None, sampler=None) -> optuna.Study:
+    """The study in ``storage``, created by the first worker and joined by the others."""
+    from sqlalchemy.exc import DBAPIError
+
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if storage.startswith("sqlite") else {}
+    for attempt in range(5):  # workers starting together race to create the tables: the losers try again
+        try:
+            return _open_study(storage, study_name, heartbeat, engine_kwargs, pruner, sampler)
+        except DBAPIError as exc:
+            error = exc
+            time.sleep(0.2 * (attempt + 1))
+        except Exception as exc:  # SQLAlchemy's other errors: a bad URL, a missing driver, ...
+            error = exc
+            break
+    raise FmnistError(f"cannot open the study {study_name!r} in {storage}: {str(error).splitlines()[0]}")
+
+
+def _open_study(storage: str, study_name: str, heartbeat: int, engine_kwargs: dict, pruner, sampler) -> optuna.Study:
+    rdb = RDBStorage(
+        storage,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat,
+        grace_period=3 * heartbeat,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(3, inherit_intermediate_values=True),
+    )
+    return optuna.create_study(
+        storage=rdb,
+        study_name=study_name,
+        direction="maximize",
+        sampler=sampler or optuna.samplers.TPESampler(),
+        pruner=pruner or default_pruner(epochs=3),
+        load_if_exists=True,
+    )
+
+
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials that use up the budget: finished, diverged or running (a dead worker's are failed first)."""
+    fail_stale_trials(study)
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or "diverged" in t.user_attrs
+    ]
+
+
+def trial_directory(study_dir: Path, trial: FrozenTrial) -> Path:
+    """Where a trial runs: a retried trial continues in the directory of the trial it retries."""
+    origin = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial_directory_by_number(study_dir, trial.number if origin is None else origin)
+
+
+def trial_directory_by_number(study_dir: Path, number: int) -> Path:
+    return Path(study_dir) / f"trial-{number:04d}"
+
+
+def remove_trial_directory(study_dir: Path, trial: FrozenTrial) -> None:
+    """Delete the directory a finished trial ran in (``--keep-trials best|none``): only ``STUDY_DIR/trial-NNNN``
+    named from the trial's number, a real directory inside the study's, never a path the study's storage
+    holds (a shared or copied database may name any directory)."""
+    directory = trial_directory(study_dir, trial)
+    root = Path(study_dir).resolve()
+    if directory.is_symlink() or not directory.is_dir() or directory.resolve().parent != root:
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def study_settings(config: Config, space: dict) -> dict:
+    """What every trial of a study shares: the space, and each setting not searched that changes what a
+    trial computes (as a resume sees it), its length included; not where or how a worker runs."""
+    shared = {
+        name: value
+        for name, value in storable_config(config).items()
+        if name not in space and (name == "epochs" or name not in CHANGEABLE_ON_RESUME)
+    }
+    return json.loads(json.dumps({"space": space, **shared}))  # as the study's storage gives it back
+
+
+def pin_study_settings(study: optuna.Study, given: dict) -> None:
+    """The first worker records the study's settings; a worker with others is refused in one line, as a
+    resume is, so no study ranks trials of different runs against each other."""
+    if "settings" not in study.user_attrs:
+        study.set_user_attr("settings", given)
+    pinned = study.user_attrs["settings"]  # read back: of two first workers, one wrote it
+    differences = [
+        f"{name}: {pinned.get(name)!r} -> {given.get(name)!r}"
+        for name in sorted(set(pinned) | set(given))
+        if pinned.get(name) != given.get(name)
+    ]
+    if differences:
+        raise FmnistError(
+            f"study {study.study_name!r} was started with other settings; give the same to join it, or name another "
+            f"--study: {', '.join(differences)}"
+        )
