@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ARGS ?=
+# Where torch comes from. Empty: PyPI, whose Linux wheels carry CUDA (about 4 GB more to download). On a
+# machine without an NVIDIA GPU the CPU-only build is enough: make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: run test docs data slurm clean
 
@@ -12,7 +15,13 @@ ARGS ?=
 # notebook tests run in it).
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,docs,plot,tensorboard,tune]'
+	@echo "Installing the environment in $(VENV): torch is the long part (minutes; pip shows each download)"
+	@if [ -z "$(TORCH_INDEX)" ] && ! command -v nvidia-smi >/dev/null; then \
+	  echo "No NVIDIA GPU here: the CPU-only torch is a fraction of the download:" \
+	       "make run TORCH_INDEX=https://download.pytorch.org/whl/cpu"; \
+	fi
+	@if [ -n "$(TORCH_INDEX)" ]; then $(PY) -m pip install --progress-bar on --index-url $(TORCH_INDEX) torch torchvision; fi
+	$(PY) -m pip install --progress-bar on -e '.[dev,docs,plot,tensorboard,tune]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

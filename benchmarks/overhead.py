@@ -121,8 +121,11 @@ def main() -> None:
             trainer.state.output = torch.tensor(0.5)
             trainer.state.epoch, trainer.state.iteration = 1, 1
             items = handler_items(trainer)
+
             # the iteration counter moves on with each call: keep it in one epoch, away from its last batch
-            reset = lambda: setattr(trainer.state, "iteration", 2)
+            def reset() -> None:
+                trainer.state.iteration = 2
+
             items = [(name, lambda call=call: (call(), reset())) for name, call in items]
             items += update_items(batch) + loader_items(images, labels)
             items.append(("(the loop and counter reset alone)", reset))

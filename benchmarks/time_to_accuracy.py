@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from ignite.engine import Events  # noqa: E402
 
 from fmnist_ignite import RECIPES, Training, recipe  # noqa: E402
-from fmnist_ignite.core.device import cpu_capability
+from fmnist_ignite.core.device import cpu_capability  # noqa: E402
 
 THRESHOLDS = (0.88, 0.89, 0.90)
 

@@ -84,6 +84,7 @@ def small_run_config(root: Path) -> Config:
         log_interval=4,
         plots=False,  # tests/test_reports.py checks them
         precision="fp32",  # the tests re-score in fp32; bf16 is tested where asked for (test_hardware.py)
+        threads=1,  # the same count in every run of a test, whatever else the machine is doing
     )
 
 

@@ -110,7 +110,7 @@ def test_test_time_flips_average_the_logits_of_the_image_and_its_mirror():
 def test_augment_batch_flips_and_shifts_with_zero_fill():
     images = torch.arange(2 * 28 * 28).reshape(2, 28, 28).to(torch.uint8)
     flipped = augment_batch(images, torch.Generator().manual_seed(1), hflip=True, shift=0)
-    for got, image in zip(flipped, images):
+    for got, image in zip(flipped, images, strict=False):
         assert torch.equal(got, image) or torch.equal(got, image.flip(-1))
     shifted = augment_batch(images, torch.Generator().manual_seed(3), hflip=False, shift=3)
     assert shifted.shape == images.shape and not torch.equal(shifted, images)

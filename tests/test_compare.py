@@ -120,6 +120,6 @@ def test_two_trained_runs_compare_from_the_predictions_they_kept(small_config, t
     result = compare_runs([one.output_dir, two.output_dir])
     summaries = [json.loads((r.output_dir / "summary.json").read_text())["test"] for r in (one, two)]
     assert [run.accuracy for run in result.runs] == pytest.approx([s["accuracy"] for s in summaries])
-    for run, summary in zip(result.runs, summaries):
+    for run, summary in zip(result.runs, summaries, strict=False):
         assert [run.low, run.high] == pytest.approx(summary["accuracy_ci95"])
     assert result.test_set_sha256 == summaries[0]["test_set_sha256"] and result.total == 200

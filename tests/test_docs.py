@@ -27,12 +27,15 @@ TESTED_COMMANDS = {
     "fmnist-ignite train [": "tests/test_settings.py",
     "fmnist-ignite train --recipe fast --seeds": "tests/test_statistics.py::"
     "test_seeds_train_one_run_each_resume_an_interrupted_one_and_summarise",
-    "fmnist-ignite evaluate": "tests/test_examples.py::test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers",
+    "fmnist-ignite evaluate": "tests/test_examples.py::"
+    "test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers",
     "fmnist-ignite evaluate runs/RUN/best_model_5_neg_val_loss=-0.4857.pt --top-losses": "tests/test_notebook.py::"
     "test_a_train_result_plots_and_looks_at_its_mistakes_as_a_saved_checkpoint_does",
     "fmnist-ignite predict": "tests/test_examples.py::test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers",
-    "fmnist-ignite lr-find": "tests/test_lr_finder.py::test_lr_find_command_prints_the_suggestion_and_the_train_command",
-    "fmnist-ignite tune": "tests/test_tuning.py::test_two_workers_share_one_study_and_its_budget_running_no_trial_twice",
+    "fmnist-ignite lr-find": "tests/test_lr_finder.py::"
+    "test_lr_find_command_prints_the_suggestion_and_the_train_command",
+    "fmnist-ignite tune": "tests/test_tuning.py::"
+    "test_two_workers_share_one_study_and_its_budget_running_no_trial_twice",
     "fmnist-ignite compare": "tests/test_compare.py::test_two_trained_runs_compare_from_the_predictions_they_kept",
     ".venv/bin/python benchmarks/throughput.py": "tests/test_benchmarks.py::"
     "test_throughput_benchmark_measures_all_three_pipelines",

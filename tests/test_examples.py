@@ -28,7 +28,8 @@ def test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers(real_data, 
         data_dir=real_data,
     )
     assert proc.returncode == 0, proc.stderr
-    precision, *lines = proc.stdout.splitlines()
+    threads, precision, *lines = proc.stdout.splitlines()
+    assert threads.startswith("CPU: 1 thread of ") and threads.endswith(" (OMP_NUM_THREADS)")  # the test's env
     assert precision.startswith("Precision: ") and "(auto: this " in precision
     assert lines[:3] == ["Epoch 1", "-------------------------------", lines[2]]
     assert re.fullmatch(r"loss: \d\.\d{6}  \[    0/55000\]", lines[2])

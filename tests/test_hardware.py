@@ -14,6 +14,7 @@ from test_examples import ROOT
 import fmnist_ignite.core.device as engines
 from fmnist_ignite import train
 from fmnist_ignite.core.device import choose_precision
+from fmnist_ignite.core.threads import usable_cores
 from fmnist_ignite.data.loaders import TensorLoader, make_loader, to_float_images
 
 # The command line runs with these made unimportable: any import of them fails loudly.
@@ -76,7 +77,8 @@ def test_bf16_asked_for_without_native_support_runs_and_says_it_is_slower(monkey
     lines = []
     result = train(small_config.replace(precision="bf16", epochs=1), log=lines.append)
     warning = "bf16 (asked for, but this AVX2 CPU has no native bf16: bf16 autocast will be slower than fp32 here)"
-    assert lines[0] == f"Precision: {warning}"
+    cores = usable_cores()
+    assert lines[:2] == [f"CPU: 1 thread of {cores} core{'s' * (cores != 1)} (--threads)", f"Precision: {warning}"]
     summary = json.loads((result.output_dir / "summary.json").read_text())
     assert summary["precision"] == {"used": "bf16", "why": warning[len("bf16 (") : -1]}
 
@@ -85,7 +87,7 @@ def test_native_bf16_hardware_gets_no_warning(monkeypatch, small_config):
     monkeypatch.setattr(engines, "cpu_capability", lambda: "AVX512 AVX512-BF16")
     lines = []
     train(small_config.replace(precision="bf16", epochs=1), log=lines.append)
-    assert lines[0] == "Precision: bf16 (asked for)"
+    assert lines[1] == "Precision: bf16 (asked for)"
 
 
 def test_the_uint8_loader_gives_the_same_batches_as_float_tensors_in_a_quarter_of_the_memory():

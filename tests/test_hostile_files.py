@@ -169,7 +169,7 @@ def test_keep_trials_never_removes_a_directory_a_study_row_names_outside_the_stu
     storage = f"sqlite:///{study_dir / 'study.db'}"
     study = open_study(storage, "fmnist", heartbeat=30)
     space = {"lr": {"low": 1e-4, "high": 1e-1, "log": True}}
-    for number, value in ((0, 0.9), (1, 0.5)):  # rows a shared or copied database may hold
+    for value in (0.9, 0.5):  # rows a shared or copied database may hold
         study.add_trial(
             optuna.trial.create_trial(
                 state=optuna.trial.TrialState.COMPLETE,

@@ -184,7 +184,9 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_newest_intact_checkpoin
             lambda tmp: (
                 (tmp / "laughs.yaml").write_text(
                     'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
-                    + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+                    + "".join(
+                        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+                    )
                     + "epochs: *i\n"
                 )
                 and tmp / "laughs.yaml"

@@ -112,7 +112,7 @@ def test_optimizer_state_saved_nchw_resumes_channels_last_with_the_same_update(o
     new.load_state_dict(old.state_dict())
     new_optimizer = make_optimizer(config, new)
     new_optimizer.load_state_dict(copy.deepcopy(old_optimizer.state_dict()))  # as from a file: no shared tensors
-    for old_param, new_param in zip(old.parameters(), new.parameters()):
+    for old_param, new_param in zip(old.parameters(), new.parameters(), strict=False):
         new_param.grad = torch.empty_like(new_param).copy_(old_param.grad)
         for value in new_optimizer.state[new_param].values():
             if value.dim():

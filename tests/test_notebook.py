@@ -271,7 +271,7 @@ def test_most_confused_and_top_losses_find_the_known_mistakes():
     axes = [ax for ax in fig.axes if ax.images]
     assert len(axes) == 4
     assert axes[0].get_title() == f"true: Pullover\npredicted: Coat\n{top[0].probability:.1%}"
-    for ax, t in zip(axes, top):
+    for ax, t in zip(axes, top, strict=False):
         assert torch.equal(torch.as_tensor(ax.images[0].get_array().data), images[t.index])
     assert fig._repr_png_().startswith(b"\x89PNG")  # shown inline by Jupyter
 

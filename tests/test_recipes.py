@@ -40,8 +40,8 @@ def test_one_cycle_warms_up_to_the_peak_then_anneals_and_is_saved_for_resume(sma
     assert len(lrs) == 40 and max(lrs) == pytest.approx(0.01, rel=1e-2)
     assert 5 <= peak <= 15  # the first quarter of 40 steps
     assert lrs[0] < 0.001 and lrs[-1] < 1e-4
-    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))
-    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1], strict=False))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False))
     saved = torch.load(result.last_checkpoint, weights_only=True)
     assert "lr_scheduler" in saved
 

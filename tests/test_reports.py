@@ -50,7 +50,7 @@ def test_metrics_csv_has_the_columns_and_one_row_per_epoch(trained):
     config, result, _ = trained
     rows = read_csv(result.output_dir / "metrics.csv")
     assert list(rows[0]) == COLUMNS and [row["epoch"] for row in rows] == ["1", "2", "3"]
-    for row, record in zip(rows, result.history):
+    for row, record in zip(rows, result.history, strict=False):
         assert float(row["val_accuracy"]) == pytest.approx(record["val_accuracy"])
         assert float(row["train_loss"]) > 0 and float(row["lr"]) == pytest.approx(0.05)
         assert float(row["epoch_time_s"]) > 0

@@ -270,7 +270,7 @@ def test_a_python_without_the_package_ends_the_job_at_once_with_one_line(slurm, 
             jobs.append((job, job, f"slurm-fmnist-{job}.out", flags))
     wait_for_end(env, *(job for job, *_ in jobs))
     end = "), or activate that environment first"
-    for (_, task, output, given), (_, script, start) in zip(jobs, cases):
+    for (_, task, output, given), (_, script, start) in zip(jobs, cases, strict=False):
         lines = (tmp_path / output).read_text().splitlines()
         assert len(lines) == 1, lines
         start = f"fmnist-ignite: {start} ("

@@ -103,8 +103,8 @@ def test_a_run_prints_the_intervals_its_summary_csv_and_predictions_hold(small_c
     printed = [re.search(rf"^Validation: Accuracy: {INTERVAL}", line) for line in lines]
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert len([m for m in printed if m]) == len(rows) == 2
-    for match, row in zip(filter(None, printed), rows):
-        values = dict(zip(("epoch", "train_loss", "val_loss", "acc", "low", "high"), row.split(",")))
+    for match, row in zip(filter(None, printed), rows, strict=False):
+        values = dict(zip(("epoch", "train_loss", "val_loss", "acc", "low", "high"), row.split(","), strict=False))
         assert tuple(map(float, match.groups())) == tuple(
             round(100 * float(values[k]), 1) for k in ("acc", "low", "high")
         )
@@ -198,7 +198,7 @@ def test_a_seed_another_process_holds_is_left_to_it_and_the_summary_says_so(tmp_
         result = train_seeds(
             small_config.replace(epochs=1, seeds="0,1", output_dir=str(parent)),
             log=lines.append,
-            run_log=lambda l: None,
+            run_log=lambda line: None,
         )
     assert "Seed 0: another process (pid 4242) is training it; left to it" in lines
     assert result.pending == [0] and [run["seed"] for run in result.runs] == [1]

@@ -67,7 +67,7 @@ def test_without_validation_the_last_weights_are_scored(small_config):
 def test_one_hot_training_gives_the_same_run(small_config, tmp_path):
     by_index = train(small_config.replace(output_dir=str(tmp_path / "i")), log=lambda line: None)
     by_one_hot = train(small_config.replace(output_dir=str(tmp_path / "o"), one_hot=True), log=lambda line: None)
-    for a, b in zip(by_index.history, by_one_hot.history):
+    for a, b in zip(by_index.history, by_one_hot.history, strict=False):
         assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=0.011)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
     assert by_one_hot.test_metrics["accuracy"] <= 1.0

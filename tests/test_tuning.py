@@ -21,9 +21,9 @@ from fmnist_ignite.errors import FmnistError
 optuna = pytest.importorskip("optuna", reason="the tune extra is not installed (pip install 'fmnist-ignite[tune]')")
 from optuna.trial import TrialState  # noqa: E402
 
-from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, check_search_space
-from fmnist_ignite.experiments.study import open_study, trial_directory
-from fmnist_ignite.experiments.tuning import selected_accuracy, tune
+from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, check_search_space  # noqa: E402
+from fmnist_ignite.experiments.study import open_study, trial_directory  # noqa: E402
+from fmnist_ignite.experiments.tuning import selected_accuracy, tune  # noqa: E402
 
 SGD_SPACE = {"lr": [0.05, 0.1], "optimizer": ["sgd"]}  # trials that learn the synthetic data in an epoch or two
 

@@ -127,7 +127,7 @@ def compare_runs(runs: Sequence[str | Path], names: Sequence[str] | None = None,
     names = [str(run) for run in runs] if names is None else list(names)
     kept = [load_predictions(run) for run in runs]
     first_sha = kept[0]["sha256"]
-    for name, predictions in zip(names[1:], kept[1:]):
+    for name, predictions in zip(names[1:], kept[1:], strict=False):
         if predictions["sha256"] != first_sha or len(predictions["labels"]) != len(kept[0]["labels"]):
             raise FmnistError(
                 f"{names[0]} and {name} were scored on different test sets (test set sha256 {first_sha[:12]}... and "
@@ -138,7 +138,7 @@ def compare_runs(runs: Sequence[str | Path], names: Sequence[str] | None = None,
     if class_names is None:  # a file without them: the data set's
         from fmnist_ignite.data.fashion_mnist import CLASS_NAMES as class_names
     scores = []
-    for name, run, predictions in zip(names, runs, kept):
+    for name, run, predictions in zip(names, runs, kept, strict=False):
         correct = predictions["correct"]
         per_class = {c: float(correct[labels == i].mean()) for i, c in enumerate(class_names) if (labels == i).any()}
         k, n = int(correct.sum()), int(correct.size)
@@ -154,14 +154,14 @@ def compare_runs(runs: Sequence[str | Path], names: Sequence[str] | None = None,
             ClassDifference(
                 c, int((labels == i).sum()), scores[0].per_class_accuracy[c], scores[1].per_class_accuracy[c], t, p
             )
-            for (i, c), t, p in zip(classes, tests, adjusted)
+            for (i, c), t, p in zip(classes, tests, adjusted, strict=False)
         ]
         verdict = pair_verdict(names[0], names[1], test, alpha)
         return Comparison(scores, first_sha, total, verdict, test, per_class, alpha=alpha)
     order = sorted(range(len(runs)), key=lambda i: (-scores[i].correct, i))
     best = order[0]
     tests = {i: mcnemar(kept[best]["correct"], kept[i]["correct"]) for i in order[1:]}
-    adjusted = dict(zip(order[1:], holm([tests[i].p_value for i in order[1:]])))
+    adjusted = dict(zip(order[1:], holm([tests[i].p_value for i in order[1:]]), strict=False))
     ranking = [RankedRun(1, scores[best], None, None, None)] + [
         RankedRun(rank, scores[i], tests[i], adjusted[i], adjusted[i] < alpha) for rank, i in enumerate(order[1:], 2)
     ]
@@ -181,7 +181,7 @@ def compare_runs(runs: Sequence[str | Path], names: Sequence[str] | None = None,
 
 def table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in rows]
 
 
 def format_comparison(comparison: Comparison) -> str:

@@ -136,4 +136,4 @@ def predict(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, flo
     with torch.no_grad():
         probabilities = model.eval()(to_float_images(images).to(device)).softmax(dim=1)
     best = probabilities.max(dim=1)
-    return [(CLASS_NAMES[i], float(p)) for p, i in zip(best.values, best.indices)]
+    return [(CLASS_NAMES[i], float(p)) for p, i in zip(best.values, best.indices, strict=False)]

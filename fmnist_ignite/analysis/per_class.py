@@ -11,7 +11,7 @@ def per_class_accuracy(confusion: torch.Tensor) -> dict[str, float]:
     """Accuracy of each class (rows are true classes), by class name."""
     confusion = confusion.double()
     correct, total = confusion.diagonal(), confusion.sum(dim=1).clamp(min=1)
-    return {name: float(c / t) for name, c, t in zip(CLASS_NAMES, correct, total)}
+    return {name: float(c / t) for name, c, t in zip(CLASS_NAMES, correct, total, strict=False)}
 
 
 def per_class_table(accuracies: dict[str, float]) -> str:

@@ -117,7 +117,7 @@ def run_predict(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint)
     for image in args.images:
         names, pixels = load_images(image)
-        for name, (label, probability) in zip(names, predict(model, pixels)):
+        for name, (label, probability) in zip(names, predict(model, pixels), strict=False):
             if args.json:
                 print(json.dumps({"image": name, "class": label, "probability": probability}))
             else:  # a name with a newline or other control characters is quoted: it cannot forge a line

@@ -26,7 +26,7 @@ def parse_settings_file(path: Path) -> object:
     if path.suffix == ".json":
         return json.loads(text)
     if path.suffix == ".toml":
-        import tomllib  # Python 3.11+
+        import tomllib
 
         return tomllib.loads(text)
     return _yaml_without_aliases(text)

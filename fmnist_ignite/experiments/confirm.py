@@ -65,7 +65,7 @@ def best_versus_rest(trials: list[FrozenTrial], study_dir: Path, alpha: float = 
         return f"The trials were scored on different validation splits: trial {best.number} cannot be compared"
     tests = [mcnemar(kept[best.number]["correct"], kept[t.number]["correct"]) for t in rest]
     adjusted = holm([test.p_value for test in tests])
-    tied = [t.number for t, p in zip(rest, adjusted) if p >= alpha]
+    tied = [t.number for t, p in zip(rest, adjusted, strict=False) if p >= alpha]
     how = (
         f"on the {len(kept[best.number]['labels']):,} validation images (McNemar's exact test, Holm-corrected over "
         f"{len(rest)} comparison{'s' * (len(rest) > 1)}, alpha {alpha:g})"

@@ -17,6 +17,7 @@ from fmnist_ignite.core.device import choose_precision, resolve_device
 from fmnist_ignite.core.engines import create_trainer
 from fmnist_ignite.core.models import build_model, check_model_output
 from fmnist_ignite.core.optim import make_optimizer
+from fmnist_ignite.core.threads import apply_threads, plan_threads
 from fmnist_ignite.data.loaders import get_data_loaders
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.durable import write_figure
@@ -76,8 +77,7 @@ def find_lr(
         raise FmnistError(f"the finder needs at least 3 iterations, got {iterations}")
     config = config.replace(score_test=False).validate()
     device = resolve_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    apply_threads(plan_threads(config.threads))
     manual_seed(config.seed)
     model = (model if model is not None else build_model(config.model, config.dropout)).to(device)
     check_model_output(model, device)

@@ -34,7 +34,7 @@ def trials_table(trials: list[FrozenTrial], names: list[str]) -> str:
     """The trials as a table: completed ones best first, then pruned, then failed and running."""
     title, table = trials_rows(trials, names)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in table]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in table]
     return "\n".join([title, *lines])
 
 

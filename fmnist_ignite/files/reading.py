@@ -27,7 +27,8 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes | None:
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise FmnistError(f"{path}: a symbolic link, not {what}: refused (files are read from the directory)")
+            refused = f"{path}: a symbolic link, not {what}: refused (files are read from the directory)"
+            raise FmnistError(refused) from None
         raise FmnistError(f"{path}: cannot read it ({exc.strerror})") from None
     with os.fdopen(fd, "rb") as stream:
         info = os.fstat(fd)

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from fmnist_ignite.errors import FmnistError
@@ -22,7 +22,7 @@ SUMMARY_FILE = "summary.json"
 MAX_SUMMARY_BYTES = 16 << 20  # an epoch's row is about 300 bytes: tens of thousands of epochs
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     """How a run stands, as ``summary.json`` says it (``failed`` is written ``failed: <what failed>``)."""
 
     RUNNING = "running"

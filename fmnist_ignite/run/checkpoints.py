@@ -39,6 +39,24 @@ def must_fit(path: Path):
         raise FmnistError(f"{path}: does not fit this model and configuration ({str(exc).splitlines()[0]})") from None
 
 
+class ThreadCount:
+    """The number of threads the run computes with, kept in each checkpoint: it changes the float arithmetic,
+    so a resume computes with it again (``Training`` applies it before the state is restored)."""
+
+    def state_dict(self) -> dict:
+        return {"threads": torch.get_num_threads()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to do here: ``kept_threads`` read it when the checkpoint was opened."""
+
+
+def kept_threads(checkpoint: dict) -> int | None:
+    """The thread count a checkpoint's run computed with, when it kept a sane one."""
+    kept = checkpoint.get("threads")
+    count = kept.get("threads") if isinstance(kept, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= 4096 else None
+
+
 def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
     """Load every object the checkpoint holds state for, or fail with one line naming the file."""
     with must_fit(path):

@@ -32,6 +32,7 @@ import torch
 from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
 from fmnist_ignite.config.settings import Config
+from fmnist_ignite.core.threads import apply_threads, plan_threads
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.run.rundir import find_latest_checkpoint
 from fmnist_ignite.run.signals import STOP_SIGNALS, handling
@@ -58,9 +59,10 @@ def default_backend(config: Config) -> str:
 
 
 def setup_process(config: Config) -> None:
-    """What a run sets for its whole process: torch's threads (the processes on one machine share its cores)."""
-    if config.threads or idist.get_world_size() > 1:
-        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // idist.get_nproc_per_node()))
+    """What a run sets for its whole process: torch's threads, the cores that are this process's own
+    (``core.threads``: the processes on one machine share them; other work's cores are left to it)."""
+    processes = idist.get_nproc_per_node() if idist.get_world_size() > 1 else 1
+    apply_threads(plan_threads(config.threads, processes))
 
 
 @dataclass
@@ -322,5 +324,5 @@ def quiet(names: tuple[str, ...]):
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=False):
             logger.setLevel(level)

@@ -16,7 +16,8 @@ class TrainResult(ResultViews):
     """What a run leaves: per-epoch validation history, test metrics and where the checkpoints are.
 
     In a notebook it shows itself as a short summary; ``plot_curves()``, ``plot_confusion()``,
-    ``most_confused(k)`` and ``plot_top_losses(k)`` look at it (``fmnist_ignite.analysis.interpretation.ResultViews``)."""
+    ``most_confused(k)`` and ``plot_top_losses(k)`` look at it
+    (``fmnist_ignite.analysis.interpretation.ResultViews``)."""
 
     history: list[dict]
     test_metrics: dict

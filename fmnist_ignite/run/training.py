@@ -27,6 +27,7 @@ from fmnist_ignite.core.distributed import unwrap
 from fmnist_ignite.core.engines import create_evaluator, create_trainer
 from fmnist_ignite.core.models import build_model, check_model_output
 from fmnist_ignite.core.optim import make_optimizer
+from fmnist_ignite.core.threads import applied_threads, apply_threads, plan_threads
 from fmnist_ignite.data.loaders import get_data_loaders
 from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.files.checkpoints import load_checkpoint
@@ -38,7 +39,15 @@ from fmnist_ignite.handlers.progress import attach_progress_bar
 from fmnist_ignite.handlers.schedule import attach_one_cycle_lr
 from fmnist_ignite.handlers.standard import attach_default_handlers
 from fmnist_ignite.handlers.tensorboard import attach_tensorboard
-from fmnist_ignite.run.checkpoints import RandomState, carry_best_model, check_epochs_left, must_fit, restore
+from fmnist_ignite.run.checkpoints import (
+    RandomState,
+    ThreadCount,
+    carry_best_model,
+    check_epochs_left,
+    kept_threads,
+    must_fit,
+    restore,
+)
 from fmnist_ignite.run.finish import finish, plot, restore_best, score_test
 from fmnist_ignite.run.result import TrainResult
 from fmnist_ignite.run.rundir import RunDirectory, claim_run_directory, find_latest_checkpoint
@@ -52,6 +61,10 @@ from fmnist_ignite.run.signals import (
 )
 from fmnist_ignite.run.summary import best_validation, versions
 from fmnist_ignite.ui.display import choose_display
+
+
+def quiet_log(line: str) -> None:
+    """A ``Log`` that says nothing (the processes but rank 0's)."""
 
 
 class Training:
@@ -96,7 +109,7 @@ class Training:
         self.display = choose_display(config.display) if self.rank == 0 else "plain"
         bar = attach_progress_bar(trainer, enabled=config.progress and self.display == "terminal")
         if self.rank != 0:  # only rank 0 prints
-            log = lambda line: None
+            log = quiet_log
         self.view = None  # the live view in a notebook (display "notebook"), attached with the handlers
         if self.display == "notebook":
             from fmnist_ignite.handlers.history import MetricsHistory
@@ -148,6 +161,10 @@ class Training:
         if checkpoint is not None:
             with must_fit(resume):  # before the data is loaded: a wrong file fails at once
                 unwrap(self.model).load_state_dict(checkpoint["model"])
+        kept = kept_threads(checkpoint) if checkpoint is not None else None
+        if kept or config.threads or applied_threads() is None:  # a resume computes as its run did
+            processes = idist.get_nproc_per_node() if self.world_size > 1 else 1
+            apply_threads(plan_threads(config.threads, processes, kept))
         self.loaders = get_data_loaders(config, self.device, self.rank, self.world_size)
 
         self.to_save = {
@@ -155,6 +172,7 @@ class Training:
             "optimizer": optimizer,
             "trainer": trainer,
             "random_state": RandomState(),
+            "threads": ThreadCount(),
             "config": SavedConfig(config),
         }
         if self.ema is not None:
@@ -183,6 +201,9 @@ class Training:
                 carry_best_model(self.handlers["best_checkpoint"], resume.parent, self.output_dir)
         if self.rank == 0:  # once data, checkpoint and settings passed every check: a refused run changes nothing
             self.run_dir.save_config(config)
+        plan = applied_threads()
+        if plan is not None:
+            self.log(plan.describe())
         self.log(f"Precision: {self.precision} ({self.precision_reason})")
         module = type(unwrap(self.model))
         self.summary = RunSummary(

@@ -47,13 +47,13 @@ def plot_curves(history: HasEpochs | Sequence[dict], path: Path | None = None):
     for key, label in (("train_loss", "train (mean over the epoch)"), ("val_loss", "validation")):
         points = [(row["epoch"], row[key]) for row in rows if key in row]
         if points:
-            loss_ax.plot(*zip(*points), marker="o", label=label)
+            loss_ax.plot(*zip(*points, strict=False), marker="o", label=label)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
     if loss_ax.lines:
         loss_ax.legend()
     points = [(row["epoch"], 100 * row["val_accuracy"]) for row in rows if "val_accuracy" in row]
     if points:
-        acc_ax.plot(*zip(*points), marker="o", color="tab:green")
+        acc_ax.plot(*zip(*points, strict=False), marker="o", color="tab:green")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
