@@ -9,7 +9,7 @@ ARGS ?=
 # machine without an NVIDIA GPU the CPU-only build is enough: make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: run test docs data slurm clean
+.PHONY: run test quick lint docs data slurm clean
 
 # The environment, and its Jupyter kernel "python3" (this environment's python, by its full path: the
 # notebook tests run in it).
@@ -47,8 +47,17 @@ slurm:
 run: data
 	$(PY) examples/run.py $(ARGS)
 
-test: data slurm
+test: data slurm lint
 	$(PY) -m pytest $(ARGS)
+
+# The quick tier: what needs no subprocess, kernel, cluster or real data (about a minute on 2 cores).
+quick: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q $(ARGS)
+
+# The lint gate (make test runs it first): ruff's rules of pyproject.toml and its formatting, zero findings.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The documentation site, into site/ (strict: a broken link, a missing reference or a warning fails it).
 docs: $(STAMP)

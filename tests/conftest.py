@@ -149,3 +149,27 @@ def splits_loaded(monkeypatch) -> list[list[str]]:
 
     monkeypatch.setattr(training_module, "get_data_loaders", recording)
     return loaded
+
+
+# The quick tier (make quick, pytest -m "not slow") leaves out what starts processes, kernels, clusters or
+# servers, and the end-to-end runs on the real data: these whole modules, the tests that use these fixtures,
+# and the tests marked slow by hand.
+SLOW_MODULES = {
+    "test_slurm",  # a one-node SLURM cluster
+    "test_launch",  # spawned workers
+    "test_distributed",
+    "test_crash",  # killed processes
+    "test_examples",  # the command line on the real data
+    "test_benchmarks",
+    "test_tuning",  # tune workers in processes of their own
+    "test_docs",  # the site's build, every block of every page
+    "test_hostile_files",  # mounts, subprocesses, a stopped worker
+}
+SLOW_FIXTURES = {"real_data", "kernel", "slurm", "small_disk", "mounted"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -38,6 +38,7 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_gzip_idx_file_that_inflates_past_its_header_is_refused_while_streaming(tmp_path):
     # The header promises 10 images; the stream inflates to 50 MB of zeros (a 50 kB file).
     header = IMAGE_MAGIC.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in (10, 28, 28))
@@ -112,6 +113,7 @@ class TanhNet(Net):
         self.linear_relu_stack[3] = torch.nn.Tanh()
 
 
+@pytest.mark.slow  # a subprocess
 def test_evaluate_and_predict_refuse_the_weights_of_a_model_of_your_own_whatever_their_names(small_config, tmp_path):
     result = train(small_config.replace(epochs=1), log=lambda line: None, model=TanhNet())
     assert json.loads((result.output_dir / "config.json").read_text())["model"] == "custom"
@@ -129,6 +131,7 @@ def test_evaluate_and_predict_refuse_the_weights_of_a_model_of_your_own_whatever
     assert "score them in Python" in line
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("damage", ["bomb", "truncated"])
 def test_predict_on_a_damaged_image_is_one_line_from_the_command_line(small_config, tmp_path, damage):
     result = train(small_config.replace(epochs=1), log=lambda line: None)
@@ -228,6 +231,7 @@ def test_a_worker_with_other_settings_is_refused_by_the_study_the_first_one_pinn
     tune(first.replace(threads=1), 2, **study)  # where and how a worker runs may differ: it joins
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize(
     "flags, message",
     [

@@ -63,6 +63,7 @@ def test_a_curve_without_a_fall_is_one_line_not_ignite_s_traceback(small_config)
         find_lr(small_config, iterations=3)
 
 
+@pytest.mark.slow  # a subprocess
 def test_lr_find_works_without_optuna(tmp_path):
     config = small_config_file(tmp_path, batch_size=20)
     proc = run_without_optuna("lr-find", "--config", str(config), "--iterations", "40", "--output-dir", str(tmp_path))

@@ -120,6 +120,7 @@ def test_display_is_a_setting_with_a_flag_a_checked_value_and_may_change_on_resu
         build_parser().parse_args(["--display", "fancy"])
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_slurm_style_log_gets_the_text_lines_and_no_bar(tmp_path):
     """stdout and stderr to one file, as sbatch does: text lines only, not one carriage return."""
     log = tmp_path / "slurm-1.out"

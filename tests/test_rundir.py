@@ -50,6 +50,7 @@ def test_a_second_claim_on_a_claimed_directory_is_refused_naming_the_holder(smal
     claim_run_directory(small_config.replace(resume="auto"), print).release()  # free again once released
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_second_process_is_refused_while_the_first_runs_and_allowed_once_it_is_killed(tmp_path):
     config = small_run_config(tmp_path)
     out = Path(config.output_dir)

@@ -54,6 +54,7 @@ def test_a_wilson_interval_of_impossible_counts_or_confidence_is_refused(correct
         wilson_interval(correct, total, confidence)
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_run_s_intervals_do_not_import_scipy():
     # scipy.stats takes 0.6 s to import: a default run's intervals must not pay it.
     code = (

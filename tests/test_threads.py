@@ -54,6 +54,7 @@ def test_the_flag_the_kept_count_and_omp_num_threads_come_before_the_measure(cor
     assert plan_threads(None, environ={"OMP_NUM_THREADS": "2"}, busy=7.0) == ThreadPlan(2, 8, "OMP_NUM_THREADS")
 
 
+@pytest.mark.slow  # a subprocess
 def test_the_busy_measure_sees_a_busy_core():
     import multiprocessing
 
