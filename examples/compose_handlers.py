@@ -1,7 +1,10 @@
 """Compose the library's handlers in your own code (the README's example, kept runnable here)."""
 
+from pathlib import Path
+
 import torch
 from ignite.engine import Events
+from ignite.utils import manual_seed
 
 from fmnist_ignite import (
     Config,
@@ -15,6 +18,10 @@ from fmnist_ignite import (
     get_data_loaders,
 )
 
+manual_seed(0)  # the same weights and batches each time it runs
+OUTPUT = "runs/composed"
+if any(Path(OUTPUT).glob("*.pt")):  # never over an earlier run's checkpoints
+    raise SystemExit(f"error: {OUTPUT} already holds checkpoints: move them away, or set OUTPUT to a new directory")
 config = Config(batch_size=128)
 loaders = get_data_loaders(config)  # train / validation / test
 model = Net()
@@ -25,7 +32,7 @@ evaluator = create_evaluator(model)
 attach_loss_logging(trainer, every=200)
 history = attach_evaluation(trainer, evaluator, loaders["validation"])
 attach_early_stopping(trainer, evaluator, patience=2, monitor="accuracy")
-attach_checkpointing(trainer, {"model": model, "optimizer": optimizer, "trainer": trainer}, "runs/composed")
+attach_checkpointing(trainer, {"model": model, "optimizer": optimizer, "trainer": trainer}, OUTPUT)
 
 
 @trainer.on(Events.COMPLETED)

@@ -59,9 +59,12 @@ def check_data_dir(data_dir: str) -> None:
 
 
 def download_allowed(environ: Mapping[str, str]) -> bool:
-    """Downloads are off inside a SLURM job (compute nodes seldom reach the internet, and a job should
-    not hang on it) unless ``FMNIST_ALLOW_DOWNLOAD=1`` allows them."""
-    return "SLURM_JOB_ID" not in environ or environ.get("FMNIST_ALLOW_DOWNLOAD") == "1"
+    """``FMNIST_ALLOW_DOWNLOAD=1`` allows downloads and ``=0`` turns them off, anywhere; unset, they are off
+    inside a SLURM job only (compute nodes seldom reach the internet, and a job should not hang on it)."""
+    said = environ.get("FMNIST_ALLOW_DOWNLOAD", "").strip()
+    if said in ("0", "1"):
+        return said == "1"
+    return "SLURM_JOB_ID" not in environ
 
 
 def system_copy(environ: Mapping[str, str]) -> str:

@@ -69,8 +69,12 @@ def _download_with_torchvision(data_dir: Path) -> str | None:
     try:
         for train in (True, False):
             datasets.FashionMNIST(str(data_dir), train=train, download=True)
-    except Exception as exc:  # any network or disk failure means "this way did not work"
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    except Exception as exc:  # noqa: BLE001 (any network or disk failure means "this way did not work")
+        reason = " ".join(str(exc).split())
+        cause = exc.__cause__ or exc.__context__  # torchvision's own message may end at a colon
+        if cause is not None and (not reason or reason.endswith(":")):
+            reason = f"{reason} {type(cause).__name__}: {' '.join(str(cause).split())}".strip()
+        return f"{type(exc).__name__}: {reason}"
     return None
 
 
@@ -91,7 +95,8 @@ def locate_fashion_mnist(
         download_error = _download_with_torchvision(data_dir)
     else:
         download_error = (
-            "downloads are off: allow_download is false, the default inside a SLURM job unless FMNIST_ALLOW_DOWNLOAD=1"
+            "downloads are off: allow_download is false (FMNIST_ALLOW_DOWNLOAD=0, or inside a SLURM job unless "
+            "FMNIST_ALLOW_DOWNLOAD=1)"
         )
     found = _idx_files_in(data_dir / "FashionMNIST" / "raw")
     if found:

@@ -10,6 +10,17 @@ from ignite.handlers import global_step_from_engine
 from fmnist_ignite.errors import FmnistError
 
 
+MISSING = "--tensorboard needs the tensorboard package ({}): pip install 'fmnist-ignite[tensorboard]'"
+
+
+def require_tensorboard() -> None:
+    """Refuse ``--tensorboard`` at once where the tensorboard package is missing (not after the data loaded)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise FmnistError(MISSING.format("not installed"))
+
+
 def attach_tensorboard(trainer: Engine, evaluator: Engine, optimizer, log_dir: Path, every: int = 100):
     """Ignite's ``TensorboardLogger``: training loss and learning rate every ``every`` iterations,
     validation metrics each epoch. Needs the ``tensorboard`` package; says so clearly if missing."""
@@ -18,10 +29,7 @@ def attach_tensorboard(trainer: Engine, evaluator: Engine, optimizer, log_dir: P
 
         logger = TensorboardLogger(log_dir=str(log_dir))
     except (ImportError, ModuleNotFoundError, RuntimeError) as exc:
-        raise FmnistError(
-            f"--tensorboard needs the tensorboard package ({exc.__class__.__name__}): "
-            "pip install 'fmnist-ignite[tensorboard]'"
-        ) from None
+        raise FmnistError(MISSING.format(exc.__class__.__name__)) from None
     logger.attach_output_handler(
         trainer,
         event_name=Events.ITERATION_COMPLETED(every=every),

@@ -38,7 +38,7 @@ from fmnist_ignite.handlers.loss_logging import Log
 from fmnist_ignite.handlers.progress import attach_progress_bar
 from fmnist_ignite.handlers.schedule import attach_one_cycle_lr
 from fmnist_ignite.handlers.standard import attach_default_handlers
-from fmnist_ignite.handlers.tensorboard import attach_tensorboard
+from fmnist_ignite.handlers.tensorboard import attach_tensorboard, require_tensorboard
 from fmnist_ignite.run.checkpoints import (
     RandomState,
     ThreadCount,
@@ -88,6 +88,8 @@ class Training:
         self.started = time.perf_counter()
         config = config.replace(model="custom") if model is not None else config
         config.validate()
+        if config.tensorboard:
+            require_tensorboard()
         self.config = config
         self.rank, self.world_size = idist.get_rank(), idist.get_world_size()
         self.device = device = idist.device() if self.world_size > 1 else resolve_device(config.device)
