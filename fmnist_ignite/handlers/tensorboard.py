@@ -9,7 +9,6 @@ from ignite.handlers import global_step_from_engine
 
 from fmnist_ignite.errors import FmnistError
 
-
 MISSING = "--tensorboard needs the tensorboard package ({}): pip install 'fmnist-ignite[tensorboard]'"
 
 
