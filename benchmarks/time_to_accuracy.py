@@ -47,7 +47,7 @@ def main() -> None:
             log_interval=10**9,
         )
         training = Training(config, log=lambda line: None)
-        history = training.handlers["history"]
+        history = training.handlers.history
         reached, rows, excluded = {}, [], 0.0
 
         @training.trainer.on(Events.EPOCH_COMPLETED)

@@ -40,7 +40,7 @@ _PUBLIC = {  # the module that defines them -> the public names
     "handlers.progress": ("attach_progress_bar",),
     "handlers.epoch_stats": ("attach_epoch_stats",),
     "handlers.metrics_csv": ("attach_metrics_csv",),
-    "handlers.standard": ("attach_default_handlers",),
+    "handlers.standard": ("attach_default_handlers", "StandardHandlers"),
     "handlers.notebook": ("attach_notebook_view", "NotebookView"),
     "handlers.tensorboard": ("attach_tensorboard",),
     "run.checkpoints": ("RandomState",),

@@ -156,12 +156,13 @@ def test_early_stopping_on_accuracy_uses_higher_is_better():
     assert trainer.state.epoch == 5 and stopper.counter == 0 and stopper.best_score == pytest.approx(0.7)
 
 
-def test_progress_bar_is_off_off_a_terminal_and_when_switched_off(monkeypatch):
+def test_progress_bar_is_off_off_a_terminal_and_when_switched_off(monkeypatch, capsys):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     assert attach_progress_bar(dummy_trainer()) is None
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert attach_progress_bar(dummy_trainer(), enabled=False) is None
     trainer = dummy_trainer()
-    before = len(trainer._event_handlers[Events.ITERATION_COMPLETED])
     assert isinstance(attach_progress_bar(trainer), ProgressBar)
-    assert len(trainer._event_handlers[Events.ITERATION_COMPLETED]) > before
+    trainer.run(range(7), max_epochs=1)
+    drawn = capsys.readouterr().err
+    assert "Iteration: [6/7]" in drawn and "loss=0.5" in drawn  # the epoch's batches, with the running loss

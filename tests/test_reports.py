@@ -171,7 +171,7 @@ def test_predict_gives_the_label_of_known_test_images(trained, tmp_path, capsys)
     [
         (lambda p: Image.new("L", (32, 32)).save(p), "image is 32x32, expected 28x28"),
         (lambda p: Image.new("RGB", (28, 28)).save(p), "image mode RGB is not 8- or 16-bit grayscale"),
-        (lambda p: p.write_text("hello"), "neither an image (PNG) nor an IDX file"),
+        (lambda p: p.write_text("hello"), "neither an image (PNG, JPEG, ...) nor an IDX file"),
     ],
 )
 def test_predict_refuses_wrong_images_with_one_line(trained, tmp_path, capsys, make, message):

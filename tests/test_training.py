@@ -67,15 +67,16 @@ def test_without_validation_the_last_weights_are_scored(small_config):
 def test_one_hot_training_gives_the_same_run(small_config, tmp_path):
     by_index = train(small_config.replace(output_dir=str(tmp_path / "i")), log=lambda line: None)
     by_one_hot = train(small_config.replace(output_dir=str(tmp_path / "o"), one_hot=True), log=lambda line: None)
-    for a, b in zip(by_index.history, by_one_hot.history, strict=False):
+    for a, b in zip(by_index.history, by_one_hot.history, strict=True):
         assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=0.011)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
-    assert by_one_hot.test_metrics["accuracy"] <= 1.0
+    # the same images right: one-hot targets are counted as their classes, never as 10 answers an image
+    assert by_one_hot.test_metrics["accuracy"] == pytest.approx(by_index.test_metrics["accuracy"], abs=0.011)
 
 
 def test_dataloader_path_trains_too(small_config):
-    result = train(small_config.replace(loader="dataloader", epochs=1), log=lambda line: None)
-    assert result.epochs_run == 1 and 0 <= result.test_metrics["accuracy"] <= 1
+    result = train(small_config.replace(loader="dataloader", epochs=2, lr=0.05), log=lambda line: None)
+    assert result.epochs_run == 2 and result.test_metrics["accuracy"] > 0.5  # it learned: chance is 0.1
 
 
 def test_an_output_dir_with_checkpoints_is_refused_and_left_alone(small_config, tmp_path):

@@ -14,7 +14,7 @@ from fmnist_ignite.core.device import choose_precision, resolve_device
 from fmnist_ignite.core.engines import create_evaluator
 from fmnist_ignite.core.models import model_for_state_dict
 from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
-from fmnist_ignite.data.idx import read_idx
+from fmnist_ignite.data.idx import NotIdxFile, read_idx
 from fmnist_ignite.data.loaders import make_loader, to_float_images
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.checkpoints import load_checkpoint
@@ -103,10 +103,8 @@ def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:
         raise FmnistError(f"{path}: cannot read the image ({exc})") from None
     try:
         images = read_idx(path)
-    except FmnistError as exc:
-        if "bad magic number" in str(exc):
-            raise FmnistError(f"{path}: neither an image (PNG) nor an IDX file") from None
-        raise
+    except NotIdxFile:
+        raise FmnistError(f"{path}: neither an image (PNG, JPEG, ...) nor an IDX file") from None
     if images.ndim == 2:
         images = images.unsqueeze(0)
     if images.ndim != 3 or images.shape[1:] != (28, 28):

@@ -16,6 +16,10 @@ from fmnist_ignite.errors import FmnistError
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 
+class NotIdxFile(FmnistError):
+    """A file that does not begin as an IDX file of unsigned bytes does (its magic number)."""
+
+
 @dataclass(frozen=True)
 class IdxSpec:
     """What one of the four upstream files holds; sha256 is of the decompressed bytes."""
@@ -40,7 +44,7 @@ def read_idx(path: Path, spec: IdxSpec | None = None) -> torch.Tensor:
         with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as stream:
             head = stream.read(4)
             if len(head) < 4 or head[:3] != b"\x00\x00\x08" or not 1 <= head[3] <= 3:
-                raise FmnistError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+                raise NotIdxFile(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
             dims = stream.read(4 * head[3])
             shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(len(dims) // 4))
             count = math.prod(shape)

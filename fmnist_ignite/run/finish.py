@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the run that finishes; it calls these
 
 def restore_best(training: Training) -> str:
     """Load the best-validation weights (when asked and kept); return which weights the model holds."""
-    best_path = training.saved("best_checkpoint")
+    best_path = training.handlers.best_saved
     if not (best_path and training.config.restore_best):
         if training.ema is not None:  # the last averaged weights are the ones scored
             unwrap(training.model).load_state_dict(training.ema.ema_model.state_dict())
@@ -31,7 +31,7 @@ def restore_best(training: Training) -> str:
     if training.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
         unwrap(training.model).load_state_dict(load_checkpoint(best_path, map_location=training.device))
     broadcast_weights(unwrap(training.model))
-    return f"best (epoch {training.handlers['history'].best(f'val_{training.config.monitor}')['epoch']})"
+    return f"best (epoch {training.handlers.history.best(f'val_{training.config.monitor}')['epoch']})"
 
 
 def score_test(training: Training, scored: str) -> tuple[dict, torch.Tensor | None]:
@@ -48,11 +48,11 @@ def score_test(training: Training, scored: str) -> tuple[dict, torch.Tensor | No
 
 
 def plot(training: Training, confusion: torch.Tensor | None) -> None:
-    last, best = training.saved("checkpoint"), training.saved("best_checkpoint")
+    last, best = training.handlers.last_saved, training.handlers.best_saved
     training.log(f"Checkpoints in {training.output_dir}: {last.name}" + (f", {best.name}" if best else ""))
     if not (training.config.plots and training.rank == 0):
         return
-    history = training.handlers["history"]
+    history = training.handlers.history
     plotted = plot_curves(history, training.output_dir / "curves.png") and (
         confusion is None or plot_confusion(confusion, training.output_dir / "confusion.png")
     )
@@ -76,14 +76,14 @@ def finish(training: Training, scored: str, test: dict, confusion: torch.Tensor 
         else None,
     )
     return TrainResult(
-        history=list(training.handlers["history"].epochs),
+        history=list(training.handlers.history.epochs),
         test_metrics=test,
         scored_weights=scored,
         output_dir=training.output_dir,
         epochs_run=training.trainer.state.epoch,
         stopped_early=stopped_early,
-        best_checkpoint=training.saved("best_checkpoint"),
-        last_checkpoint=training.saved("checkpoint"),
+        best_checkpoint=training.handlers.best_saved,
+        last_checkpoint=training.handlers.last_saved,
         per_class_accuracy=classes,
         confusion=confusion,
         model=unwrap(training.model),

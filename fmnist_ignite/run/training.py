@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from enum import StrEnum
 from pathlib import Path
 
 import ignite.distributed as idist
@@ -61,6 +62,15 @@ from fmnist_ignite.run.signals import (
 )
 from fmnist_ignite.run.summary import best_validation, versions
 from fmnist_ignite.ui.display import choose_display
+
+
+class RunPhase(StrEnum):
+    """What a run does once training is over, in the words a stop's message says it with."""
+
+    RESTORING_BEST = "restoring the best weights"
+    SCORING_TEST = "scoring the test set"
+    PLOTTING = "drawing the plots"
+    SUMMARIZING = "writing the summary"
 
 
 def quiet_log(line: str) -> None:
@@ -121,7 +131,7 @@ class Training:
             log = tee(log, self.view.log) if log else self.view.log  # the text lines: kept, shown folded at the end
         self.log = log = log or (tqdm.write if bar else print)
         self.requests = StopRequests()
-        self.phase: str | None = None  # what the run does once training is over, for a stop's message
+        self.phase: RunPhase | None = None  # what the run does once training is over, for a stop's message
         self.summary: RunSummary | None = None  # summary.json's contents, once the run is set up
         self.kept_predictions: dict = {}  # where the test predictions went, once scored
         self.run_dir = self._claim_output_dir(run_dir, log)
@@ -187,20 +197,21 @@ class Training:
             config, trainer, self.evaluator, self.loaders, self.to_save, self.output_dir, log, self.scored_model
         )
         if self.view is not None:  # after the handlers that fill the history, so each epoch's row is whole
-            self.view.history = self.handlers["history"]
+            self.view.history = self.handlers.history
             self.view.title = f"Training {config.model} in {self.output_dir}"
             self.view.attach(trainer)
+        self.tensorboard = None  # Ignite's TensorboardLogger, with --tensorboard
         if config.tensorboard:
-            self.handlers["tensorboard"] = attach_tensorboard(
+            self.tensorboard = attach_tensorboard(
                 trainer, self.evaluator, optimizer, self.output_dir / "tb", config.log_interval
             )
         if resume:
             to_load = {k: v for k, v in self.to_save.items() if k != "config"}
-            restore(resume, checkpoint, {**to_load, "checkpointer": self.handlers["checkpoint"]})
+            restore(resume, checkpoint, {**to_load, "checkpointer": self.handlers.checkpoint})
             check_epochs_left(config, trainer, resume)
             self._check_schedule_fits(resume)
-            if self.rank == 0 and "best_checkpoint" in self.handlers:
-                carry_best_model(self.handlers["best_checkpoint"], resume.parent, self.output_dir)
+            if self.rank == 0 and self.handlers.best_checkpoint is not None:
+                carry_best_model(self.handlers.best_checkpoint, resume.parent, self.output_dir)
         if self.rank == 0:  # once data, checkpoint and settings passed every check: a refused run changes nothing
             self.run_dir.save_config(config)
         plan = applied_threads()
@@ -249,7 +260,7 @@ class Training:
         """Bring ``summary.json`` up to date: written when the run starts, after each epoch and at the end;
         ``updates`` are ``RunSummary`` fields (``status``, ``test``, ...)."""
         assert self.summary is not None, "the run is not set up"
-        history = self.handlers["history"]
+        history = self.handlers.history
         best = history.best(f"val_{self.config.monitor}")
         state = self.trainer.state
         self.summary.epochs_done = state.epoch - (
@@ -259,7 +270,7 @@ class Training:
         self.summary.best_validation = best_validation(best, self.config.monitor)
         self.summary.checkpoints = {
             kind: str(path) if path else None
-            for kind, path in (("last", self.saved("checkpoint")), ("best", self.saved("best_checkpoint")))
+            for kind, path in (("last", self.handlers.last_saved), ("best", self.handlers.best_saved))
         }
         self.summary.wall_time_s = round(time.perf_counter() - self.started, 3)
         self.summary.history = history.epochs
@@ -267,11 +278,6 @@ class Training:
             setattr(self.summary, name, value)
         if self.rank == 0:
             write_summary(self.output_dir / SUMMARY_FILE, self.summary)
-
-    def saved(self, name: str) -> Path | None:
-        """The last file the checkpoint handler ``name`` wrote, if any."""
-        handler = self.handlers.get(name)
-        return Path(handler.last_checkpoint) if handler and handler.last_checkpoint else None
 
     def run(self) -> TrainResult:
         """Train (or finish training), then score the test split once with the chosen weights.
@@ -327,7 +333,7 @@ class Training:
             safe = f"the checkpoints in {self.output_dir} are as they were" if self.run_dir.resume_from else ""
             message = f"{said} before training started; " + (safe or "nothing was trained")
         else:
-            weights = self.saved("best_checkpoint") or self.saved("checkpoint")
+            weights = self.handlers.best_saved or self.handlers.last_saved
             message = (
                 f"{said} after training, while {self.phase}: the trained weights are in "
                 f"{weights}; score them with: fmnist-ignite evaluate {weights}"
@@ -341,21 +347,20 @@ class Training:
         self.write_summary()
         self.requests.check()  # a stop asked for between set-up and run() ends the run before training
         self._train()
-        self.phase = "restoring the best weights"  # before a stop noted since training raises here
+        self.phase = RunPhase.RESTORING_BEST  # before a stop noted since training raises here
         with raising(self.requests):
             scored = restore_best(self)
-            self.phase = "scoring the test set"
+            self.phase = RunPhase.SCORING_TEST
             test, confusion = score_test(self, scored)
-            self.phase = "drawing the plots"
+            self.phase = RunPhase.PLOTTING
             plot(self, confusion)
-            self.phase = "writing the summary"
+            self.phase = RunPhase.SUMMARIZING
             return finish(self, scored, test, confusion)
 
     def _train(self) -> None:
         """Run the trainer to the last epoch; a stop saves a checkpoint, a non-finite loss ends the run."""
         config, trainer, handlers = self.config, self.trainer, self.handlers
-        early_stopping = handlers.get("early_stopping")
-        stopped_early = early_stopping is not None and early_stopping.counter >= early_stopping.patience
+        stopped_early = handlers.stopped_early
         with stopping_trainer(trainer, self.requests):  # a run that stopped early is finished: scored again only
             if not stopped_early and (
                 trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"])
@@ -363,17 +368,17 @@ class Training:
                 trainer.run(self.loaders["train"], max_epochs=config.epochs)
         # The losses are checked every few steps (EpochLossAverage), not each one: before a stop's
         # checkpoint is written, they are checked up to this step, so no checkpoint holds NaN weights.
-        average = handlers["train_loss"]
+        average = handlers.train_loss
         nonfinite = average.stopped_nonfinite or not average.finite()
         if (
             self.requests and not nonfinite
         ):  # saved while further signals are still only noted: one stop, one checkpoint
-            error = save_on_stop(self.requests, trainer, self.to_save, handlers["checkpoint"], self.output_dir)
+            error = save_on_stop(self.requests, trainer, self.to_save, handlers.checkpoint, self.output_dir)
             self.write_summary(status=RunStatus.INTERRUPTED, interrupted_checkpoint=str(error.checkpoint))
             raise error
         if nonfinite:
             loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
-            last = self.saved("checkpoint")
+            last = self.handlers.last_saved
             self.write_summary(status=RunStatus.NON_FINITE)
             raise NonFiniteLoss(
                 f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
@@ -382,7 +387,7 @@ class Training:
                 + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
             )
         self.log("Training completed")
-        if early_stopping is not None and early_stopping.counter >= early_stopping.patience:
+        if handlers.stopped_early:
             self.log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
 
     def evaluate(self, loader, confusion_matrix: bool = False, attach: Callable[[Engine], object] | None = None):
