@@ -49,7 +49,7 @@ def test_a_run_replayed_from_its_saved_config_ends_bitwise_equal(small_config, t
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("bad.yaml", "lr: 0.1\nbatchsize: 32\n", "unknown key 'batchsize': the keys are recipe, epochs, batch_size"),
+        ("bad.yaml", "lr: 0.1\nbatchsize: 32\n", "unknown key 'batchsize': did you mean 'batch_size'?"),
         ("bad.yaml", "epochs: ten\n", "epochs: expected int, got 'ten'"),
         ("bad.yaml", "one_hot: 1\n", "one_hot: expected bool, got 1"),
         ("bad.yaml", "epochs: true\n", "epochs: expected int, got True"),

@@ -242,4 +242,4 @@ def test_inside_a_slurm_job_nothing_is_downloaded_unless_allowed(tmp_path, monke
     if allow:
         assert tried == [tmp_path] and "it failed: no net" in str(info.value)
     else:
-        assert tried == [] and "the default inside a SLURM job unless FMNIST_ALLOW_DOWNLOAD=1" in str(info.value)
+        assert tried == [] and "inside a SLURM job unless FMNIST_ALLOW_DOWNLOAD=1" in str(info.value)

@@ -170,8 +170,7 @@ def test_a_worker_killed_mid_trial_leaves_a_trial_that_another_worker_continues(
         config, study_dir, 2, "--heartbeat", "1", "--lr", "0.05", "--optimizer", "sgd", "--space", str(space)
     )
     checkpoint = study_dir / "trial-0000" / "training_checkpoint_2.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:
+    while not checkpoint.exists() and first.poll() is None:  # the worker's own end bounds the wait
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -195,8 +194,7 @@ def test_ctrl_c_stops_a_worker_cleanly_and_queues_its_trial_to_continue(tmp_path
     study_dir = tmp_path / "study"
     first = worker(config, study_dir, 1, "--lr", "0.05", "--optimizer", "sgd", "--space", str(space_file(tmp_path)))
     checkpoint = study_dir / "trial-0000" / "training_checkpoint_1.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:
+    while not checkpoint.exists() and first.poll() is None:  # the worker's own end bounds the wait
         time.sleep(0.05)
     first.send_signal(signal.SIGINT)
     output = first.communicate(timeout=60)[0]

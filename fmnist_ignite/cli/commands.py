@@ -25,6 +25,8 @@ def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"Learning-rate finder: {args.iterations} batches, lr from {args.start_lr:g} to {args.end_lr:g}")
     result = find_lr(config, args.start_lr, args.end_lr, args.iterations, output_dir / "lr_finder.png")
     print(f"Suggested learning rate: {result.suggestion:.3g} (where the loss fell fastest)")
+    if not result.diverged:
+        print(f"Note: the loss had not diverged by --end-lr {args.end_lr:g}: a larger --end-lr shows more of the curve")
     print("Plot: " + (str(result.plot_path) if result.plot_path else "skipped (pip install 'fmnist-ignite[plot]')"))
     kept = drop_flags(argv, ("--lr", "--output-dir", "--start-lr", "--end-lr", "--iterations"))
     print("Train with it: " + shlex.join(["fmnist-ignite", "train", *kept, "--lr", f"{result.suggestion:.3g}"]))

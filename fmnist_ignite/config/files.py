@@ -3,6 +3,7 @@ field by field, so a typo is one line naming the file and the key. Imports no to
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 
@@ -83,7 +84,9 @@ def read_config_file(path: str | Path, with_recipe: bool = True) -> dict:
     known = settings()
     for key, value in given.items():
         if key not in known:
-            raise FmnistError(f"{path}: unknown key {key!r}: the keys are recipe, {', '.join(known)}")
+            near = difflib.get_close_matches(key, [*known, "recipe"], n=1)
+            hint = f"did you mean {near[0]!r}?" if near else "the keys are the settings of Config and recipe"
+            raise FmnistError(f"{path}: unknown key {key!r}: {hint}")
         if not known[key].accepts(value):
             expected = known[key].annotation.replace(" | None", " or null")
             raise FmnistError(f"{path}: {key}: expected {expected}, got {value!r}")

@@ -5,6 +5,7 @@ It needs no Optuna, so ``fmnist-ignite lr-find`` works without the tune extra.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class LRFinderResult:
     lrs: list[float]
     losses: list[float]
     plot_path: Path | None = None
+    diverged: bool = True  # False: the loss had not blown up by the last rate tried (a wider range may tell more)
 
     def plot(self, path: str | Path | None = None):
         """Loss against learning rate (log scale), the suggestion marked: a matplotlib figure, saved to
@@ -86,8 +88,11 @@ def find_lr(
     trainer = create_trainer(model, optimizer, device, config.label_smoothing, precision)
     finder = FastaiLRFinder()
     to_restore = {"model": model, "optimizer": optimizer}
-    with finder.attach(trainer, to_restore, num_iter=iterations, start_lr=start_lr, end_lr=end_lr) as finding:
-        finding.run(get_data_loaders(config, device)["train"])
+    with warnings.catch_warnings(record=True) as caught:  # Ignite's "completed without loss diverging": said below
+        warnings.simplefilter("always", UserWarning)
+        with finder.attach(trainer, to_restore, num_iter=iterations, start_lr=start_lr, end_lr=end_lr) as finding:
+            finding.run(get_data_loaders(config, device)["train"])
+    diverged = not any("without loss diverging" in str(w.message) for w in caught)
     results = finder.get_results()
     if len(results["loss"]) < 3:
         raise FmnistError(f"the loss diverged within {len(results['loss'])} iterations: lower --start-lr")
@@ -98,7 +103,9 @@ def find_lr(
             f"no learning rate to suggest: the loss did not fall and rise over {iterations} iterations "
             f"({start_lr:g} to {end_lr:g}); raise --iterations or widen the range"
         ) from exc
-    result = LRFinderResult(suggestion, [float(v) for v in results["lr"]], [float(v) for v in results["loss"]])
+    result = LRFinderResult(
+        suggestion, [float(v) for v in results["lr"]], [float(v) for v in results["loss"]], diverged=diverged
+    )
     if plot_path is not None and result.plot(plot_path) is not None:
         result.plot_path = Path(plot_path)
     return result

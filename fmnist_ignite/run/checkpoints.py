@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from ignite.engine import Engine
-from ignite.handlers import Checkpoint
+from ignite.handlers import Checkpoint, LRScheduler
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
@@ -85,3 +85,14 @@ def carry_best_model(handler: Checkpoint, source: Path, target: Path) -> None:
         origin = Path(source) / name
         if CHECKPOINT_NAME.match(name) and origin.is_file() and not origin.is_symlink():
             write_durably(Path(target) / name, origin.read_bytes())
+
+
+def check_schedule_fits(scheduler: LRScheduler | None, epochs: int, epoch_length: int, resume: Path) -> None:
+    """A restored one-cycle schedule is planned for its run's length; it cannot be stretched to ``epochs``."""
+    planned = epochs * epoch_length
+    if scheduler is not None and scheduler.lr_scheduler.total_steps != planned:
+        kept = scheduler.lr_scheduler.total_steps // epoch_length
+        raise FmnistError(
+            f"{resume}: its one-cycle learning rate was planned for {kept} epochs and cannot be "
+            f"stretched to {epochs}: resume with --epochs {kept}"
+        )

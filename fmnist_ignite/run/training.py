@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from enum import StrEnum
-from pathlib import Path
 
 import ignite.distributed as idist
 import torch
@@ -45,6 +44,7 @@ from fmnist_ignite.run.checkpoints import (
     ThreadCount,
     carry_best_model,
     check_epochs_left,
+    check_schedule_fits,
     kept_threads,
     must_fit,
     restore,
@@ -119,7 +119,7 @@ class Training:
         self.scored_model = self.ema.ema_model if self.ema else model  # what validation and test score
         self.evaluator = create_evaluator(self.scored_model, device, self.precision, tta=config.tta)
         self.display = choose_display(config.display) if self.rank == 0 else "plain"
-        bar = attach_progress_bar(trainer, enabled=config.progress and self.display == "terminal")
+        self.bar = bar = attach_progress_bar(trainer, enabled=config.progress and self.display == "terminal")
         if self.rank != 0:  # only rank 0 prints
             log = quiet_log
         self.view = None  # the live view in a notebook (display "notebook"), attached with the handlers
@@ -209,7 +209,7 @@ class Training:
             to_load = {k: v for k, v in self.to_save.items() if k != "config"}
             restore(resume, checkpoint, {**to_load, "checkpointer": self.handlers.checkpoint})
             check_epochs_left(config, trainer, resume)
-            self._check_schedule_fits(resume)
+            check_schedule_fits(self.to_save.get("lr_scheduler"), config.epochs, len(self.loaders["train"]), resume)
             if self.rank == 0 and self.handlers.best_checkpoint is not None:
                 carry_best_model(self.handlers.best_checkpoint, resume.parent, self.output_dir)
         if self.rank == 0:  # once data, checkpoint and settings passed every check: a refused run changes nothing
@@ -232,17 +232,6 @@ class Training:
             output_dir=str(self.output_dir),
         )
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: self.write_summary())
-
-    def _check_schedule_fits(self, resume: Path) -> None:
-        """A restored one-cycle schedule is planned for its run's length; it cannot be stretched."""
-        scheduler = self.to_save.get("lr_scheduler")
-        planned = self.config.epochs * len(self.loaders["train"])
-        if scheduler is not None and scheduler.lr_scheduler.total_steps != planned:
-            epochs = scheduler.lr_scheduler.total_steps // len(self.loaders["train"])
-            raise FmnistError(
-                f"{resume}: its one-cycle learning rate was planned for {epochs} epochs and cannot be "
-                f"stretched to {self.config.epochs}: resume with --epochs {epochs}"
-            )
 
     def _claim_output_dir(self, claimed: RunDirectory | None, log: Log) -> RunDirectory:
         """Rank 0 claims the output directory (unless its launcher did) and finds the checkpoint; every
@@ -366,6 +355,8 @@ class Training:
                 trainer.state.epoch < config.epochs or trainer.state.iteration % len(self.loaders["train"])
             ):
                 trainer.run(self.loaders["train"], max_epochs=config.epochs)
+        if self.bar is not None and getattr(self.bar, "pbar", None) is not None:  # a stop mid-epoch: no bar line
+            self.bar.pbar.close()  # left for the message to start on
         # The losses are checked every few steps (EpochLossAverage), not each one: before a stop's
         # checkpoint is written, they are checked up to this step, so no checkpoint holds NaN weights.
         average = handlers.train_loss
