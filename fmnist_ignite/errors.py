@@ -32,6 +32,11 @@ class TrainingInterrupted(FmnistError):
         return lines
 
 
+class CouldNotWrite(FmnistError):
+    """A file could not be written (a full disk, a directory gone, a read-only file system); the message says
+    what is safe on disk. Once there is room again, the same work can go on."""
+
+
 class DirectoryInUse(FmnistError):
     """Another process holds the run directory (its lock): it is that process's to train."""
 

@@ -468,3 +468,100 @@ def test_a_second_signal_arriving_inside_the_first_one_s_handler_does_not_deadlo
     thread.start()
     thread.join(timeout=10)
     assert not thread.is_alive() and requests.signals == [signal.SIGUSR1]
+
+
+# ------------------------------------------------------------------------------ a review's findings, pinned
+
+
+@pytest.mark.parametrize("argv", [["train", ""], ["train", "--epochs", "2", "  "]])
+def test_an_empty_argument_is_the_error_line_not_a_traceback(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err.splitlines()
+    assert info.value.code == 2 and err[0].startswith("fmnist-ignite train: error: unrecognized arguments")
+
+
+def test_did_you_mean_draws_on_the_flag_s_own_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "cpu"])
+    assert "did you mean" not in capsys.readouterr().err  # cpu is --device's, not a model to suggest
+
+
+def deflated_npz(path: Path, mutate) -> Path:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, predicted=np.zeros(5, np.uint8), labels=np.zeros(5, np.uint8), test_set_sha256=SHA)
+    path.write_bytes(mutate(bytearray(buffer.getvalue())))
+    return path
+
+
+def _corrupt_deflate(data: bytearray) -> bytes:
+    start = data.index(b"predicted.npy") + len("predicted.npy")
+    data[start + 20 : start + 40] = bytes(range(20))
+    return bytes(data)
+
+
+def _encrypted(data: bytearray) -> bytes:
+    data[6] |= 0x1  # the local header's flag: encrypted
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 8] |= 0x1
+    return bytes(data)
+
+
+@pytest.mark.parametrize("mutate", [_corrupt_deflate, _encrypted], ids=["corrupt-deflate", "encrypted"])
+def test_compare_refuses_a_zip_damaged_inside_in_one_line(two_runs, tmp_path, mutate):
+    bad = deflated_npz(tmp_path / "p.npz", mutate)
+    assert one_line(cli("compare", two_runs[0], bad)).startswith(f"error: {bad}: ")
+
+
+def test_compare_refuses_an_array_header_of_an_impossible_shape(two_runs, tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**20,)})
+    bad = tmp_path / "p.npz"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("predicted.npy", header.getvalue())
+        for name, array in (("labels", np.zeros(5, np.uint8)), ("test_set_sha256", SHA)):
+            small = io.BytesIO()
+            np.save(small, array)
+            archive.writestr(f"{name}.npy", small.getvalue())
+    assert "an array header says shape" in one_line(cli("compare", two_runs[0], bad))
+
+
+def test_a_short_peer_timeout_never_ends_a_run_that_goes_well(tmp_path):
+    """The watchdog acts on a failure only: rank 0 plots and writes the summary while the others wait."""
+    config = small_run_config(tmp_path).replace(
+        nproc_per_node=2, threads=1, epochs=2, master_port=free_port(), peer_timeout=1, plots=True
+    )
+    result = train(config, **QUIET)
+    assert result.epochs_run == 2 and json.loads((result.output_dir / "summary.json").read_text())["processes"] == 2
+
+
+def test_a_resume_into_a_directory_of_another_run_is_refused_and_changes_nothing(small_config, tmp_path):
+    a = train(small_config.replace(epochs=1, output_dir=str(tmp_path / "a")), **QUIET)
+    b = train(small_config.replace(epochs=2, output_dir=str(tmp_path / "b")), **QUIET)
+    before = {p.name: p.read_bytes() for p in b.output_dir.iterdir() if p.is_file()}
+    with pytest.raises(FmnistError, match="already holds checkpoints of another run"):
+        train(small_config.replace(epochs=2, resume=str(a.last_checkpoint), output_dir=str(b.output_dir)), **QUIET)
+    assert {p.name: p.read_bytes() for p in b.output_dir.iterdir() if p.is_file() and p.name != ".lock"} == {
+        k: v for k, v in before.items() if k != ".lock"
+    }
+
+
+def test_a_finished_run_whose_training_checkpoints_were_deleted_is_not_trained_over(small_config):
+    result = train(small_config.replace(epochs=2), **QUIET)
+    for path in result.output_dir.glob("training_checkpoint_*.pt"):
+        path.unlink()
+    summary = (result.output_dir / "summary.json").read_bytes()
+    with pytest.raises(FmnistError, match="holds a run of 2 epochs whose training checkpoints are gone"):
+        train(small_config.replace(epochs=2, resume="auto"), **QUIET)
+    assert (result.output_dir / "summary.json").read_bytes() == summary and result.best_checkpoint.exists()
+
+
+def test_a_trial_whose_settings_always_fail_is_marked_failed_and_the_study_goes_on(small_config, tmp_path):
+    pytest.importorskip("optuna")
+    from fmnist_ignite.experiments.tuning import tune
+
+    config = small_config.replace(epochs=1, loader="dataloader")  # with hflip: refused, every time
+    result = tune(config, 2, output_dir=tmp_path / "study", space={"hflip": [True]}, log=lambda line: None)
+    trials = result.study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    assert all("--hflip and --shift need --loader tensor" in t.user_attrs["failed"] for t in trials)

@@ -28,16 +28,18 @@ class Parser(argparse.ArgumentParser):
 
     def with_suggestion(self, message: str) -> str:
         """``message`` with "did you mean ..." for a mistyped choice or flag."""
-        if "invalid choice: " in message:
+        if "invalid choice: " in message and message.startswith("argument "):
+            flag = message.removeprefix("argument ").split(":", 1)[0].split("/")[0]
             wrong = message.split("invalid choice: ", 1)[1].split(" ", 1)[0].strip("'\",")
-            options = [str(c) for action in self._actions if action.choices for c in action.choices]
+            options = [str(c) for a in self._actions if flag in a.option_strings and a.choices for c in a.choices]
         elif message.startswith("unrecognized arguments: "):
-            wrong = message.removeprefix("unrecognized arguments: ").split()[0].split("=", 1)[0]
+            words = message.removeprefix("unrecognized arguments: ").split()
+            wrong = words[0].split("=", 1)[0] if words else ""
             options = [flag for action in self._actions for flag in action.option_strings]
         else:
             return message
-        near = difflib.get_close_matches(wrong, options, n=1, cutoff=0.6)
-        return f"{message} (did you mean {near[0]}?)" if near else message
+        near = [option for option in difflib.get_close_matches(wrong, options, n=2, cutoff=0.6) if option != wrong]
+        return f"{message} (did you mean {near[0]}?)" if wrong and near else message
 
     def parse_command(self, argv: list[str]) -> argparse.Namespace:
         """Parse a subcommand's line; a flag the subcommand does not know is its error, said by it (with its

@@ -38,14 +38,18 @@ class ThreadPlan:
         return f"CPU: {self.threads} {noun} of {self.cores} core{'s' * (self.cores != 1)} ({self.why})"
 
 
+def affinity() -> set[int]:
+    """The CPUs this process may run on."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
 def usable_cores(environ: Mapping[str, str] = os.environ) -> int:
     """The cores this process may run on: its CPU affinity, within SLURM's ``--cpus-per-task`` and a cgroup's
     CPU quota (a container's), whichever is least."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    limits = [cores]
+    limits = [len(affinity())]
     slurm = environ.get("SLURM_CPUS_PER_TASK", "")
     if slurm.isdigit() and int(slurm) > 0:
         limits.append(int(slurm))
@@ -67,31 +71,35 @@ def _cgroup_quota() -> int | None:
     return max(1, math.ceil(int(quota) / int(period)))
 
 
-def busy_cores(seconds: float = SAMPLE_S) -> float:
-    """How many of the machine's cores other work keeps busy now: the machine's CPU time not idle over
-    ``seconds`` (this process sleeps meanwhile), in cores; 0.0 where ``/proc/stat`` cannot be read."""
-    first = _cpu_times()
+def busy_cores(seconds: float = SAMPLE_S, cpus: set[int] | None = None) -> float:
+    """How many of ``cpus`` (this process's, by default) other work keeps busy now: their CPU time not idle
+    over ``seconds`` (this process sleeps meanwhile), in cores; 0.0 where ``/proc/stat`` cannot be read."""
+    cpus = affinity() if cpus is None else cpus
+    first = _cpu_times(cpus)
     if first is None:
         return 0.0
     time.sleep(seconds)
-    second = _cpu_times()
+    second = _cpu_times(cpus)
     if second is None:
         return 0.0
     total, idle = second[0] - first[0], second[1] - first[1]
-    cpus = os.cpu_count() or 1
-    return max(0.0, cpus * (total - idle) / total) if total > 0 else 0.0
+    return max(0.0, len(cpus) * (total - idle) / total) if total > 0 else 0.0
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """The machine's total and idle CPU time so far, in clock ticks (the first line of ``/proc/stat``)."""
+def _cpu_times(cpus: set[int]) -> tuple[int, int] | None:
+    """The total and idle CPU time of ``cpus`` so far, in clock ticks (their ``cpuN`` lines of ``/proc/stat``)."""
+    total = idle = 0
     try:
         with open("/proc/stat") as stream:
-            fields = [int(value) for value in stream.readline().split()[1:]]
-    except (OSError, ValueError):
+            for line in stream:
+                name, *values = line.split()
+                if not name.startswith("cpu") or not name[3:].isdigit() or int(name[3:]) not in cpus:
+                    continue
+                fields = [int(value) for value in values[:8]]
+                total, idle = total + sum(fields), idle + fields[3] + fields[4]  # idle and iowait
+    except (OSError, ValueError, IndexError):
         return None
-    if len(fields) < 5:
-        return None
-    return sum(fields[:8]), fields[3] + fields[4]  # idle and iowait
+    return (total, idle) if total else None
 
 
 def plan_threads(
@@ -115,7 +123,9 @@ def plan_threads(
     share = max(1, cores // max(1, processes))
     if processes > 1:
         return ThreadPlan(share, cores, f"its share: {processes} processes of the run on this machine")
-    busy = busy_cores() if busy is None else busy
+    if busy is None:  # measured on this process's CPUs, and counted in the share of them it may use
+        mine = affinity()
+        busy = busy_cores(cpus=mine) * cores / max(1, len(mine))
     free = max(1, min(share, round(cores - min(busy, cores))))
     if free < share:
         return ThreadPlan(free, cores, f"other work keeps {busy:.1f} core{'s' * (round(busy, 1) != 1)} busy")

@@ -65,19 +65,22 @@ def _open_study(storage: str, study_name: str, heartbeat: int, engine_kwargs: di
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The trials that use up the budget: finished, diverged or running (a dead worker's are failed first)."""
+    """The trials that use up the budget: finished, running, diverged or failed by their own settings (a dead
+    worker's are failed first, and go back to the queue: those do not count)."""
     fail_stale_trials(study)
+    used = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     return [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING) or "diverged" in t.user_attrs
+        if t.state in used or "diverged" in t.user_attrs or "failed" in t.user_attrs
     ]
 
 
 def trial_directory(study_dir: Path, trial: FrozenTrial) -> Path:
     """Where a trial runs: a retried trial continues in the directory of the trial it retries."""
-    origin = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return trial_directory_by_number(study_dir, trial.number if origin is None else origin)
+    origin = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)  # read back from the storage: checked
+    sane = isinstance(origin, int) and not isinstance(origin, bool) and 0 <= origin <= trial.number
+    return trial_directory_by_number(study_dir, origin if sane else trial.number)
 
 
 def trial_directory_by_number(study_dir: Path, number: int) -> Path:

@@ -27,7 +27,8 @@ def trial_outcome(trial: FrozenTrial) -> str:
     if trial.state == TrialState.PRUNED:
         last = list(trial.intermediate_values.items())[-1]
         return f"pruned at epoch {last[0]}, validation accuracy {last[1]:.4f} ({seconds})"
-    return f"failed: {trial.user_attrs.get('diverged', 'see the warning above')}"
+    why = trial.user_attrs.get("diverged") or trial.user_attrs.get("failed") or "its worker stopped"
+    return f"failed: {why}"
 
 
 def trials_table(trials: list[FrozenTrial], names: list[str]) -> str:

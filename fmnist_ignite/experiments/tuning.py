@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fmnist_ignite.analysis.predictions import keep_validation_predictions
 from fmnist_ignite.config.settings import Config, best_row
-from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
+from fmnist_ignite.errors import CouldNotWrite, DirectoryInUse, FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.experiments.confirm import best_versus_rest, confirm_top, trial_predictions_path
 from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, RUN_SETTINGS, check_search_space, suggest
 from fmnist_ignite.experiments.seeds import parse_seeds
@@ -96,6 +96,11 @@ def what_stopped_the_worker(exc: BaseException) -> BaseException | None:
             wrapper = wrapper or seen
         seen = seen.__cause__ if seen.__cause__ is not None else None if seen.__suppress_context__ else seen.__context__
     return wrapper
+
+
+class TrialFailed(Exception):
+    """A trial's run failed in a way that running it again would repeat: the trial is marked failed, and the
+    study goes on with the next."""
 
 
 class BudgetReached(Exception):
@@ -171,13 +176,18 @@ class Worker:
         self.log(f"Trial {trial.number}: {settings}" + (f" (continues {directory.name})" if retried else ""))
         directory.mkdir(parents=True, exist_ok=True)
         with open_log(directory / "train.log") as out:
-            with Training(config, log=lambda line: print(line, file=out, flush=True)) as training:
-                pruned = attach_pruning(trial, training.trainer, training.evaluator)
-                try:
+            try:
+                with Training(config, log=lambda line: print(line, file=out, flush=True)) as training:
+                    pruned = attach_pruning(trial, training.trainer, training.evaluator)
                     result = training.run()
-                except NonFiniteLoss as exc:
-                    trial.set_user_attr("diverged", str(exc))
-                    raise
+            except NonFiniteLoss as exc:
+                trial.set_user_attr("diverged", str(exc))
+                raise
+            except (TrainingInterrupted, CouldNotWrite, DirectoryInUse):
+                raise  # passing: the trial goes back to the queue, and the worker stops (run())
+            except FmnistError as exc:  # its settings fail every time (out of memory for its batch size, ...)
+                trial.set_user_attr("failed", str(exc))
+                raise TrialFailed(str(exc)) from None
         trial.set_user_attr("epochs", result.epochs_run)
         if pruned:
             raise optuna.TrialPruned(f"the pruner stopped it after epoch {pruned[0]}")
@@ -210,7 +220,7 @@ class Worker:
                 self.study.optimize(
                     self.objective,
                     timeout=timeout,
-                    catch=(NonFiniteLoss, BudgetReached),
+                    catch=(NonFiniteLoss, BudgetReached, TrialFailed),
                     callbacks=[self.after_trial],
                 )
         except (TrainingInterrupted, Stopped) as exc:
@@ -226,7 +236,7 @@ class Worker:
                 raise
             what = self._queue_again()
             if isinstance(exc, OSError):
-                reason = f"{exc.filename}: {exc.strerror}"
+                reason = f"{exc.filename}: " * bool(exc.filename) + str(exc.strerror or exc)
             elif isinstance(exc, FmnistError):
                 reason = str(exc)
             else:  # the database's words, whose first line says it

@@ -10,7 +10,9 @@ arrays of the shapes, types and ranges a run writes: anything else is one line n
 from __future__ import annotations
 
 import io
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,9 @@ def read_predictions(path: Path, split: str) -> dict:
         if unknown or not {"predicted", "labels", sha_key} <= set(members):
             missing = sorted({"predicted", "labels", sha_key} - set(members))
             raise FmnistError(f"{path}: {what} (members {sorted(members)}; unknown {unknown}, missing {missing})")
+        for info in members.values():
+            if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise FmnistError(f"{path}: {what} (a member encrypted or compressed in a way numpy never writes)")
         declared = sum(info.file_size for info in members.values())
         if declared > MAX_PREDICTIONS_BYTES:
             raise FmnistError(
@@ -60,7 +65,7 @@ def read_predictions(path: Path, split: str) -> dict:
             )
         try:
             arrays = {name: _array(archive.read(info), info.file_size) for name, info in members.items()}
-        except (ValueError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        except (ValueError, OverflowError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
             raise FmnistError(f"{path}: {what} ({' '.join(str(exc).split())[:120]})") from None
     return _checked(arrays, path, what, sha_key)
 
@@ -80,7 +85,9 @@ def _array(raw: bytes, declared: int) -> np.ndarray:
         raise ValueError(f"npy format version {version}")
     if dtype.hasobject or dtype.kind not in "biufU":
         raise ValueError(f"an array of {dtype} (pickled objects are never loaded)")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if any(not 0 <= n <= MAX_PREDICTIONS_BYTES for n in shape):
+        raise ValueError(f"an array header says shape {shape}")
+    count = math.prod(shape)
     body = raw[stream.tell() :]
     if count * dtype.itemsize != len(body):
         raise ValueError(f"an array header says {shape} of {dtype}, the member holds {len(body)} bytes")

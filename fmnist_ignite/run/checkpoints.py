@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -11,8 +11,9 @@ from ignite.handlers import Checkpoint, LRScheduler
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.files.checkpoints import CHECKPOINT_NAME
+from fmnist_ignite.files.checkpoints import CHECKPOINT_NAME, MAX_CHECKPOINT_BYTES
 from fmnist_ignite.files.durable import write_durably
+from fmnist_ignite.files.reading import read_bounded
 
 
 class RandomState:
@@ -82,9 +83,12 @@ def carry_best_model(handler: Checkpoint, source: Path, target: Path) -> None:
         return
     for _, filename in handler.state_dict()["_saved"]:
         name = str(filename)
-        origin = Path(source) / name
-        if CHECKPOINT_NAME.match(name) and origin.is_file() and not origin.is_symlink():
-            write_durably(Path(target) / name, origin.read_bytes())
+        if not CHECKPOINT_NAME.match(name):
+            continue
+        with suppress(FmnistError):  # a link, a huge or missing file: not carried; said when the weights are needed
+            data = read_bounded(Path(source) / name, MAX_CHECKPOINT_BYTES, "a best model")
+            if data is not None:
+                write_durably(Path(target) / name, data)
 
 
 def check_schedule_fits(scheduler: LRScheduler | None, epochs: int, epoch_length: int, resume: Path) -> None:

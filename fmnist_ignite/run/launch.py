@@ -110,15 +110,16 @@ class Mailbox:
         """Whether the process ``pid`` handed over its outcome."""
         return self.directory is not None and (self.directory / f"done-{pid}").exists()
 
-    def first_outcome(self) -> tuple[float, bool] | None:
-        """When the first outcome arrived, and whether an error has: (time, any error), or None yet."""
-        if self.directory is None:
-            return None
-        found = list(self.directory.glob("done-*"))
-        if not found:
-            return None
-        errors = [path for path in self.directory.glob("error-*")]
-        return min(path.stat().st_mtime for path in found), bool(errors)
+    def first_failure(self) -> float | None:
+        """When the first process failed with an error that is not a stop or the user's (a lost peer, a
+        crash), or None while none has."""
+        found = list(self.directory.glob("error-*")) if self.directory is not None else []
+        return min(path.stat().st_mtime for path in found) if found else None
+
+    def started_pids(self) -> set[int]:
+        """The workers of this launch that joined their peers."""
+        found = self.directory.glob("started-*") if self.directory is not None else ()
+        return {int(path.name.removeprefix("started-")) for path in found if path.name[8:].isdigit()}
 
     def collect(self) -> dict[int, Outcome]:
         if self.directory is not None:
@@ -139,8 +140,8 @@ def _process(local_rank: int, work: Callable, config: Config, mailbox: Mailbox, 
         with quiet(NOISY_LOGGERS):
             value = work(config, *args)
     except BaseException as exc:  # handed to the launching process, which raises it
-        if mailbox.directory is not None:
-            (mailbox.directory / f"error-{os.getpid()}").touch()
+        if mailbox.directory is not None and not isinstance(exc, (FmnistError, KeyboardInterrupt)):
+            (mailbox.directory / f"error-{os.getpid()}").touch()  # a peer lost or a failure: the watchdog looks
         mailbox.put(Outcome(rank, error=exc))
         return
     mailbox.put(Outcome(rank, value=value if rank == 0 else None))  # before the barrier: a peer may die there
@@ -246,9 +247,9 @@ def check_main_module() -> None:
     ``python -c`` has no file for them to import, and they would fail before training (one line here)."""
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if main is None or "__IPYTHON__" in vars(builtins) or path is None and sys.argv[:1] == ["-c"]:
-        return  # Jupyter forks; python -c pickles nothing of __main__ unless handed its objects
-    if path is None or not os.path.isfile(path):
+    if main is None or "__IPYTHON__" in vars(builtins) or path is None:
+        return  # Jupyter forks; python -c and the REPL have no file, which spawn does not look for
+    if not os.path.isfile(path):  # "<stdin>": the script of python - is gone
         raise FmnistError(
             "the main module is read from standard input, which spawned processes cannot import: save the script "
             "to a file and run python script.py (or launch it with torchrun)"
@@ -256,9 +257,11 @@ def check_main_module() -> None:
 
 
 class Watchdog:
-    """While spawned workers run: once one has handed over its outcome, a worker that has not within the peer
-    timeout (an error's: within at most 10 s more) is ended with SIGKILL, which a stopped (SIGSTOP) or hung
-    process cannot ignore, so the launcher never waits for it without bound. ``ended`` holds their pids."""
+    """While spawned workers run: once one of them has failed (its peers lost, a crash; not a stop and not a
+    mistake of the user's), a worker of this launch that has not handed over its outcome within the peer
+    timeout is ended with SIGKILL, which a stopped (SIGSTOP) or hung process cannot ignore, so the launcher
+    never waits for it without bound. A run that ends well or is stopped is never touched. ``ended`` holds
+    the pids it ended."""
 
     POLL_S = 0.5
 
@@ -281,15 +284,12 @@ class Watchdog:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.POLL_S):
-            first = self.mailbox.first_outcome()
-            if first is None:
+            failed = self.mailbox.first_failure()
+            if failed is None or time.time() - failed < self.peer_timeout:
                 continue
-            arrived, failed = first
-            grace = min(self.peer_timeout, 10.0) if failed else self.peer_timeout
-            if time.time() - arrived < grace:
-                continue
-            for child in multiprocessing.active_children():
-                if child.pid is not None and not self.mailbox.has_finished(child.pid):
+            ours = self.mailbox.started_pids()
+            for child in multiprocessing.active_children():  # the launch's own workers, none of the user's
+                if child.pid in ours and not self.mailbox.has_finished(child.pid):
                     self.ended.add(child.pid)
                     with suppress(OSError):
                         os.kill(child.pid, signal.SIGKILL)

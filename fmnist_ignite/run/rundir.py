@@ -22,6 +22,7 @@ from fmnist_ignite.errors import DirectoryInUse, FmnistError
 from fmnist_ignite.files.durable import remove_partial_files
 from fmnist_ignite.files.layout import LOCK_FILE, ORPHAN_PATTERN, resumable_checkpoints
 from fmnist_ignite.files.saved_config import check_saved_config, config_differences, saved_config, write_saved_config
+from fmnist_ignite.files.summary import SUMMARY_FILE, read_summary_or_none
 
 
 @dataclass
@@ -217,11 +218,16 @@ def claim_run_directory(config: Config, log: Callable[[str], None]) -> RunDirect
 def _find_resume_checkpoint(run: RunDirectory, config: Config) -> tuple[list[tuple[Path, str]], list[Path]]:
     """Set what ``run`` continues from; return the damaged checkpoints skipped on the way (with why) and the
     best-model files a run killed before its first training checkpoint left (to set aside and start again)."""
+    names = sorted(path.name for path in run.path.glob("*.pt"))
     if config.resume and config.resume != "auto":
         run.resume_from = Path(config.resume)
+        if names and run.resume_from.parent.resolve() != run.path.resolve():  # never mixed with another run's
+            raise FmnistError(
+                f"{run.path} already holds checkpoints of another run: resume {run.resume_from.name} into its own "
+                "directory, or give an empty --output-dir"
+            )
         run.checkpoint = _read_training_checkpoint(run.resume_from)
         return [], []
-    names = sorted(path.name for path in run.path.glob("*.pt"))
     if not config.resume:
         if names:
             raise FmnistError(
@@ -237,6 +243,13 @@ def _find_resume_checkpoint(run: RunDirectory, config: Config) -> tuple[list[tup
     if candidates:
         raise FmnistError(f"no intact checkpoint to resume from in {run.path}: {'; '.join(m for _, m in skipped)}")
     orphans = sorted(path for path in run.path.glob(ORPHAN_PATTERN) if not path.is_symlink())
+    summary = read_summary_or_none(run.path / SUMMARY_FILE)
+    if orphans and summary is not None and summary.epochs_done > 0:  # a run whose checkpoints were deleted
+        raise FmnistError(
+            f"{run.path} holds a run of {summary.epochs_done} epochs whose training checkpoints are gone (only "
+            f"{', '.join(names)}): it cannot be continued; score its best model with fmnist-ignite evaluate, or "
+            "choose another --output-dir for a new run"
+        )
     if names and names != [path.name for path in orphans]:
         raise FmnistError(
             f"{run.path} holds no checkpoint to resume from ({', '.join(names)}): "

@@ -29,7 +29,7 @@ from fmnist_ignite.core.models import build_model, check_model_output
 from fmnist_ignite.core.optim import make_optimizer
 from fmnist_ignite.core.threads import applied_threads, apply_threads, plan_threads
 from fmnist_ignite.data.loaders import get_data_loaders
-from fmnist_ignite.errors import FmnistError, NonFiniteLoss, TrainingInterrupted
+from fmnist_ignite.errors import CouldNotWrite, FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.durable import disk_full
 from fmnist_ignite.files.saved_config import SavedConfig
@@ -304,7 +304,7 @@ class Training:
             f"({config.batch_size}) or --eval-batch-size ({config.eval_batch_size}), or use a larger machine"
         )
 
-    def _could_not_write(self, exc: OSError) -> FmnistError:
+    def _could_not_write(self, exc: OSError) -> CouldNotWrite:
         """A file the run could not write (a full disk, a directory gone), said in one line with what is safe."""
         latest = find_latest_checkpoint(self.output_dir)
         then = (
@@ -313,7 +313,7 @@ class Training:
             if latest
             else "no training checkpoint was kept: free some space, then start again"
         )
-        return FmnistError(f"could not write {exc.filename or self.output_dir}: {exc.strerror or exc}; {then}")
+        return CouldNotWrite(f"could not write {exc.filename or self.output_dir}: {exc.strerror or exc}; {then}")
 
     def _stopped(self) -> TrainingInterrupted:
         """What a stop outside training means, said in one line; the summary records it."""
