@@ -551,7 +551,7 @@ def test_a_finished_run_whose_training_checkpoints_were_deleted_is_not_trained_o
     for path in result.output_dir.glob("training_checkpoint_*.pt"):
         path.unlink()
     summary = (result.output_dir / "summary.json").read_bytes()
-    with pytest.raises(FmnistError, match="holds a run of 2 epochs whose training checkpoints are gone"):
+    with pytest.raises(FmnistError, match="holds a finished run of 2 epochs whose training checkpoints are gone"):
         train(small_config.replace(epochs=2, resume="auto"), **QUIET)
     assert (result.output_dir / "summary.json").read_bytes() == summary and result.best_checkpoint.exists()
 

@@ -226,12 +226,15 @@ def test_bad_checkpoints_are_refused_with_one_line_and_nothing_overwritten(small
     good = train(small_config.replace(epochs=1), **QUIET).last_checkpoint
     before = {path.name: path.read_bytes() for path in good.parent.iterdir()}
     for path, message in bad_checkpoints(tmp_path, good).items():
-        argv = ["--resume", str(path), "--output-dir", str(good.parent), "--data-dir", small_config.data_dir]
+        # a checkpoint of another run goes into a directory of its own (into good's it is refused at once)
+        out = tmp_path / "fresh" if path.name == "other.pt" else good.parent
+        argv = ["--resume", str(path), "--output-dir", str(out), "--data-dir", small_config.data_dir]
         assert main(argv) == 2, path
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and message in err, err
     assert not (tmp_path / "pwned").exists()  # the malicious file's code never ran
     assert {path.name: path.read_bytes() for path in good.parent.iterdir()} == before
+    assert not list((tmp_path / "fresh").glob("*.pt"))
 
 
 def test_a_one_cycle_run_cannot_be_stretched_on_resume(small_config):

@@ -196,6 +196,8 @@ def test_resume_auto_where_a_kill_left_only_a_best_model_starts_again_and_keeps_
     result = train(small_config.replace(epochs=1), **QUIET)
     for path in result.output_dir.glob("training_checkpoint_*.pt"):
         path.unlink()
+    summary = json.loads((result.output_dir / "summary.json").read_text())  # as the kill left it: still running
+    (result.output_dir / "summary.json").write_text(json.dumps({**summary, "status": "running", "epochs_done": 0}))
     (best,) = result.output_dir.glob("best_model_*.pt")
     kept = best.read_bytes()
     assert main(["--resume", "auto", "--output-dir", str(result.output_dir), "--epochs", "1"]) == 0

@@ -221,12 +221,12 @@ def _find_resume_checkpoint(run: RunDirectory, config: Config) -> tuple[list[tup
     names = sorted(path.name for path in run.path.glob("*.pt"))
     if config.resume and config.resume != "auto":
         run.resume_from = Path(config.resume)
+        run.checkpoint = _read_training_checkpoint(run.resume_from)
         if names and run.resume_from.parent.resolve() != run.path.resolve():  # never mixed with another run's
             raise FmnistError(
                 f"{run.path} already holds checkpoints of another run: resume {run.resume_from.name} into its own "
                 "directory, or give an empty --output-dir"
             )
-        run.checkpoint = _read_training_checkpoint(run.resume_from)
         return [], []
     if not config.resume:
         if names:
@@ -244,9 +244,10 @@ def _find_resume_checkpoint(run: RunDirectory, config: Config) -> tuple[list[tup
         raise FmnistError(f"no intact checkpoint to resume from in {run.path}: {'; '.join(m for _, m in skipped)}")
     orphans = sorted(path for path in run.path.glob(ORPHAN_PATTERN) if not path.is_symlink())
     summary = read_summary_or_none(run.path / SUMMARY_FILE)
-    if orphans and summary is not None and summary.epochs_done > 0:  # a run whose checkpoints were deleted
+    if orphans and summary is not None and summary.finished:  # a finished run whose checkpoints were deleted
         raise FmnistError(
-            f"{run.path} holds a run of {summary.epochs_done} epochs whose training checkpoints are gone (only "
+            f"{run.path} holds a finished run of {summary.epochs_done} epochs whose training checkpoints are gone "
+            f"(only "
             f"{', '.join(names)}): it cannot be continued; score its best model with fmnist-ignite evaluate, or "
             "choose another --output-dir for a new run"
         )
