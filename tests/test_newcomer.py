@@ -87,6 +87,7 @@ def test_lr_find_refuses_the_flags_it_would_ignore(tmp_path, capsys):
         assert err.startswith("error: lr-find runs one process with one seed (--seed): leave out ") and named in err
 
 
+@pytest.mark.slow  # a subprocess
 def test_the_compose_example_is_seeded_and_never_writes_over_an_earlier_run(tmp_path):
     source = (ROOT / "examples" / "compose_handlers.py").read_text()
     assert "manual_seed(0)" in source

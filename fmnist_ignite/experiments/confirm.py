@@ -23,6 +23,7 @@ from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.experiments.seeds import mean_text, parse_seeds, train_seeds
 from fmnist_ignite.files.durable import open_log, write_durably
+from fmnist_ignite.files.saved_config import check_saved_config
 
 ALPHA = 0.05
 PREDICTIONS_DIR = "validation_predictions"
@@ -108,7 +109,7 @@ def confirm_top(
     for trial in chosen:
         parent = Path(study_dir) / CONFIRM_DIR / f"trial-{trial.number:04d}"
         trial_config = config.replace(
-            **trial.user_attrs["config"],
+            **check_saved_config(trial.user_attrs.get("config"), f"study {study.study_name}, trial {trial.number}"),
             seeds=",".join(map(str, seeds)),
             output_dir=str(parent),
             resume=None,

@@ -3,8 +3,6 @@ failure one line naming the file) and written durably (``DurableDiskSaver``), de
 
 from __future__ import annotations
 
-import errno
-import os
 import pickle
 import re
 import stat
@@ -18,6 +16,7 @@ from ignite.handlers import DiskSaver
 
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.durable import fsync_directory, replace_atomically
+from fmnist_ignite.files.reading import open_regular
 
 TRAINING_KEYS = ("model", "optimizer", "trainer")
 MAX_CHECKPOINT_BYTES = 4 << 30  # the MLP's training checkpoint is 8 MB; a model of one's own may be larger
@@ -32,19 +31,10 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> dict:
     file is refused before anything is read). Any failure is one FmnistError naming the file and what is wrong.
     """
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        missing = exc.errno == errno.ENOENT
-        raise FmnistError(f"{path}: {'no such checkpoint file' if missing else exc.strerror}") from None
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise FmnistError(f"{path}: not a regular file, so not a checkpoint")
-        if info.st_size > MAX_CHECKPOINT_BYTES:
-            raise FmnistError(
-                f"{path}: {info.st_size:,} bytes, more than a checkpoint may be ({MAX_CHECKPOINT_BYTES:,})"
-            )
+    opened = open_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint", follow_links=True)  # a path the user gave
+    if opened is None:
+        raise FmnistError(f"{path}: no such checkpoint file")
+    with opened as stream:
         try:
             checkpoint = torch.load(stream, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:

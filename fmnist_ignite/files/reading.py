@@ -12,30 +12,44 @@ import math
 import os
 import stat
 from pathlib import Path
+from typing import IO
 
 from fmnist_ignite.errors import FmnistError
 
 
-def read_bounded(path: Path, limit: int, what: str) -> bytes | None:
-    """The bytes of ``path``, or None when there is no such file. Refused in one line: a symbolic link
-    (``what`` is read from the directory itself, not from where a link points), anything but a regular
-    file, a file over ``limit`` bytes (its size is checked before a byte is read)."""
-    path = Path(path)
+def open_regular(path: Path, limit: int, what: str, follow_links: bool = False) -> IO[bytes] | None:
+    """``path`` opened to read, or None when there is no such file. Refused in one line: a symbolic link
+    unless ``follow_links`` (a file of a run directory is read from the directory itself, not from where a
+    link points; a path the user typed may be one), anything but a regular file (a device or a FIFO is never
+    read from), a file over ``limit`` bytes (its size checked before a byte is read)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if exc.errno == errno.ELOOP and not follow_links:
             refused = f"{path}: a symbolic link, not {what}: refused (files are read from the directory)"
             raise FmnistError(refused) from None
         raise FmnistError(f"{path}: cannot read it ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(fd)
+    stream = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        stream.close()
         if not stat.S_ISREG(info.st_mode):
             raise FmnistError(f"{path}: not a regular file, so not {what}")
-        if info.st_size > limit:
-            raise FmnistError(f"{path}: {info.st_size:,} bytes, more than {what} may be ({limit:,})")
+        raise FmnistError(f"{path}: {info.st_size:,} bytes, more than {what} may be ({limit:,})")
+    return stream
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes | None:
+    """The bytes of ``path`` (opened as ``open_regular`` opens it, links refused), or None when there is no
+    such file."""
+    path = Path(path)
+    opened = open_regular(path, limit, what)
+    if opened is None:
+        return None
+    with opened as stream:
         try:
             data = stream.read(limit + 1)
         except OSError as exc:

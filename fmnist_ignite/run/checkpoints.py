@@ -9,7 +9,7 @@ import torch
 from ignite.engine import Engine
 from ignite.handlers import Checkpoint, LRScheduler
 
-from fmnist_ignite.config.settings import Config
+from fmnist_ignite.config.settings import MAX_THREADS, Config
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.checkpoints import CHECKPOINT_NAME, MAX_CHECKPOINT_BYTES
 from fmnist_ignite.files.durable import write_durably
@@ -55,7 +55,7 @@ def kept_threads(checkpoint: dict) -> int | None:
     """The thread count a checkpoint's run computed with, when it kept a sane one."""
     kept = checkpoint.get("threads")
     count = kept.get("threads") if isinstance(kept, dict) else None
-    return count if isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= 4096 else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= MAX_THREADS else None
 
 
 def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
