@@ -11,7 +11,9 @@ from pathlib import Path
 
 from fmnist_ignite import _WHERE
 from fmnist_ignite.cli.parser import build_command_parser, build_parser
-from fmnist_ignite.config.settings import Setting, settings
+from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, TuneSettings
+from fmnist_ignite.config.fields import Setting
+from fmnist_ignite.config.settings import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,13 +48,32 @@ def config_reference(table: dict[str, Setting] | None = None) -> str:
     ]
     for name, setting in table.items():
         flag = f"`{setting.option}`" if setting.option else "(file or Python)"
-        help_text = setting.help.replace("{default}", repr(setting.default)).replace("|", "\\|")
         yes = {True: "yes", False: "no"}
         rows.append(
             f"| `{name}` | {flag} | `{setting.default!r}` | {yes[setting.on_resume]} | {yes[setting.tunable]} "
-            f"| {help_text} |"
+            f"| {help_text(setting)} |"
         )
+    for command, cls, python in (
+        ("tune", TuneSettings, "`tune(config, TuneSettings(...))`"),
+        ("lr-find", LrFindSettings, "`find_lr(config, LrFindSettings(...))`"),
+        ("evaluate", EvaluateSettings, None),
+    ):
+        rows += [
+            f"\n## fmnist-ignite {command}\n",
+            f"The flags `fmnist-ignite {command}` has of its own (`{cls.__name__}`)"
+            + (f"; in Python, {python}.\n" if python else ".\n"),
+            "| setting | flag | default | what it does |",
+            "|---|---|---|---|",
+        ]
+        for name, setting in settings(cls).items():
+            default = "(required)" if setting.required else f"`{setting.default!r}`"
+            rows.append(f"| `{name}` | `{setting.option}` | {default} | {help_text(setting)} |")
     return "\n".join(rows) + "\n"
+
+
+def help_text(setting: Setting) -> str:
+    """A setting's help as a table cell: its default said, and no ``|`` that would split the cell."""
+    return setting.help.replace("{default}", repr(setting.default)).replace("|", "\\|")
 
 
 def api_reference() -> str:

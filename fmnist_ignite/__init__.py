@@ -11,6 +11,7 @@ import importlib
 __version__ = "0.1.0"
 _PUBLIC = {  # the module that defines them -> the public names
     "config.settings": ("Config",),
+    "config.commands": ("LrFindSettings", "TuneSettings"),
     "config.recipes": ("recipe", "RECIPES"),
     "config.files": ("read_config_file",),
     "files.durable": ("write_durably",),

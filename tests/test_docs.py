@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fmnist_ignite.config import settings as config_module
-from fmnist_ignite.config.settings import setting
+from fmnist_ignite.config.fields import setting
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

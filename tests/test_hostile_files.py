@@ -17,7 +17,7 @@ import pytest
 from conftest import small_config_file, small_run_config
 from test_launch import free_port
 
-from fmnist_ignite import FmnistError, train
+from fmnist_ignite import FmnistError, TuneSettings, train
 from fmnist_ignite.cli.main import main
 
 QUIET = {"log": lambda line: None}
@@ -179,7 +179,8 @@ def test_keep_trials_never_removes_a_directory_a_study_row_names_outside_the_stu
                 user_attrs={"output_dir": str(outside), "config": {"lr": 0.01}, "epochs": 1},
             )
         )
-    tune(small_config, 2, storage=storage, output_dir=study_dir, space=space, keep_trials="best", log=lambda line: None)
+    config = small_config.replace(output_dir=str(study_dir))
+    tune(config, TuneSettings(2, storage=storage, keep_trials="best"), space, log=lambda line: None)
     assert (outside / "thesis.tex").read_text() == "years of work"
     assert not own.exists()  # the study's own trial-0001, named from the trial's number, is what goes
 
@@ -211,13 +212,13 @@ def test_a_study_database_locked_beyond_its_timeout_is_one_line_and_the_trial_go
                     holder[0].execute("BEGIN EXCLUSIVE")
 
     monkeypatch.setattr(tuning, "Training", LockingTraining)
-    config = small_config.replace(epochs=2)
+    config = small_config.replace(epochs=2, output_dir=str(study_dir))
     space = {"lr": {"low": 1e-3, "high": 1e-2}}
     with pytest.raises(FmnistError, match=r"^this worker stopped: .*database is locked.*; trial 0 goes back to the "):
-        tuning.tune(config, 1, output_dir=study_dir, space=space, log=lambda line: None)
+        tuning.tune(config, 1, space, log=lambda line: None)
     holder[0].close()
     monkeypatch.setattr(tuning, "Training", real_training)
-    result = tuning.tune(config, 1, output_dir=study_dir, space=space, heartbeat=1, log=lambda line: None)
+    result = tuning.tune(config, TuneSettings(1, heartbeat=1), space, log=lambda line: None)
     states = [t.state.name for t in result.study.get_trials()]
     assert states.count("COMPLETE") == 1, states
 
@@ -561,7 +562,8 @@ def test_a_trial_whose_settings_always_fail_is_marked_failed_and_the_study_goes_
     from fmnist_ignite.experiments.tuning import tune
 
     config = small_config.replace(epochs=1, loader="dataloader")  # with hflip: refused, every time
-    result = tune(config, 2, output_dir=tmp_path / "study", space={"hflip": [True]}, log=lambda line: None)
+    config = config.replace(output_dir=str(tmp_path / "study"))
+    result = tune(config, 2, space={"hflip": [True]}, log=lambda line: None)
     trials = result.study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
     assert all("--hflip and --shift need --loader tensor" in t.user_attrs["failed"] for t in trials)

@@ -219,8 +219,8 @@ def test_a_worker_with_other_settings_is_refused_by_the_study_the_first_one_pinn
     from fmnist_ignite import tune
 
     space = {"lr": {"low": 1e-3, "high": 1e-1, "log": True}}
-    study = {"output_dir": tmp_path / "study", "space": space, "fixed": ("optimizer",), "log": lambda line: None}
-    first = small_config.replace(epochs=1, optimizer="sgd", output_dir=None)
+    study = {"space": space, "fixed": ("optimizer",), "log": lambda line: None}
+    first = small_config.replace(epochs=1, optimizer="sgd", output_dir=str(tmp_path / "study"))
     tune(first, 1, **study)
     with pytest.raises(FmnistError) as info:
         tune(first.replace(epochs=2, optimizer="adam"), 2, **study)

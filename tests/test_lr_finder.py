@@ -10,6 +10,7 @@ import torch
 from conftest import small_config_file
 
 from fmnist_ignite.cli.main import main
+from fmnist_ignite.config.commands import LrFindSettings
 from fmnist_ignite.core.models import Net
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.experiments.lr_finder import find_lr
@@ -33,7 +34,8 @@ def test_lr_find_suggests_a_rate_in_its_range_writes_the_plot_and_restores_the_w
     torch.manual_seed(0)
     model = Net()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = find_lr(small_config, 1e-5, 1.0, iterations=30, plot_path=tmp_path / "lr_finder.png", model=model)
+    sweep = LrFindSettings(1e-5, 1.0, iterations=30)
+    result = find_lr(small_config, sweep, plot_path=tmp_path / "lr_finder.png", model=model)
     assert 1e-5 <= result.suggestion <= 1.0
     assert result.lrs[0] < result.lrs[-1] and len(result.lrs) == len(result.losses) >= 3
     assert result.plot_path == tmp_path / "lr_finder.png" and result.plot_path.stat().st_size > 1000
@@ -55,12 +57,12 @@ def test_lr_find_command_prints_the_suggestion_and_the_train_command(tmp_path, c
 
 def test_lr_find_refuses_a_falling_range_in_one_line(small_config):
     with pytest.raises(FmnistError, match="must rise"):
-        find_lr(small_config, start_lr=1.0, end_lr=1e-3)
+        find_lr(small_config, LrFindSettings(start_lr=1.0, end_lr=1e-3))
 
 
 def test_a_curve_without_a_fall_is_one_line_not_ignite_s_traceback(small_config):
     with pytest.raises(FmnistError, match=r"^no learning rate to suggest: .* raise --iterations or widen the range$"):
-        find_lr(small_config, iterations=3)
+        find_lr(small_config, LrFindSettings(iterations=3))
 
 
 @pytest.mark.slow  # a subprocess

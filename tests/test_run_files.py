@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import small_config_file
 
-from fmnist_ignite import FmnistError, find_latest_checkpoint, load_checkpoint, train
+from fmnist_ignite import FmnistError, LrFindSettings, find_latest_checkpoint, load_checkpoint, train
 from fmnist_ignite.cli.main import main
 from fmnist_ignite.cli.main import train_main as run_py
 from fmnist_ignite.files.durable import write_durably
@@ -71,7 +71,7 @@ def test_the_lr_finder_plot_planted_as_a_link_is_replaced(small_config, tmp_path
     plot = tmp_path / "lr" / "lr_finder.png"
     plot.parent.mkdir()
     plot.symlink_to(victim)
-    find_lr(small_config, 1e-5, 10.0, iterations=10, plot_path=plot)
+    find_lr(small_config, LrFindSettings(1e-5, 10.0, iterations=10), plot_path=plot)
     assert victim.read_text() == "keep me" and plot.read_bytes().startswith(b"\x89PNG")
 
 

@@ -13,7 +13,8 @@ from conftest import write_synthetic
 
 from fmnist_ignite.cli.main import train_main as main
 from fmnist_ignite.cli.parser import NEGATED_FLAGS, build_parser, config_from_args
-from fmnist_ignite.config.settings import FLAGS, Config, environment_settings, settings
+from fmnist_ignite.config.fields import FLAGS
+from fmnist_ignite.config.settings import Config, environment_settings, settings
 from fmnist_ignite.data.loaders import get_data_loaders
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.saved_config import CHANGEABLE_ON_RESUME

@@ -22,7 +22,7 @@ from conftest import small_config_file, synthetic_set
 from ignite.engine import Events
 from scipy.stats import binomtest, t
 
-from fmnist_ignite import FmnistError, TrainingInterrupted, train, train_seeds
+from fmnist_ignite import FmnistError, TrainingInterrupted, TuneSettings, train, train_seeds
 from fmnist_ignite.analysis.statistics import accuracy_with_interval, holm, mean_interval, wilson_interval
 from fmnist_ignite.cli.main import main
 from fmnist_ignite.config.files import read_config_file
@@ -248,9 +248,9 @@ def test_confirm_top_retrains_the_top_trials_over_seeds_on_validation_and_picks_
     study = open_study(f"sqlite:///{study_dir / 'study.db'}", "fmnist", 30)
     for lr in (0.004, 0.01):
         study.enqueue_trial({"lr": lr, "optimizer": "sgd"})
-    config = small_config.replace(output_dir=None, epochs=1, seeds="2")
+    config = small_config.replace(output_dir=str(study_dir), epochs=1, seeds="2")
     space = {"lr": [0.004, 0.01], "optimizer": ["sgd"]}
-    result = tune(config, 2, space=space, output_dir=study_dir, confirm=2)
+    result = tune(config, TuneSettings(2, confirm_top=2), space=space)
     out = capsys.readouterr().out
 
     assert splits_loaded == [["train", "validation"]] * 6  # 2 trials, then 4 runs: never the test split

@@ -14,6 +14,7 @@ import yaml
 from conftest import small_config_file
 
 from fmnist_ignite.cli.main import main
+from fmnist_ignite.config.commands import TuneSettings
 from fmnist_ignite.config.files import read_config_file
 from fmnist_ignite.config.settings import Config, settings
 from fmnist_ignite.errors import FmnistError
@@ -101,7 +102,7 @@ def test_a_trial_scores_the_validation_accuracy_of_the_epoch_its_run_keeps():
 
 def test_tune_trains_on_train_and_validation_only_and_writes_its_results(small_config, tmp_path, splits_loaded, capsys):
     study_dir = tmp_path / "study"
-    result = tune(small_config.replace(output_dir=None, epochs=2), 3, space=SGD_SPACE, output_dir=study_dir)
+    result = tune(small_config.replace(output_dir=str(study_dir), epochs=2), 3, space=SGD_SPACE)
     out = capsys.readouterr().out
 
     assert splits_loaded == [["train", "validation"]] * 3  # the test split is never made into a loader
@@ -123,7 +124,7 @@ def test_tune_trains_on_train_and_validation_only_and_writes_its_results(small_c
 
 def test_keep_trials_none_removes_each_finished_trial_directory(small_config, tmp_path, capsys):
     study_dir = tmp_path / "study"
-    tune(small_config.replace(output_dir=None, epochs=1), 2, space=SGD_SPACE, output_dir=study_dir, keep_trials="none")
+    tune(small_config.replace(output_dir=str(study_dir), epochs=1), TuneSettings(2, keep_trials="none"), SGD_SPACE)
     assert not list(study_dir.glob("trial-*"))
     assert "trial directories kept: none" in capsys.readouterr().out
 
@@ -136,7 +137,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(small_config, tmp_path
     for lr in (0.1, 0.1, 1e-6):  # the third barely moves: far below the median after one epoch
         study.enqueue_trial({"lr": lr, "optimizer": "sgd"})
     space = {"lr": {"low": 1e-6, "high": 0.1, "log": True}, "optimizer": ["sgd"]}
-    result = tune(small_config.replace(output_dir=None, epochs=4), 3, space=space, output_dir=study_dir, pruner=pruner)
+    result = tune(small_config.replace(output_dir=str(study_dir), epochs=4), 3, space=space, pruner=pruner)
     states = [t.state for t in result.study.get_trials()]
     assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
     pruned = result.study.get_trials()[2]
@@ -180,7 +181,8 @@ def test_a_worker_killed_mid_trial_leaves_a_trial_that_another_worker_continues(
     time.sleep(3.5)  # the grace period: three heartbeats missed
 
     base = Config(**read_config_file(config)).replace(epochs=12, lr=0.05, optimizer="sgd")
-    result = tune(base, 2, space={"momentum": [0.9]}, output_dir=study_dir, heartbeat=1, fixed=("lr", "optimizer"))
+    base = base.replace(output_dir=str(study_dir))
+    result = tune(base, TuneSettings(2, heartbeat=1), space={"momentum": [0.9]}, fixed=("lr", "optimizer"))
     trials = result.study.get_trials()
     assert trials[0].state == TrialState.FAIL  # the heartbeat stopped: failed by the second worker
     retry = next(t for t in trials if trial_directory(study_dir, t).name == "trial-0000" and t.number != 0)

@@ -9,12 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-from fmnist_ignite.cli.parser import LR_FIND_FLAGS, TUNE_FLAGS, config_from_args, fixed_settings, without
+from fmnist_ignite.cli.parser import config_from_args, fixed_settings, settings_from, without
+from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, TuneSettings
+from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 
 
 def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
-    config = config_from_args(without(args, LR_FIND_FLAGS)).with_environment().validate()
+    config = config_from_args(without(args, LrFindSettings)).with_environment().validate()
+    sweep = settings_from(args, LrFindSettings)
     for given, what in ((config.seeds, "--seeds"), (config.world_size > 1, "--nproc-per-node and --nnodes")):
         if given:
             raise FmnistError(f"lr-find runs one process with one seed (--seed): leave out {what}")
@@ -22,11 +25,12 @@ def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)  # before the batches: a directory it cannot write fails at once
     from fmnist_ignite.experiments.lr_finder import find_lr
 
-    print(f"Learning-rate finder: {args.iterations} batches, lr from {args.start_lr:g} to {args.end_lr:g}")
-    result = find_lr(config, args.start_lr, args.end_lr, args.iterations, output_dir / "lr_finder.png")
+    print(f"Learning-rate finder: {sweep.iterations} batches, lr from {sweep.start_lr:g} to {sweep.end_lr:g}")
+    result = find_lr(config, sweep, plot_path=output_dir / "lr_finder.png")
     print(f"Suggested learning rate: {result.suggestion:.3g} (where the loss fell fastest)")
     if not result.diverged:
-        print(f"Note: the loss had not diverged by --end-lr {args.end_lr:g}: a larger --end-lr shows more of the curve")
+        end = f"{sweep.end_lr:g}"
+        print(f"Note: the loss had not diverged by --end-lr {end}: a larger --end-lr shows more of the curve")
     print("Plot: " + (str(result.plot_path) if result.plot_path else "skipped (pip install 'fmnist-ignite[plot]')"))
     kept = drop_flags(argv, ("--lr", "--output-dir", "--start-lr", "--end-lr", "--iterations"))
     print("Train with it: " + shlex.join(["fmnist-ignite", "train", *kept, "--lr", f"{result.suggestion:.3g}"]))
@@ -47,26 +51,14 @@ def drop_flags(argv: list[str], flags: tuple[str, ...]) -> list[str]:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    config = config_from_args(without(args, TUNE_FLAGS)).with_environment().validate()
+    config = config_from_args(without(args, TuneSettings)).with_environment().validate()
+    study = settings_from(args, TuneSettings)
     try:
-        from fmnist_ignite.experiments.search_space import read_search_space
         from fmnist_ignite.experiments.tuning import tune
     except ImportError as exc:
         raise FmnistError(f"tune needs Optuna ({exc}): pip install 'fmnist-ignite[tune]'") from None
     try:
-        tune(
-            config,
-            args.trials,
-            timeout=args.timeout,
-            storage=args.storage,
-            study_name=args.study,
-            output_dir=config.output_dir,
-            space=read_search_space(args.space) if args.space else None,
-            fixed=fixed_settings(without(args, TUNE_FLAGS)),
-            keep_trials=args.keep_trials,
-            heartbeat=args.heartbeat,
-            confirm=args.confirm_top,
-        )
+        tune(config, study, fixed=fixed_settings(without(args, TuneSettings)))
     except TrainingInterrupted as exc:
         print(exc, file=sys.stderr)
         return exc.exit_code
@@ -91,18 +83,20 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    where = Config(**{k: v for k, v in vars(args).items() if k in ("data_dir", "device")}).validate()
+    shown = settings_from(args, EvaluateSettings)
     from fmnist_ignite.analysis.inference import evaluate_checkpoint
     from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_table
     from fmnist_ignite.handlers.evaluation import format_metrics
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.data_dir, args.device)
+    metrics = evaluate_checkpoint(args.checkpoint, where.data_dir, where.device)
     print(format_metrics("Test", metrics))
     print(per_class_table(per_class_accuracy(metrics["confusion"])))
-    if args.top_losses:
+    if shown.top_losses:
         from fmnist_ignite.analysis.interpretation import interpret
 
-        shown = interpret(args.checkpoint, args.data_dir, args.device).plot_top_losses(args.top_k, args.top_losses)
-        print(f"Top losses: {args.top_losses}" if shown else "Top losses skipped (pip install 'fmnist-ignite[plot]')")
+        grid = interpret(args.checkpoint, where.data_dir, where.device).plot_top_losses(shown.top_k, shown.top_losses)
+        print(f"Top losses: {shown.top_losses}" if grid else "Top losses skipped (pip install 'fmnist-ignite[plot]')")
     return 0
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import difflib
-from typing import Any, NoReturn
+from collections.abc import Iterable
+from typing import Any, NoReturn, TypeVar
 
 from fmnist_ignite import __version__
+from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, TuneSettings
+from fmnist_ignite.config.fields import Setting
 from fmnist_ignite.config.files import read_config_file
 from fmnist_ignite.config.recipes import RECIPES
-from fmnist_ignite.config.settings import DEVICES, Config, settings
+from fmnist_ignite.config.settings import Config, settings
 from fmnist_ignite.run.rundir import resumed_settings
 
 
@@ -75,12 +78,40 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "A run's OUTPUT_DIR/config.json replays that run",
     )
     p.add_argument("--recipe", choices=RECIPES, help="preset hyperparameters (default: tutorial)")
-    for s in settings().values():
+    add_setting_arguments(p, settings().values())
+
+
+def add_setting_arguments(p: argparse.ArgumentParser, table: Iterable[Setting]) -> None:
+    """One flag per setting of ``table`` that has one (a ``Config``'s or a subcommand's), its help and checks
+    from the setting. The parser's defaults are suppressed: a flag not given is absent, and the dataclass's
+    default applies."""
+    for s in table:
         text = s.help.format(default=s.default)
         if s.flag == "value":
-            p.add_argument(s.option, type=s.value_type, choices=s.choices or None, metavar=s.metavar, help=text)
+            p.add_argument(
+                s.option,
+                type=s.value_type,
+                choices=s.choices or None,
+                metavar=s.metavar,
+                help=text,
+                required=s.required,
+                default=argparse.SUPPRESS,
+            )
         elif s.flag is not None:  # a switch, or a negated flag: NEGATED_FLAGS turns it into its setting
-            p.add_argument(s.option, action="store_true", help=text)
+            p.add_argument(s.option, action="store_true", help=text, default=argparse.SUPPRESS)
+
+
+SubcommandSettings = TypeVar("SubcommandSettings", TuneSettings, LrFindSettings, EvaluateSettings)
+
+
+def settings_from(args: argparse.Namespace, of: type[SubcommandSettings]) -> SubcommandSettings:
+    """A subcommand's settings from its flags, checked; the flags not given take the dataclass's defaults."""
+    return of(**{k: v for k, v in vars(args).items() if k in settings(of)}).validate()
+
+
+def without(args: argparse.Namespace, of: type) -> argparse.Namespace:
+    """The training flags of ``args``: those of a subcommand's own settings (``of``) left out."""
+    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in settings(of)})
 
 
 # The dest of each --no-NAME flag, and the setting it turns off.
@@ -116,15 +147,6 @@ def fixed_settings(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(sorted(given.union(from_file) & set(settings())))
 
 
-def without(args: argparse.Namespace, names: tuple[str, ...]) -> argparse.Namespace:
-    """The training flags of ``args``: those of a subcommand's own (``names``) left out."""
-    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in names})
-
-
-LR_FIND_FLAGS = ("start_lr", "end_lr", "iterations")
-TUNE_FLAGS = ("trials", "timeout", "storage", "study", "space", "keep_trials", "heartbeat", "confirm_top")
-
-
 def build_command_parser() -> argparse.ArgumentParser:
     """``fmnist-ignite {train,evaluate,predict,compare,lr-find,tune}``."""
     parser = Parser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
@@ -137,14 +159,14 @@ def build_command_parser() -> argparse.ArgumentParser:
             "train", help="train a model (the flags of examples/run.py)", argument_default=argparse.SUPPRESS
         )
     )
-    evaluate = commands.add_parser("evaluate", help="test accuracy, loss and per-class table of a checkpoint")
-    evaluate.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
-    evaluate.add_argument("--data-dir", default="data", help="where to look for Fashion-MNIST (data), as train does")
-    evaluate.add_argument("--device", choices=DEVICES, default="auto", help="device to score on (auto)")
-    evaluate.add_argument(
-        "--top-losses", metavar="FILE.png", help="save a grid of the test images the model got most confidently wrong"
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="test accuracy, loss and per-class table of a checkpoint",
+        argument_default=argparse.SUPPRESS,
     )
-    evaluate.add_argument("--top-k", type=int, default=16, metavar="K", help="images in that grid (16)")
+    evaluate.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
+    train = settings()
+    add_setting_arguments(evaluate, [train["data_dir"], train["device"], *settings(EvaluateSettings).values()])
     predict_parser = commands.add_parser("predict", help="classify 28x28 grayscale images (PNG, or IDX files)")
     predict_parser.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
     predict_parser.add_argument(
@@ -167,34 +189,12 @@ def build_command_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     add_train_arguments(lr_find)
-    lr_find.add_argument("--start-lr", type=float, default=1e-6, help="the first learning rate tried (1e-6)")
-    lr_find.add_argument("--end-lr", type=float, default=1.0, help="the last (1.0)")
-    lr_find.add_argument("--iterations", type=int, default=300, help="training batches, lr rising exponentially (300)")
+    add_setting_arguments(lr_find, settings(LrFindSettings).values())
     tune_parser = commands.add_parser(
         "tune",
         help="search hyperparameters with Optuna; trials are training runs scored on the validation split",
         argument_default=argparse.SUPPRESS,
     )
     add_train_arguments(tune_parser)
-    tune_parser.add_argument("--trials", type=int, required=True, help="trials of the study, all workers together")
-    tune_parser.add_argument("--timeout", type=float, default=None, help="this worker starts no trial after S seconds")
-    tune_parser.add_argument(
-        "--storage", default=None, help="SQLAlchemy URL of the study's database (sqlite:///OUTPUT_DIR/study.db)"
-    )
-    tune_parser.add_argument("--study", default="fmnist", help="study name; workers with the same one share it")
-    tune_parser.add_argument("--space", metavar="FILE", default=None, help="YAML search space replacing the default")
-    tune_parser.add_argument(
-        "--keep-trials", choices=("all", "best", "none"), default="all", help="trial directories to keep (all)"
-    )
-    tune_parser.add_argument(
-        "--heartbeat", type=int, default=30, help="seconds between a worker's heartbeats; 3 missed: trial retried"
-    )
-    tune_parser.add_argument(
-        "--confirm-top",
-        type=int,
-        default=0,
-        metavar="K",
-        help="then re-train the top K trials once per seed of --seeds (a count: the seeds after --seed), on the "
-        "validation split only, and write the best mean to best.yaml",
-    )
+    add_setting_arguments(tune_parser, settings(TuneSettings).values())
     return parser

@@ -8,12 +8,12 @@ the configuration files, the resume check and the tuner read them from there (``
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fmnist_ignite.config.fields import Setting, check_values, raise_first, setting, settings_of
 from fmnist_ignite.errors import FmnistError
 
 MODEL_NAMES = ("mlp", "cnn")  # built in: fmnist_ignite.core.models; "custom" is a model of your own
@@ -30,8 +30,6 @@ TRAIN_SET_SIZE = 60_000
 EVAL_BATCH_SIZE = 500
 DEFAULT_DATA_DIR = "data"
 SYSTEM_DATA_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
-TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # the types a field's annotation may name
-FLAGS = ("value", "switch", "negated", None)  # the forms of a setting's flag (Setting.flag)
 MAX_SEED = 2**32 - 1  # what every generator a run seeds takes (NumPy's the narrowest)
 MAX_PEER_TIMEOUT = 7 * 24 * 3600
 MAX_PROCESSES = 1024
@@ -72,67 +70,9 @@ def system_copy(environ: Mapping[str, str]) -> str:
     return environ.get("FMNIST_DATA_DIR") or SYSTEM_DATA_DIR
 
 
-@dataclass(frozen=True)
-class Setting:
-    """How the command line, a resume and the tuner treat one ``Config`` field (the field's metadata)."""
-
-    help: str  # the flag's help (for a flag-less field, what it means); "{default}" stands for the default
-    # "value": --name VALUE; "switch": --name sets True; "negated": --no-name sets False; None: no flag
-    # (set in a configuration file or in Python)
-    flag: str | None = "value"
-    choices: tuple = ()
-    metavar: str | None = None
-    on_resume: bool = False  # a resumed run may change it: where, how long or how visibly it runs, not what
-    tunable: bool = True  # False: how a trial runs; the tuner neither searches it nor keeps it in a trial's settings
-    from_environment: Callable[[Mapping[str, str]], object] | None = None  # decides it when left None
-    name: str = ""  # the field's name, default and annotation: settings() fills them in
-    default: object = None
-    annotation: str = ""
-
-    def __post_init__(self):
-        """A mistyped flag form fails when the module is imported, not as a flag that quietly is not there."""
-        if self.flag not in FLAGS:
-            raise ValueError(f"a setting's flag is one of {FLAGS}, got {self.flag!r}")
-
-    @property
-    def value_type(self) -> type:
-        """The type of the field's values (int, float, str or bool), from its annotation."""
-        return TYPES[self.annotation.split(" | ")[0]]
-
-    @property
-    def optional(self) -> bool:
-        """Whether None is a value of the field."""
-        return self.annotation.endswith(" | None")
-
-    @property
-    def option(self) -> str | None:
-        """The flag: ``--batch-size``, ``--no-progress``; None when the setting has none."""
-        if self.flag is None:
-            return None
-        return "--" + ("no-" if self.flag == "negated" else "") + self.name.replace("_", "-")
-
-    def accepts(self, value: object) -> bool:
-        """Whether ``value`` (from a file) has the field's type: a bool is no int here, an int is a float."""
-        if value is None:
-            return self.optional
-        accepted = (int, float) if self.value_type is float else (self.value_type,)
-        return isinstance(value, accepted) and (self.value_type is bool or not isinstance(value, bool))
-
-
-def setting(default: object, help: str, **how) -> dataclasses.Field:
-    """A ``Config`` field with its ``Setting`` (``how``: the Setting's fields after ``help``): the one place
-    a setting is defined."""
-    return dataclasses.field(default=default, metadata={"setting": Setting(help, **how)})
-
-
-def settings() -> dict[str, Setting]:
-    """Each ``Config`` field's ``Setting``, by name, in the fields' order."""
-    return {
-        field.name: dataclasses.replace(
-            field.metadata["setting"], name=field.name, default=field.default, annotation=field.type
-        )
-        for field in dataclasses.fields(Config)
-    }
+def settings(of: type | None = None) -> dict[str, Setting]:
+    """Each field's ``Setting`` of ``of`` (``Config`` by default), by name, in the fields' order."""
+    return settings_of(of or Config)
 
 
 def environment_settings() -> dict[str, object]:
@@ -203,7 +143,7 @@ class Config:
         on_resume=True,
         tunable=False,
     )
-    device: str = setting("auto", "device to train on ({default})", choices=DEVICES, on_resume=True)
+    device: str = setting("auto", "device to run on ({default})", choices=DEVICES, on_resume=True)
     log_interval: int = setting(100, "print the loss every N batches ({default})", on_resume=True)
     one_hot: bool = setting(False, "use the tutorial's one-hot float targets", flag="switch")
     loader: str = setting("tensor", "in-memory tensors, or torchvision-style ({default})", choices=LOADERS)
@@ -289,13 +229,7 @@ class Config:
     def validate(self, check_paths: bool = True) -> Config:
         """Raise FmnistError naming the first bad field; return self so calls can chain. Without
         ``check_paths`` the data directory need not exist here (a run's saved settings, read on another machine)."""
-        for name, setting in settings().items():
-            value = getattr(self, name)
-            if not setting.accepts(value):
-                expected = setting.annotation.replace(" | None", " or None")
-                raise FmnistError(f"{name} must be {expected}, got {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise FmnistError(f"{name} must be a finite number, got {value}")
+        check_values(self)
         checks = [
             (self.epochs <= MAX_COUNT, f"epochs must be at most {MAX_COUNT:,}, got {self.epochs}"),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
@@ -367,9 +301,7 @@ class Config:
                 "early stopping (patience > 0) needs a validation set: set a validation size > 0",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise FmnistError(message)
+        raise_first(checks)
         if check_paths:
             check_data_dir(self.data_dir)
         return self

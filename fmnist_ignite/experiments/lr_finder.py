@@ -13,6 +13,7 @@ import torch
 from ignite.handlers import FastaiLRFinder
 from ignite.utils import manual_seed
 
+from fmnist_ignite.config.commands import LrFindSettings
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.device import choose_precision, resolve_device
 from fmnist_ignite.core.engines import create_trainer
@@ -64,19 +65,17 @@ class LRFinderResult:
 
 def find_lr(
     config: Config,
-    start_lr: float = 1e-6,
-    end_lr: float = 1.0,
-    iterations: int = 300,
+    sweep: LrFindSettings | None = None,
     plot_path: str | Path | None = None,
     model: torch.nn.Module | None = None,
 ) -> LRFinderResult:
-    """Raise the learning rate exponentially over ``iterations`` training batches and suggest the one
-    where the loss falls fastest (Ignite's ``FastaiLRFinder``); the model and optimizer are restored after.
+    """Raise the learning rate exponentially over ``sweep.iterations`` training batches (from ``sweep.start_lr``
+    to ``sweep.end_lr``; ``LrFindSettings()`` by default) and suggest the one where the loss falls fastest
+    (Ignite's ``FastaiLRFinder``); the model and optimizer are restored after. ``plot_path``: where the curve
+    is saved (with matplotlib); ``model``: your own module instead of ``config.model``.
     """
-    if not 0 < start_lr < end_lr:
-        raise FmnistError(f"the learning rates must rise from start to end, got {start_lr} to {end_lr}")
-    if iterations < 3:
-        raise FmnistError(f"the finder needs at least 3 iterations, got {iterations}")
+    sweep = (sweep or LrFindSettings()).validate()
+    start_lr, end_lr, iterations = sweep.start_lr, sweep.end_lr, sweep.iterations
     config = config.replace(score_test=False).validate()
     device = resolve_device(config.device)
     apply_threads(plan_threads(config.threads))

@@ -26,10 +26,17 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from fmnist_ignite.analysis.predictions import keep_validation_predictions
+from fmnist_ignite.config.commands import TuneSettings
 from fmnist_ignite.config.settings import Config, best_row
 from fmnist_ignite.errors import CouldNotWrite, DirectoryInUse, FmnistError, NonFiniteLoss, TrainingInterrupted
 from fmnist_ignite.experiments.confirm import best_versus_rest, confirm_top, trial_predictions_path
-from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, RUN_SETTINGS, check_search_space, suggest
+from fmnist_ignite.experiments.search_space import (
+    DEFAULT_SPACE,
+    RUN_SETTINGS,
+    check_search_space,
+    read_search_space,
+    suggest,
+)
 from fmnist_ignite.experiments.seeds import parse_seeds
 from fmnist_ignite.experiments.study import (
     counted_trials,
@@ -124,29 +131,22 @@ class TuneResult:
         return table_html(rows, f"Study {self.study.study_name} in {self.study_dir}: {title}")
 
 
-KEEP_TRIALS = ("all", "best", "none")
-
-
 class Worker:
     """One worker on a study: runs trials until the study has ``trials`` of them or ``timeout`` passes."""
 
     def __init__(
         self,
         config: Config,
-        trials: int,
-        study_dir: Path,
-        storage: str,
-        study_name: str,
+        study: TuneSettings,
         space: dict,
-        keep_trials: str = "all",
-        heartbeat: int = 30,
-        pruner=None,
-        sampler=None,
+        pruner: optuna.pruners.BasePruner | None = None,
+        sampler: optuna.samplers.BaseSampler | None = None,
         log: Log = print,
-    ):
-        self.config, self.trials, self.study_dir, self.space = config, trials, study_dir, space
-        self.keep_trials, self.log = keep_trials, log
-        self.study = open_study(storage, study_name, heartbeat, pruner, sampler)
+    ) -> None:
+        self.config, self.space, self.log = config, space, log
+        self.trials, self.keep_trials = study.trials, study.keep_trials
+        self.study_dir = study_directory(config, study)
+        self.study = open_study(storage_of(self.study_dir, study), study.study, study.heartbeat, pruner, sampler)
         pin_study_settings(self.study, study_settings(config, space))
         self.running: optuna.Trial | None = None
 
@@ -287,63 +287,62 @@ class Worker:
         return best_config
 
 
+def study_directory(config: Config, study: TuneSettings) -> Path:
+    """Where a study keeps its trials and reports: ``config.output_dir``, else ``runs/tune-STUDY``."""
+    return Path(config.output_dir or f"runs/tune-{study.study}")
+
+
+def storage_of(study_dir: Path, study: TuneSettings) -> str:
+    """The study's storage: ``study.storage``, else a SQLite file in its directory."""
+    return study.storage or f"sqlite:///{study_dir / 'study.db'}"
+
+
 def tune(
     config: Config,
-    trials: int,
-    timeout: float | None = None,
-    storage: str | None = None,
-    study_name: str = "fmnist",
-    output_dir: str | Path | None = None,
+    study: TuneSettings | int,
     space: dict | None = None,
     fixed: tuple[str, ...] = (),
-    keep_trials: str = "all",
-    heartbeat: int = 30,
-    pruner=None,
-    sampler=None,
+    pruner: optuna.pruners.BasePruner | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
     log: Log = print,
-    confirm: int = 0,
 ) -> TuneResult:
     """Search hyperparameters with Optuna (TPE, percentile pruning): each trial trains with ``config`` plus
-    the sampled settings and is scored by the validation accuracy of the epoch it keeps. ``fixed`` settings
-    are not searched.
+    the sampled settings and is scored by the validation accuracy of the epoch it keeps.
+
+    ``study``: how the study runs (its trials, storage, name, ...; ``fmnist-ignite tune``'s flags), or just
+    its number of trials. The study lives in ``config.output_dir`` (else ``runs/tune-STUDY``). ``space``: the
+    search space (else ``study.space``'s file, else ``DEFAULT_SPACE``); ``fixed`` settings are not searched.
+    ``pruner`` and ``sampler``: Optuna's, instead of the defaults; ``log``: where the lines go.
 
     Several workers calling this with the same storage and study name share the study and its budget.
-    ``confirm`` (``--confirm-top K``): then re-train the top K trials once per seed of ``config.seeds`` on the
-    validation split only, and write the one with the best mean to ``best.yaml``, with the evidence.
+    ``study.confirm_top`` (``--confirm-top K``): then re-train the top K trials once per seed of
+    ``config.seeds`` on the validation split only, and write the one with the best mean to ``best.yaml``.
     """
-    if trials < 1:
-        raise FmnistError(f"--trials must be at least 1, got {trials}")
-    if timeout is not None and timeout < 1:
-        raise FmnistError(f"--timeout must be at least 1 second, got {timeout:g}")
-    if heartbeat < 1:
-        raise FmnistError(f"--heartbeat must be at least 1 second, got {heartbeat}")
-    if keep_trials not in KEEP_TRIALS:
-        raise FmnistError(f"unknown --keep-trials {keep_trials!r}: choose one of {', '.join(KEEP_TRIALS)}")
+    study = (TuneSettings(trials=study) if isinstance(study, int) else study).validate()
     if config.resume:
         raise FmnistError("a study continues on its own: run the same tune command again, without --resume")
     if config.world_size > 1:
         raise FmnistError("trials run in one process each: start several tune workers instead of --nproc-per-node")
     if config.val_size == 0:
         raise FmnistError("trials are scored on the validation split: set a validation size > 0")
-    if confirm < 0:
-        raise FmnistError(f"--confirm-top must be at least 1, got {confirm}")
+    confirm = study.confirm_top
     if confirm and not config.seeds:
         raise FmnistError(f"--confirm-top {confirm} re-trains the top trials once per seed: give --seeds (3, or 1,2,3)")
     if config.seeds:
         parse_seeds(config.seeds, config.seed + 1)
     config.validate()
+    if space is None and study.space:
+        space = read_search_space(study.space)
     space = {k: v for k, v in check_search_space(space or DEFAULT_SPACE).items() if k not in fixed}
     if not space:
         raise FmnistError("every setting of the search space is fixed by a flag or the config file: nothing to search")
-    study_dir = Path(output_dir or f"runs/tune-{study_name}")
+    study_dir = study_directory(config, study)
     study_dir.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{study_dir / 'study.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported in one line, below
-    pruner = pruner or default_pruner(config.epochs)
-    worker = Worker(config, trials, study_dir, storage, study_name, space, keep_trials, heartbeat, pruner, sampler, log)
-    log(f"Study {study_name!r} in {storage}: {trials} trials, searching {', '.join(space)}")
+    worker = Worker(config, study, space, pruner or default_pruner(config.epochs), sampler, log)
+    log(f"Study {study.study!r} in {storage_of(study_dir, study)}: {study.trials} trials, searching {', '.join(space)}")
     started = time.perf_counter()
-    worker.run(timeout)
+    worker.run(study.timeout)
     log(f"This worker's part: {time.perf_counter() - started:.0f} s")
     best_config = worker.report()
     if confirm and best_config is not None:

@@ -1,0 +1,106 @@
+"""How a settings dataclass describes its fields: ``setting()`` defines a field with its ``Setting`` (help,
+flag, choices, and how a resume and the tuner treat it), and ``settings_of()`` reads them back, named and
+typed, for the command line, the configuration files, the checks and the reference pages. ``Config`` (in
+``settings``) and the subcommands' settings (in ``commands``) are such dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fmnist_ignite.errors import FmnistError
+
+TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # the types a field's annotation may name
+FLAGS = ("value", "switch", "negated", None)  # the forms of a setting's flag (Setting.flag)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How the command line, a resume and the tuner treat one field of a settings dataclass (the field's
+    metadata)."""
+
+    help: str  # the flag's help (for a flag-less field, what it means); "{default}" stands for the default
+    # "value": --name VALUE; "switch": --name sets True; "negated": --no-name sets False; None: no flag
+    # (set in a configuration file or in Python)
+    flag: str | None = "value"
+    choices: tuple = ()
+    metavar: str | None = None
+    on_resume: bool = False  # a resumed run may change it: where, how long or how visibly it runs, not what
+    tunable: bool = True  # False: how a trial runs; the tuner neither searches it nor keeps it in a trial's settings
+    from_environment: Callable[[Mapping[str, str]], object] | None = None  # decides it when left None
+    name: str = ""  # the field's name, default and annotation: settings() fills them in
+    default: object = None
+    annotation: str = ""
+
+    def __post_init__(self) -> None:
+        """A mistyped flag form fails when the module is imported, not as a flag that quietly is not there."""
+        if self.flag not in FLAGS:
+            raise ValueError(f"a setting's flag is one of {FLAGS}, got {self.flag!r}")
+
+    @property
+    def value_type(self) -> type:
+        """The type of the field's values (int, float, str or bool), from its annotation."""
+        return TYPES[self.annotation.split(" | ")[0]]
+
+    @property
+    def required(self) -> bool:
+        """Whether the field has no default: its flag must be given."""
+        return self.default is dataclasses.MISSING
+
+    @property
+    def optional(self) -> bool:
+        """Whether None is a value of the field."""
+        return self.annotation.endswith(" | None")
+
+    @property
+    def option(self) -> str | None:
+        """The flag: ``--batch-size``, ``--no-progress``; None when the setting has none."""
+        if self.flag is None:
+            return None
+        return "--" + ("no-" if self.flag == "negated" else "") + self.name.replace("_", "-")
+
+    def accepts(self, value: object) -> bool:
+        """Whether ``value`` (from a file) has the field's type: a bool is no int here, an int is a float."""
+        if value is None:
+            return self.optional
+        accepted = (int, float) if self.value_type is float else (self.value_type,)
+        return isinstance(value, accepted) and (self.value_type is bool or not isinstance(value, bool))
+
+
+def setting(default: object, help: str, **how: Any) -> Any:
+    """A field of ``Config`` (or of a subcommand's settings) with its ``Setting`` (``how``: the Setting's
+    fields after ``help``): the one place a setting is defined. ``dataclasses.MISSING``: a required one."""
+    return dataclasses.field(default=default, metadata={"setting": Setting(help, **how)})
+
+
+def settings_of(of: type) -> dict[str, Setting]:
+    """Each field's ``Setting`` of the settings dataclass ``of``, by name, in the fields' order."""
+    return {
+        field.name: dataclasses.replace(
+            field.metadata["setting"], name=field.name, default=field.default, annotation=str(field.type)
+        )
+        for field in dataclasses.fields(of)
+    }
+
+
+def check_values(instance: object) -> None:
+    """Raise FmnistError for the first field of a settings dataclass whose value has not its type, or is
+    a float that is not finite."""
+    for name, setting in settings_of(type(instance)).items():
+        value = getattr(instance, name)
+        if not setting.accepts(value):
+            expected = setting.annotation.replace(" | None", " or None")
+            raise FmnistError(f"{name} must be {expected}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FmnistError(f"{name} must be a finite number, got {value}")
+
+
+def raise_first(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise FmnistError with the message of the first check that does not hold."""
+    for ok, message in checks:
+        if not ok:
+            raise FmnistError(message)
