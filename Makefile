@@ -54,10 +54,12 @@ test: data slurm lint
 quick: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
 
-# The lint gate (make test runs it first): ruff's rules of pyproject.toml and its formatting, zero findings.
+# The lint and type gate (make test runs it first): ruff's rules of pyproject.toml and its formatting, and
+# mypy with every function typed (pyproject.toml's [tool.mypy]), zero findings.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The documentation site, into site/ (strict: a broken link, a missing reference or a warning fails it).
 docs: $(STAMP)

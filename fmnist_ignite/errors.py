@@ -16,11 +16,14 @@ class TrainingInterrupted(FmnistError):
     ``output_dir`` the run directory, which ``--resume auto --output-dir`` continues.
     """
 
-    def __init__(self, message: str, exit_code: int, checkpoint: Path | None = None, output_dir: Path | None = None):
+    def __init__(
+        self, message: str, exit_code: int, checkpoint: Path | None = None, output_dir: Path | None = None
+    ) -> None:
         super().__init__(message)
         self.exit_code, self.checkpoint, self.output_dir = exit_code, checkpoint, output_dir
 
-    def __reduce__(self):  # whole across processes: a spawned worker's stop reaches its launcher as it was
+    # whole across processes: a spawned worker's stop reaches its launcher as it was
+    def __reduce__(self) -> tuple[type[TrainingInterrupted], tuple[str, int, Path | None, Path | None]]:
         return type(self), (str(self), self.exit_code, self.checkpoint, self.output_dir)
 
     def _render_traceback_(self) -> list[str]:

@@ -578,7 +578,7 @@ def test_the_example_notebook_runs_in_a_real_kernel_and_shows_its_views_and_figu
         "result.plot_curves()",
         "result.plot_confusion()",
         "result.plot_top_losses(9)",
-        "from fmnist_ignite import find_lr",
+        "from fmnist_ignite import LrFindSettings, find_lr",
         "import matplotlib.pyplot as plt",
     ):
         assert [o for o in outputs(start) if "image/png" in o.get("data", {})], start

@@ -136,7 +136,9 @@ def compare_runs(runs: Sequence[str | Path], names: Sequence[str] | None = None,
     labels = kept[0]["labels"]
     class_names = kept[0].get("class_names")
     if class_names is None:  # a file without them: the data set's
-        from fmnist_ignite.data.fashion_mnist import CLASS_NAMES as class_names
+        from fmnist_ignite.data.fashion_mnist import CLASS_NAMES
+
+        class_names = CLASS_NAMES
     scores = []
     for name, run, predictions in zip(names, runs, kept, strict=False):
         correct = predictions["correct"]
@@ -148,16 +150,16 @@ def compare_runs(runs: Sequence[str | Path], names: Sequence[str] | None = None,
         a, b = (predictions["correct"] for predictions in kept)
         test = mcnemar(a, b)
         classes = [(i, c) for i, c in enumerate(class_names) if (labels == i).any()]
-        tests = [mcnemar(a[labels == i], b[labels == i]) for i, _ in classes]
-        adjusted = holm([t.p_value for t in tests])
-        per_class = [
+        class_tests = [mcnemar(a[labels == i], b[labels == i]) for i, _ in classes]
+        class_adjusted = holm([t.p_value for t in class_tests])
+        differences = [
             ClassDifference(
                 c, int((labels == i).sum()), scores[0].per_class_accuracy[c], scores[1].per_class_accuracy[c], t, p
             )
-            for (i, c), t, p in zip(classes, tests, adjusted, strict=False)
+            for (i, c), t, p in zip(classes, class_tests, class_adjusted, strict=False)
         ]
         verdict = pair_verdict(names[0], names[1], test, alpha)
-        return Comparison(scores, first_sha, total, verdict, test, per_class, alpha=alpha)
+        return Comparison(scores, first_sha, total, verdict, test, differences, alpha=alpha)
     order = sorted(range(len(runs)), key=lambda i: (-scores[i].correct, i))
     best = order[0]
     tests = {i: mcnemar(kept[best]["correct"], kept[i]["correct"]) for i in order[1:]}
@@ -240,6 +242,7 @@ def format_comparison(comparison: Comparison) -> str:
                 )
                 continue
             t = r.against_best
+            assert r.p_holm is not None  # set with against_best: every run but the best has both
             digits = interval_digits(t.low, t.high)
             rows.append(
                 [

@@ -24,7 +24,9 @@ EIGHT_BIT_MODES = ("L", "LA", "1")  # "1": black and white, as 0 and 255
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # a 32-bit "I" or float "F" image has no known range: refused
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu", model: torch.nn.Module | None = None):
+def load_model(
+    path: str | Path, device: torch.device | str = "cpu", model: torch.nn.Module | None = None
+) -> torch.nn.Module:
     """The model in a best-model file (weights only) or a training checkpoint (its ``model`` entry).
 
     Built-in models (mlp, cnn) are rebuilt from the weights' layout; weights of your own model are
@@ -69,13 +71,13 @@ def evaluate_checkpoint(
     your own, to load the weights into), scored as its run scored it: at ``precision`` (None: the one its
     run chose; "auto" when the run's ``config.json`` is not beside the file) and with its test-time flips."""
     check_data_dir(data_dir)
-    device = resolve_device(device)
-    model = load_model(path, device, model)
+    on = resolve_device(device)
+    model = load_model(path, on, model)
     run = saved_config(Path(path).parent) or {}
-    used, _ = choose_precision(precision or run.get("precision", "auto"), device)
+    used, _ = choose_precision(precision or run.get("precision", "auto"), on)
     test = load_fashion_mnist(data_dir, verify=verify)["test"]
-    loader = make_loader(test, "tensor", batch_size, shuffle=False, device=device)
-    evaluator = create_evaluator(model, device, used, confusion_matrix=True, tta=bool(run.get("tta")))
+    loader = make_loader(test, "tensor", batch_size, shuffle=False, device=on)
+    evaluator = create_evaluator(model, on, used, confusion_matrix=True, tta=bool(run.get("tta")))
     return dict(evaluator.run(loader).metrics)
 
 

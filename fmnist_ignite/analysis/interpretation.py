@@ -10,16 +10,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from fmnist_ignite.config.settings import EVAL_BATCH_SIZE
+from fmnist_ignite.config.settings import EVAL_BATCH_SIZE, Config
 from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES, load_fashion_mnist
 from fmnist_ignite.data.loaders import to_float_images
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.figures import new_figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class Confused(NamedTuple):
@@ -28,14 +31,14 @@ class Confused(NamedTuple):
 
     true: str
     predicted: str
-    count: int
+    count: int  # type: ignore[assignment]  # the field's name hides tuple.count, as it does at run time
 
 
 class TopLoss(NamedTuple):
     """A test image the model got wrong: its index in the test split, its class, the class predicted,
     the probability the model gave that wrong class, and the loss (``-log p(true class)``)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field's name hides tuple.index, as it does at run time
     true: str
     predicted: str
     probability: float
@@ -128,7 +131,7 @@ class Interpretation:
             for i in wrong[:k]
         ]
 
-    def plot_top_losses(self, k: int = 9, path: str | Path | None = None, columns: int | None = None):
+    def plot_top_losses(self, k: int = 9, path: str | Path | None = None, columns: int | None = None) -> Figure | None:
         """A grid of the ``k`` most confidently wrong images, each titled with its true class, the class
         predicted and the probability given to it: the figure, saved to ``path`` when given (None
         without matplotlib)."""
@@ -151,10 +154,10 @@ class Interpretation:
             ax.set_xticks([])
             ax.set_yticks([])
         if path is not None:
-            write_figure(fig, path)
+            write_figure(fig, Path(path))
         return fig
 
-    def plot_confusion(self, path: str | Path | None = None, title: str = "Test set confusion matrix"):
+    def plot_confusion(self, path: str | Path | None = None, title: str = "Test set confusion matrix") -> Figure | None:
         """The confusion matrix as a figure, saved to ``path`` when given (None without matplotlib)."""
         from fmnist_ignite.ui.plots import plot_confusion
 
@@ -176,8 +179,8 @@ def interpret(
     from fmnist_ignite.core.device import resolve_device
 
     check_data_dir(data_dir)
-    device = resolve_device(device)
-    loaded = load_model(checkpoint, device, model)
+    resolved = resolve_device(device)
+    loaded = load_model(checkpoint, resolved, model)
     images, labels = load_fashion_mnist(data_dir, verify=verify)["test"]
     return Interpretation.from_model(loaded, images, labels, batch_size)
 
@@ -186,12 +189,25 @@ class ResultViews:
     """What a ``TrainResult`` shows: an HTML summary in a notebook, its curves and confusion matrix as
     figures, and its model's mistakes on the test split."""
 
+    # What it reads of the class it is mixed into: the fields of ``TrainResult``.
+    history: list[dict]
+    test_metrics: dict
+    scored_weights: str
+    output_dir: Path
+    epochs_run: int
+    stopped_early: bool
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    confusion: torch.Tensor | None
+    model: torch.nn.Module | None
+    config: Config | None
+
     def _repr_html_(self) -> str:
         from fmnist_ignite.ui.html import result_html
 
         return result_html(self)
 
-    def plot_curves(self, path: str | Path | None = None):
+    def plot_curves(self, path: str | Path | None = None) -> Figure | None:
         """Loss and validation accuracy per epoch: a matplotlib figure (saved to ``path`` when given)."""
         from fmnist_ignite.ui.plots import plot_curves
 
@@ -202,7 +218,7 @@ class ResultViews:
             raise FmnistError("this run did not score the test split (score_test=False): there is no confusion matrix")
         return self.confusion
 
-    def plot_confusion(self, path: str | Path | None = None):
+    def plot_confusion(self, path: str | Path | None = None) -> Figure | None:
         """The test-set confusion matrix: a matplotlib figure (saved to ``path`` when given)."""
         from fmnist_ignite.ui.plots import plot_confusion
 
@@ -233,6 +249,6 @@ class ResultViews:
         """The ``k`` test images the model got most confidently wrong."""
         return self.interpretation().top_losses(k)
 
-    def plot_top_losses(self, k: int = 9, path: str | Path | None = None):
+    def plot_top_losses(self, k: int = 9, path: str | Path | None = None) -> Figure | None:
         """A grid of the ``k`` test images the model got most confidently wrong: a matplotlib figure."""
         return self.interpretation().plot_top_losses(k, path)

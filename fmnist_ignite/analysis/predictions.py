@@ -18,8 +18,9 @@ A tuner's completed trials keep the same of the validation split (without the pr
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
@@ -35,16 +36,35 @@ from fmnist_ignite.files.predictions import (
 if TYPE_CHECKING:  # torch and Ignite are imported where predictions are made: reading them (compare) needs neither
     import torch
     from ignite.engine import Engine
+    from torch.utils.data import DataLoader
+
+    from fmnist_ignite.config.settings import Config
+    from fmnist_ignite.data.loaders import ImageDataset, TensorLoader
+
+    Loader = TensorLoader | DataLoader[tuple[torch.Tensor, torch.Tensor]]  # what make_loader gives
 
 
-def split_tensors(loader) -> tuple[torch.Tensor, torch.Tensor]:
+class FinishedTraining(Protocol):
+    """What ``keep_validation_predictions`` uses of a finished ``Training`` (``fmnist_ignite.run.training``)."""
+
+    @property
+    def loaders(self) -> Mapping[str, Loader]: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    def evaluate(self, loader: Loader, *, attach: Callable[[Engine], object]) -> object: ...
+
+
+def split_tensors(loader: Loader) -> tuple[torch.Tensor, torch.Tensor]:
     """The uint8 images and the class-index labels of a loader's whole split, on the CPU (every process's
     loader holds the whole split, whatever shard it reads)."""
     dataset = loader.dataset
     if hasattr(dataset, "tensors"):  # TensorLoader: uint8 images, index or one-hot targets
         images, targets = dataset.tensors
     else:  # the torchvision-style ImageDataset
-        images, targets = dataset.images, dataset.labels
+        image_dataset = cast("ImageDataset", dataset)
+        images, targets = image_dataset.images, image_dataset.labels
     labels = targets.argmax(dim=1) if targets.ndim == 2 else targets
     return images.cpu(), labels.cpu()
 
@@ -77,7 +97,8 @@ class PredictionCollector:
         self.probabilities, self.predicted = [], []
 
     def _keep(self, engine: Engine) -> None:
-        logits = engine.state.output[0].detach()
+        # the evaluator's output, (logits, labels): Ignite's State annotates it as int | None
+        logits = cast("tuple[torch.Tensor, torch.Tensor]", engine.state.output)[0].detach()
         self.predicted.append(logits.argmax(dim=1).cpu())  # as Ignite's Accuracy counts it, at the run's precision
         self.probabilities.append(logits.float().softmax(dim=1).cpu())
 
@@ -100,7 +121,9 @@ class PredictionCollector:
             local = torch.cat([predicted.float().unsqueeze(1), probabilities], dim=1)
             padded = torch.zeros(longest, local.shape[1])
             padded[: len(local)] = local
-            everyone = idist.all_gather(padded.to(idist.device())).cpu().reshape(world, longest, -1)
+            gathered = idist.all_gather(padded.to(idist.device()))
+            assert isinstance(gathered, torch.Tensor)  # a tensor in, a tensor out: every process's padded shard
+            everyone = gathered.cpu().reshape(world, longest, -1)
             whole = torch.empty(n, local.shape[1])
             for rank in range(world):
                 index = torch.arange(rank, n, world)
@@ -110,7 +133,13 @@ class PredictionCollector:
             raise RuntimeError(f"kept predictions of {len(predicted)} images, the split has {n}")
         return predicted.numpy().astype(np.uint8), probabilities.numpy().astype(np.float32)
 
-    def save(self, path: Path, loader, split: str = "test", probabilities: bool = True) -> dict:
+    def save(
+        self,
+        path: Path,
+        loader: Loader,
+        split: str = "test",
+        probabilities: bool = True,
+    ) -> dict:
         """Write the predictions of the evaluator's last run over ``loader``'s split to ``path`` (durably, on
         rank 0 only; every process must call it), the probabilities too unless told not to. Returns what
         ``summary.json`` says of them: the file's name and the split's fingerprint (``<split>_set_sha256``)."""
@@ -134,7 +163,7 @@ class PredictionCollector:
         return {"predictions": Path(path).name, f"{split}_set_sha256": sha}
 
 
-def keep_validation_predictions(training, path: Path) -> Path | None:
+def keep_validation_predictions(training: FinishedTraining, path: Path) -> Path | None:
     """Score the validation split with the model a finished ``Training`` holds (its kept weights, unless
     the run scores its last) and keep what it predicted, without the probabilities, in ``path``: a tuner's
     trials are compared image by image with these. None when the run has no validation split."""

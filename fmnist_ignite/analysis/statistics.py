@@ -118,7 +118,7 @@ def paired_difference_interval(
     l2, u2 = wilson_interval(both + second_only, n, confidence)
     margins = (both + first_only) * (second_only + neither) * (both + second_only) * (first_only + neither)
     # their correlation, a positive one shrunk by n/2 as Newcombe does (Altman et al., Statistics with Confidence)
-    association = both * neither - first_only * second_only
+    association: float = both * neither - first_only * second_only
     association = max(association - n / 2, 0.0) if association > 0 else association
     phi = association / math.sqrt(margins) if margins else 0.0
     difference = p2 - p1

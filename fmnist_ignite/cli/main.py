@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Callable
 
 from fmnist_ignite.cli.commands import run_compare, run_evaluate, run_lr_find, run_predict, run_train, run_tune
 from fmnist_ignite.cli.parser import build_command_parser, build_parser
@@ -37,7 +38,7 @@ def train_main(argv: list[str] | None = None) -> int:
     return guarded(lambda: run_train(args, shlex.join(["python", sys.argv[0]])))
 
 
-def guarded(run) -> int:
+def guarded(run: Callable[[], int]) -> int:
     """Run a command; a user's mistake becomes one line on stderr and exit code 2, never a traceback."""
     try:
         return run()

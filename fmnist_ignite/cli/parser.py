@@ -54,7 +54,7 @@ class Parser(argparse.ArgumentParser):
         return args
 
 
-def build_parser(prog: str = "run.py") -> argparse.ArgumentParser:
+def build_parser(prog: str = "run.py") -> Parser:
     """The parser of ``examples/run.py`` and ``fmnist-ignite train``."""
     parser = Parser(
         prog=prog,
@@ -86,10 +86,12 @@ def add_setting_arguments(p: argparse.ArgumentParser, table: Iterable[Setting]) 
     from the setting. The parser's defaults are suppressed: a flag not given is absent, and the dataclass's
     default applies."""
     for s in table:
-        text = s.help.format(default=s.default)
+        text, option = s.help.format(default=s.default), s.option
+        if option is None:
+            continue
         if s.flag == "value":
             p.add_argument(
-                s.option,
+                option,
                 type=s.value_type,
                 choices=s.choices or None,
                 metavar=s.metavar,
@@ -97,8 +99,8 @@ def add_setting_arguments(p: argparse.ArgumentParser, table: Iterable[Setting]) 
                 required=s.required,
                 default=argparse.SUPPRESS,
             )
-        elif s.flag is not None:  # a switch, or a negated flag: NEGATED_FLAGS turns it into its setting
-            p.add_argument(s.option, action="store_true", help=text, default=argparse.SUPPRESS)
+        else:  # a switch, or a negated flag: NEGATED_FLAGS turns it into its setting
+            p.add_argument(option, action="store_true", help=text, default=argparse.SUPPRESS)
 
 
 SubcommandSettings = TypeVar("SubcommandSettings", TuneSettings, LrFindSettings, EvaluateSettings)
@@ -147,7 +149,7 @@ def fixed_settings(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(sorted(given.union(from_file) & set(settings())))
 
 
-def build_command_parser() -> argparse.ArgumentParser:
+def build_command_parser() -> Parser:
     """``fmnist-ignite {train,evaluate,predict,compare,lr-find,tune}``."""
     parser = Parser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
     parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")

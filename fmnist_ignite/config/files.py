@@ -39,7 +39,7 @@ def _yaml_without_aliases(text: str) -> object:
     import yaml
 
     class Loader(yaml.SafeLoader):
-        def compose_node(self, parent, index):
+        def compose_node(self, parent: yaml.Node | None, index: yaml.Node | int | None) -> yaml.Node:
             if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
                 raise yaml.composer.ComposerError(

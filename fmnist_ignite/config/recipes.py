@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 
@@ -56,7 +58,7 @@ RECIPES = {
 }
 
 
-def recipe(name: str = "tutorial", **overrides) -> Config:
+def recipe(name: str = "tutorial", **overrides: Any) -> Config:
     """The named recipe's configuration, with ``overrides`` on top."""
     if name not in RECIPES:
         raise FmnistError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")

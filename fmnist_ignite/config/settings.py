@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fmnist_ignite.config.fields import Setting, check_values, raise_first, setting, settings_of
 from fmnist_ignite.errors import FmnistError
@@ -311,7 +312,7 @@ class Config:
         """Processes asked for on the command line (torchrun's are counted by ignite.distributed)."""
         return self.nproc_per_node * self.nnodes
 
-    def replace(self, **changes) -> Config:
+    def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from ignite.engine import Engine, Events, create_supervised_evaluator
 from ignite.metrics import Accuracy, ConfusionMatrix, Loss, Metric
@@ -21,17 +23,23 @@ def _set_loader_epoch(engine: Engine) -> None:
     """
     set_epoch = getattr(engine.state.dataloader, "set_epoch", None)
     if set_epoch is not None:
-        done = engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length
+        epoch_length = engine.state.epoch_length
+        assert epoch_length is not None  # Engine.run sets it before EPOCH_STARTED fires
+        done = engine.state.iteration - (engine.state.epoch - 1) * epoch_length
         set_epoch(engine.state.epoch, start_batch=done)
 
 
-def model_fn_for(precision: str, device: torch.device | str):
+ModelFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+"""How an engine applies a model to a batch of images: ``model_fn(model, x)`` gives the logits."""
+
+
+def model_fn_for(precision: str, device: torch.device | str) -> ModelFn:
     """How the engines apply the model: plainly, or under bf16 autocast with fp32 logits out."""
     if precision == "fp32":
         return lambda model, x: model(x)
     device_type = torch.device(device).type
 
-    def autocast_bf16(model, x):
+    def autocast_bf16(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
             return model(x).float()
 
@@ -57,7 +65,7 @@ def create_trainer(
     apply = model_fn_for(precision, device)
     device = torch.device(device)
 
-    def update(engine: Engine, batch) -> torch.Tensor:
+    def update(engine: Engine, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         if not model.training:
             model.train()
         x, y = batch
@@ -82,7 +90,7 @@ class ExampleCount(Metric):
         self._count = 0
 
     @reinit__is_reduced
-    def update(self, output) -> None:
+    def update(self, output: Sequence[torch.Tensor]) -> None:
         self._count += len(output[1])
 
     @sync_all_reduce("_count")
@@ -90,10 +98,10 @@ class ExampleCount(Metric):
         return int(self._count)
 
 
-def flip_averaged(model_fn):
+def flip_averaged(model_fn: ModelFn) -> ModelFn:
     """Test-time flips: the mean of the logits of each image and of its mirror image (left-right)."""
 
-    def averaged(model, x):
+    def averaged(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return (model_fn(model, x) + model_fn(model, x.flip(-1))) / 2
 
     return averaged

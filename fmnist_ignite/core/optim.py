@@ -13,13 +13,14 @@ def make_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
 
     The fused implementations do the same arithmetic as the default ones in one kernel per step.
     """
-    params, common = model.parameters(), {"lr": config.lr, "weight_decay": config.weight_decay, "fused": True}
+    params, lr, weight_decay = model.parameters(), config.lr, config.weight_decay
+    optimizer: torch.optim.Optimizer
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, momentum=config.momentum, **common)
+        optimizer = torch.optim.SGD(params, momentum=config.momentum, lr=lr, weight_decay=weight_decay, fused=True)
     elif config.optimizer == "adam":
-        optimizer = torch.optim.Adam(params, **common)
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     else:
-        optimizer = torch.optim.AdamW(params, **common)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     optimizer.register_load_state_dict_post_hook(lay_state_out_like_params)
     return optimizer
 

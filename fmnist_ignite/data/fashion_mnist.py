@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -85,8 +86,9 @@ def locate_fashion_mnist(
     download if ``download``; either left None is what the environment says (``Config.with_environment``)."""
     data_dir = Path(data_dir).expanduser()
     environment = environment_settings()
-    download = environment["allow_download"] if download is None else download
-    system_dir = Path(environment["system_data_dir"] if system_dir is None else system_dir)
+    # the environment's: download_allowed gives a bool, system_copy a str (fmnist_ignite.config.settings)
+    download = cast(bool, environment["allow_download"]) if download is None else download
+    system_dir = Path(cast(str, environment["system_data_dir"]) if system_dir is None else system_dir)
     for directory in (data_dir / "FashionMNIST" / "raw", data_dir, system_dir):
         found = _idx_files_in(directory)
         if found:

@@ -3,6 +3,8 @@ augmentation on the batch) or the tutorial's torchvision-style per-sample path."
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -54,17 +56,17 @@ class TensorLoader:
 
     def __init__(
         self,
-        images,
-        targets,
+        images: torch.Tensor,
+        targets: torch.Tensor,
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-        transform=None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         hflip: bool = False,
         shift: int = 0,
-    ):
+    ) -> None:
         self.dataset = TensorDataset(images, targets)
         self.hflip, self.shift = hflip, shift  # training augmentation (augment_batch), seeded per batch
         self.transform = transform  # applied to each batch of images, e.g. uint8 to float
@@ -106,7 +108,7 @@ class TensorLoader:
         seed = ((self.seed * 1_000_003 + epoch) * 100_003 + batch) * 1_009 + self.rank
         return torch.Generator().manual_seed(seed % 2**64)  # the same for seeds below 40,000; any seed fits
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # A generator: the body runs at the first next(), after the trainer's EPOCH_STARTED set the epoch.
         images, targets = self.dataset.tensors
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -128,10 +130,10 @@ class TensorLoader:
                 yield transform(batch), targets.index_select(0, index)
 
 
-class ImageDataset(Dataset):
+class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """The tutorial's per-sample path: each image goes through PIL and ``ToTensor``, like torchvision's."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, one_hot: bool = False):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, one_hot: bool = False) -> None:
         from torchvision.transforms import ToTensor  # torchvision takes seconds to import: only on this path
 
         self.images, self.labels, self.one_hot = images, labels, one_hot
@@ -140,7 +142,7 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.transform(Image.fromarray(self.images[index].numpy(), mode="L"))
         label = self.labels[index]
         return image, one_hot_targets(label) if self.one_hot else label
@@ -158,7 +160,7 @@ def make_loader(
     world_size: int = 1,
     hflip: bool = False,
     shift: int = 0,
-):
+) -> TensorLoader | DataLoader[tuple[torch.Tensor, torch.Tensor]]:
     """A ``TensorLoader`` (kind "tensor", uint8 data on ``device``, this process's shard, augmented with
     ``hflip`` and ``shift`` when shuffled) or a torchvision-style ``DataLoader`` (one process only)."""
     images, labels = split

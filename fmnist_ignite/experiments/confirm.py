@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import IO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from fmnist_ignite.analysis.predictions import load_predictions
-from fmnist_ignite.analysis.statistics import accuracy_interval, holm, mcnemar, mean_interval
+from fmnist_ignite.analysis.statistics import MeanInterval, accuracy_interval, holm, mcnemar, mean_interval
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.experiments.seeds import mean_text, parse_seeds, train_seeds
+from fmnist_ignite.experiments.seeds import SeedsResult, mean_text, parse_seeds, train_seeds
 from fmnist_ignite.files.durable import open_log, write_durably
 from fmnist_ignite.files.saved_config import check_saved_config
 
@@ -45,7 +47,12 @@ def accuracy_cell(value: float, val_size: int | None) -> str:
 
 def ranked_complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The completed trials, best first (the lower number first on ties, as the study's best is)."""
-    return sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number))
+
+    def best_first(t: FrozenTrial) -> tuple[float, int]:
+        assert t.value is not None  # a completed trial has its value
+        return -t.value, t.number
+
+    return sorted((t for t in trials if t.state == TrialState.COMPLETE), key=best_first)
 
 
 def best_versus_rest(trials: list[FrozenTrial], study_dir: Path, alpha: float = ALPHA) -> str | None:
@@ -82,7 +89,12 @@ def best_versus_rest(trials: list[FrozenTrial], study_dir: Path, alpha: float = 
 
 
 def confirm_top(
-    study: optuna.Study, study_dir: Path, config: Config, top: int, log, run_log=None
+    study: optuna.Study,
+    study_dir: Path,
+    config: Config,
+    top: int,
+    log: Callable[[str], None],
+    run_log: Callable[[str], None] | None = None,
 ) -> tuple[Path, dict] | None:
     """Re-train the study's ``top`` completed trials once per seed of ``config.seeds`` (a count N: the N seeds
     after the study's own), on the validation split only, and write the trial with the best mean validation
@@ -105,7 +117,7 @@ def confirm_top(
         f"Confirming the top {len(chosen)} trials ({', '.join(str(t.number) for t in chosen)}) with seed"
         f"{'s' * (len(seeds) > 1)} {listed} each, on the validation split (the test split is not loaded)"
     )
-    results = {}
+    results: dict[int, SeedsResult] = {}
     for trial in chosen:
         parent = Path(study_dir) / CONFIRM_DIR / f"trial-{trial.number:04d}"
         trial_config = config.replace(
@@ -120,7 +132,7 @@ def confirm_top(
         parent.mkdir(parents=True, exist_ok=True)
         with open_log(parent / "train.log") as out:
 
-            def to_file(line: str, out=out) -> None:
+            def to_file(line: str, out: IO[str] = out) -> None:
                 print(line, file=out, flush=True)
 
             result = train_seeds(trial_config, log=to_file, run_log=run_log or to_file)
@@ -133,7 +145,7 @@ def confirm_top(
         results[trial.number] = result
         values = ", ".join(f"{100 * run['validation']['accuracy']:.2f}%" for run in result.runs)
         log(f"Trial {trial.number}: validation {values}; {mean_text(result.validation)}")
-    picked = max(chosen, key=lambda t: (results[t.number].validation.mean, -chosen.index(t)))
+    picked = max(chosen, key=lambda t: (_validation(results[t.number]).mean, -chosen.index(t)))
     evidence = confirmation_evidence(chosen, results, picked, seeds)
     path = Path(study_dir) / "best.yaml"
     write_confirmed_best(path, study.study_name, picked, evidence)
@@ -143,7 +155,15 @@ def confirm_top(
     return path, evidence
 
 
-def confirmation_evidence(chosen: list[FrozenTrial], results: dict, picked: FrozenTrial, seeds: list[int]) -> dict:
+def _validation(result: SeedsResult) -> MeanInterval:
+    """The statistics over a confirmed trial's seeds (``confirm_top`` keeps only results that have them)."""
+    assert result.validation is not None
+    return result.validation
+
+
+def confirmation_evidence(
+    chosen: list[FrozenTrial], results: Mapping[int, SeedsResult], picked: FrozenTrial, seeds: list[int]
+) -> dict:
     """What the confirmation found, as data: each trial's study score, its seeds' validation accuracies and
     their mean, sd and t-interval, the pick, and Welch's t-test of the pick against the runner-up."""
     trials = [
@@ -151,15 +171,15 @@ def confirmation_evidence(chosen: list[FrozenTrial], results: dict, picked: Froz
             "trial": t.number,
             "study_validation_accuracy": t.value,
             "seeds": {str(run["seed"]): run["validation"]["accuracy"] for run in results[t.number].runs},
-            "validation_accuracy": results[t.number].validation.as_dict(),
+            "validation_accuracy": _validation(results[t.number]).as_dict(),
             "output_dir": str(results[t.number].output_dir),
         }
         for t in chosen
     ]
-    order = sorted(chosen, key=lambda t: -results[t.number].validation.mean)
+    order = sorted(chosen, key=lambda t: -_validation(results[t.number]).mean)
     verdict = (
         f"Picked trial {picked.number}: the best mean validation accuracy over seeds "
-        f"{', '.join(map(str, seeds))}, {mean_text(results[picked.number].validation)}"
+        f"{', '.join(map(str, seeds))}, {mean_text(_validation(results[picked.number]))}"
     )
     welch = None
     if len(order) > 1 and len(seeds) > 1:

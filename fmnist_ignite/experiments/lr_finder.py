@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from ignite.handlers import FastaiLRFinder
@@ -25,6 +26,9 @@ from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.figures import new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MatplotlibFigure
+
 
 @dataclass
 class LRFinderResult:
@@ -37,7 +41,7 @@ class LRFinderResult:
     plot_path: Path | None = None
     diverged: bool = True  # False: the loss had not blown up by the last rate tried (a wider range may tell more)
 
-    def plot(self, path: str | Path | None = None):
+    def plot(self, path: str | Path | None = None) -> MatplotlibFigure | None:
         """Loss against learning rate (log scale), the suggestion marked: a matplotlib figure, saved to
         ``path`` when given (None without matplotlib)."""
         fig = new_figure(figsize=(6, 4), dpi=100)

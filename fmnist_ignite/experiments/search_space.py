@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+from optuna.distributions import CategoricalChoiceType
 
 from fmnist_ignite.config.files import read_settings_file
 from fmnist_ignite.config.settings import Config, settings
@@ -61,7 +62,7 @@ def read_search_space(path: str | Path) -> dict:
 
 def suggest(trial: optuna.Trial, space: dict) -> dict:
     """One value for each entry of ``space``, drawn by the study's sampler."""
-    params = {}
+    params: dict[str, CategoricalChoiceType] = {}
     for name, spec in space.items():
         if isinstance(spec, list):
             params[name] = trial.suggest_categorical(name, spec)

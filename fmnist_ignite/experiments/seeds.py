@@ -30,7 +30,7 @@ SEEDS_SUMMARY_FILE = "seeds_summary.json"
 MAX_SEEDS = 1000  # runs of one setting; more is a typo (a billion would be refused only after building the list)
 
 
-def parse_seeds(seeds: str, first: int = 0) -> list[int]:
+def parse_seeds(seeds: str | None, first: int = 0) -> list[int]:
     """``"0,1,2"``: those seeds; ``"3"``: three seeds from ``first`` on. One line for anything else."""
     text = str(seeds).strip()
     try:
@@ -151,6 +151,7 @@ def mean_text(stats: MeanInterval) -> str:
     text = f"mean {100 * stats.mean:.2f}%"
     if stats.sd is None:
         return text + " (one seed: no spread)"
+    assert stats.low is not None and stats.high is not None  # a spread comes with its interval
     interval = percent_range(max(stats.low, 0.0), min(stats.high, 1.0), 2)  # an accuracy's mean lies in [0, 100]%
     return f"{text}, sd {100 * stats.sd:.2f} points, 95% CI {interval} (t, {stats.n - 1} df)"
 
@@ -269,6 +270,7 @@ def run_seeds_command(config: Config, prog: str) -> int:
     parse_seeds(config.seeds, config.seed)  # a bad list is refused before torch is imported
     if config.output_dir is None:
         config = config.replace(output_dir=time.strftime("runs/%Y%m%d-%H%M%S-seeds"))
+    assert config.output_dir is not None  # given, or named just above
     try:
         train_seeds(config)
     except TrainingInterrupted as exc:

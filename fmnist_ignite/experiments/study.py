@@ -29,11 +29,20 @@ def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=max(2, epochs // 3))
 
 
-def open_study(storage: str, study_name: str, heartbeat: int, pruner=None, sampler=None) -> optuna.Study:
+def open_study(
+    storage: str,
+    study_name: str,
+    heartbeat: int,
+    pruner: optuna.pruners.BasePruner | None = None,
+    sampler: optuna.samplers.BaseSampler | None = None,
+) -> optuna.Study:
     """The study in ``storage``, created by the first worker and joined by the others."""
     from sqlalchemy.exc import DBAPIError
 
-    engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if storage.startswith("sqlite") else {}
+    engine_kwargs: dict[str, object] = (
+        {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if storage.startswith("sqlite") else {}
+    )
+    error: Exception  # set by every try that does not return
     for attempt in range(5):  # workers starting together race to create the tables: the losers try again
         try:
             return _open_study(storage, study_name, heartbeat, engine_kwargs, pruner, sampler)
@@ -46,7 +55,14 @@ def open_study(storage: str, study_name: str, heartbeat: int, pruner=None, sampl
     raise FmnistError(f"cannot open the study {study_name!r} in {storage}: {str(error).splitlines()[0]}")
 
 
-def _open_study(storage: str, study_name: str, heartbeat: int, engine_kwargs: dict, pruner, sampler) -> optuna.Study:
+def _open_study(
+    storage: str,
+    study_name: str,
+    heartbeat: int,
+    engine_kwargs: dict[str, object],
+    pruner: optuna.pruners.BasePruner | None,
+    sampler: optuna.samplers.BaseSampler | None,
+) -> optuna.Study:
     rdb = RDBStorage(
         storage,
         engine_kwargs=engine_kwargs,
@@ -79,8 +95,9 @@ def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
 def trial_directory(study_dir: Path, trial: FrozenTrial) -> Path:
     """Where a trial runs: a retried trial continues in the directory of the trial it retries."""
     origin = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)  # read back from the storage: checked
-    sane = isinstance(origin, int) and not isinstance(origin, bool) and 0 <= origin <= trial.number
-    return trial_directory_by_number(study_dir, origin if sane else trial.number)
+    if isinstance(origin, int) and not isinstance(origin, bool) and 0 <= origin <= trial.number:  # sane
+        return trial_directory_by_number(study_dir, origin)
+    return trial_directory_by_number(study_dir, trial.number)
 
 
 def trial_directory_by_number(study_dir: Path, number: int) -> Path:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -79,7 +81,7 @@ def plot_study(study: optuna.Study, directory: Path) -> list[Path]:
     from optuna.visualization import matplotlib as optuna_plots
 
     written = []
-    plots = {
+    plots: dict[str, Callable[[optuna.Study], Any]] = {  # each gives matplotlib Axes, or an array of them
         "history.png": optuna_plots.plot_optimization_history,
         "importances.png": optuna_plots.plot_param_importances,
         "intermediate_values.png": optuna_plots.plot_intermediate_values,

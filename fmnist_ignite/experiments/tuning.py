@@ -225,22 +225,22 @@ class Worker:
                 )
         except (TrainingInterrupted, Stopped) as exc:
             what = self._queue_again()
-            signum = getattr(exc, "signum", None) or exc.exit_code - 128
+            signum = exc.signum if isinstance(exc, Stopped) else exc.exit_code - 128
             raise TrainingInterrupted(
                 f"interrupted by a stop signal: {what}; run the same command to go on with the study",
                 128 + signum,
             ) from None
         except Exception as raised:
-            exc = what_stopped_the_worker(raised)
-            if exc is None:
+            cause = what_stopped_the_worker(raised)
+            if cause is None:
                 raise
             what = self._queue_again()
-            if isinstance(exc, OSError):
-                reason = f"{exc.filename}: " * bool(exc.filename) + str(exc.strerror or exc)
-            elif isinstance(exc, FmnistError):
-                reason = str(exc)
+            if isinstance(cause, OSError):
+                reason = f"{cause.filename}: " * bool(cause.filename) + str(cause.strerror or cause)
+            elif isinstance(cause, FmnistError):
+                reason = str(cause)
             else:  # the database's words, whose first line says it
-                reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+                reason = (str(cause).splitlines() or [type(cause).__name__])[0][:200]
             raise FmnistError(
                 f"this worker stopped: {reason}; {what}; run the same command again when it can go on"
             ) from None

@@ -76,7 +76,7 @@ class DurableDiskSaver(DiskSaver):
     fsynced; never through a link planted at the name. It deletes only checkpoint files it could have written
     in its own directory: the list of saved files a checkpoint carries is data read back, not trusted."""
 
-    def __init__(self, dirname: str | Path, **kwargs: Any):
+    def __init__(self, dirname: str | Path, **kwargs: Any) -> None:
         super().__init__(dirname, require_empty=False, **kwargs)
 
     def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:

@@ -20,10 +20,16 @@ import tempfile
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 PARTIAL_SUFFIX = ".partial"
 PARTIAL_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.partial$")  # what tempfile.mkstemp makes below
+
+
+class SavableFigure(Protocol):
+    """What ``write_figure`` needs of a figure (a matplotlib ``Figure``, without importing matplotlib here)."""
+
+    def savefig(self, fname: IO[bytes], *, format: str, dpi: float | None) -> object: ...
 
 
 def fsync_directory(directory: Path) -> None:
@@ -40,7 +46,7 @@ def named(exc: OSError, path: Path) -> OSError:
     return OSError(exc.errno, exc.strerror, str(path))
 
 
-def replace_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a new temporary file beside ``path``, fsync it, and rename it over ``path``.
 
     After a crash ``path`` is the old file or the new one, whole. A failed write leaves the old file and no
@@ -76,12 +82,12 @@ def write_durably(path: Path, text: str | bytes) -> None:
     replace_atomically(Path(path), lambda stream: stream.write(data))
 
 
-def write_figure(figure: object, path: Path, dpi: float | None = None) -> None:
+def write_figure(figure: SavableFigure, path: str | Path, dpi: float | None = None) -> None:
     """Save a matplotlib figure at ``path`` (in the format its suffix names, PNG by default), durably and
     without following a link there."""
     path = Path(path)
     kind = path.suffix.lstrip(".").lower() or "png"
-    replace_atomically(path, lambda stream: figure.savefig(stream, format=kind, dpi=dpi))  # type: ignore[attr-defined]
+    replace_atomically(path, lambda stream: figure.savefig(stream, format=kind, dpi=dpi))
 
 
 def open_log(path: Path) -> IO[str]:

@@ -30,7 +30,7 @@ NUM_CLASSES = 10
 def write_predictions(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` as a compressed ``.npz`` at ``path``, durably."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy stub: ** could fill allow_pickle (bool)
     write_durably(Path(path), buffer.getvalue())
 
 

@@ -84,7 +84,7 @@ def _no_constant(name: str) -> float:
 class Shape:
     """Checks of the values a file holds, each failing as one line naming the file and the key."""
 
-    def __init__(self, source: str):
+    def __init__(self, source: str) -> None:
         self.source = source
 
     def fail(self, key: str, expected: str, value: object) -> FmnistError:

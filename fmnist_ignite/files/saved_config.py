@@ -76,7 +76,7 @@ def storable_config(config: Config) -> dict:
 class SavedConfig:
     """The run's configuration as plain data inside each training checkpoint, so a resume can check it."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config) -> None:
         self.config = config
 
     def state_dict(self) -> dict:

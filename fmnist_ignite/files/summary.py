@@ -136,7 +136,7 @@ def _history(shape: Shape, value: object) -> list[dict]:
     rows = []
     for i, row in enumerate(value):
         row = shape.mapping(row, f"history[{i}]")
-        checked = {"epoch": shape.integer(row.get("epoch"), f"history[{i}].epoch", low=1)}
+        checked: dict[str, float | None] = {"epoch": shape.integer(row.get("epoch"), f"history[{i}].epoch", low=1)}
         for key, number in row.items():
             if key != "epoch":
                 where = f"history[{i}].{key}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ignite.engine import Engine, Events
 from ignite.handlers import (
@@ -12,6 +13,9 @@ from ignite.handlers import (
 )
 
 from fmnist_ignite.files.checkpoints import DurableDiskSaver
+
+if TYPE_CHECKING:
+    import torch
 
 
 def score_function(monitor: str) -> Callable[[Engine], float]:
@@ -38,7 +42,7 @@ def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path,
 
 
 def attach_best_model_checkpoint(
-    evaluator: Engine, trainer: Engine, model, output_dir: str | Path, monitor: str = "loss"
+    evaluator: Engine, trainer: Engine, model: torch.nn.Module, output_dir: str | Path, monitor: str = "loss"
 ) -> Checkpoint:
     """Keep the model weights of the best validation score, named ``best_model_<epoch>_<score>.pt``."""
     checkpoint = Checkpoint(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
@@ -26,7 +28,7 @@ class EpochLossAverage:
     all-reduce per check, not per step), so all stop at the same iteration.
     """
 
-    def __init__(self, check_every: int | None = None, params: list | None = None) -> None:
+    def __init__(self, check_every: int | None = None, params: list[torch.Tensor] | None = None) -> None:
         self.total, self.count = torch.zeros(()), 0
         self.check_every = check_every
         self.params = params or []  # checked with the losses: a finite loss can still give a NaN update
@@ -38,17 +40,19 @@ class EpochLossAverage:
         return self
 
     def _start_epoch(self, engine: Engine) -> None:
+        assert engine.state.epoch_length is not None  # set by Engine.run: this library's loaders have a length
         if engine.state.iteration % engine.state.epoch_length == 0:  # not a resume mid-epoch
             self.total, self.count = torch.zeros(()), 0
 
     def _add(self, engine: Engine) -> None:
-        loss = engine.state.output.detach()
+        loss = cast(torch.Tensor, engine.state.output).detach()  # the loss: Ignite annotates output as int | None
         if self.total.device != loss.device:  # the first batch of an epoch: keep the sum where the loss is
             self.total = self.total.to(loss.device)
         self.total += loss
         self.count += 1
-        iteration = engine.state.iteration
-        due = self.check_every and (iteration % self.check_every == 0 or iteration % engine.state.epoch_length == 0)
+        iteration, epoch_length = engine.state.iteration, engine.state.epoch_length
+        assert epoch_length is not None  # _start_epoch needed it at this epoch's start
+        due = self.check_every and (iteration % self.check_every == 0 or iteration % epoch_length == 0)
         if due and not self.finite():
             self.stopped_nonfinite = True
             engine.terminate()
@@ -62,9 +66,10 @@ class EpochLossAverage:
     @property
     def value(self) -> float:
         """The mean over all processes' batches (every process must ask, as at EPOCH_COMPLETED)."""
-        total, count = self.total, torch.tensor(float(self.count))
+        total: torch.Tensor | float = self.total  # all_reduce gives a tensor or a number
+        count: torch.Tensor | float = torch.tensor(float(self.count))
         if idist.get_world_size() > 1:
-            total, count = idist.all_reduce(total.clone()), idist.all_reduce(count)
+            total, count = idist.all_reduce(self.total.clone()), idist.all_reduce(count)
         return float(total) / max(float(count), 1.0)
 
     def state_dict(self) -> dict:
@@ -75,7 +80,7 @@ class EpochLossAverage:
 
 
 def attach_epoch_stats(
-    trainer: Engine, history: MetricsHistory, optimizer, nan_check_every: int | None = None
+    trainer: Engine, history: MetricsHistory, optimizer: torch.optim.Optimizer, nan_check_every: int | None = None
 ) -> EpochLossAverage:
     """Record each epoch's mean training loss, learning rate and wall time in ``history``.
 
@@ -86,11 +91,13 @@ def attach_epoch_stats(
     average = EpochLossAverage(nan_check_every, params).attach(trainer)
 
     def record(engine: Engine) -> None:
+        epoch_time_s = engine.state.times[Events.EPOCH_COMPLETED.name]
+        assert epoch_time_s is not None  # Ignite sets it before it fires EPOCH_COMPLETED
         history.record(
             engine.state.epoch,
             train_loss=average.value,
             lr=optimizer.param_groups[0]["lr"],
-            epoch_time_s=engine.state.times[Events.EPOCH_COMPLETED.name],
+            epoch_time_s=epoch_time_s,
         )
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, record)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ignite.engine import Engine, Events
 
 from fmnist_ignite.analysis.statistics import accuracy_interval, accuracy_with_interval
@@ -28,7 +30,7 @@ def interval_columns(prefix: str, metrics: dict) -> dict:
 def attach_evaluation(
     trainer: Engine,
     evaluator: Engine,
-    loader,
+    loader: Iterable[object],
     name: str = "Validation",
     log: Log = print,
     history: MetricsHistory | None = None,

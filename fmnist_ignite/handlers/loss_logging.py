@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
+from typing import Protocol, SupportsFloat, cast
 
 from ignite.engine import Engine, Events
 
 Log = Callable[[str], None]
+
+
+class _Batches(Protocol):
+    """What the loss line reads of the trainer's loader (a ``TensorLoader`` or a ``DataLoader``)."""
+
+    batch_size: int
+    dataset: Sized
 
 
 def attach_epoch_header(trainer: Engine, log: Log = print) -> Callable[[Engine], None]:
@@ -27,12 +35,14 @@ def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> 
     """
 
     def every_n_in_epoch(engine: Engine, iteration: int) -> bool:
+        assert engine.state.epoch_length is not None  # set by Engine.run: this library's loaders have a length
         return (iteration - 1) % engine.state.epoch_length % every == 0
 
     def log_loss(engine: Engine) -> None:
-        loader = engine.state.dataloader
+        loader = cast(_Batches, engine.state.dataloader)  # Ignite's State types it as any iterable, or None
+        assert engine.state.epoch_length is not None  # set by Engine.run: this library's loaders have a length
         batch_index = (engine.state.iteration - 1) % engine.state.epoch_length
-        loss = float(engine.state.output)
+        loss = float(cast(SupportsFloat, engine.state.output))  # the loss: Ignite annotates output as int | None
         seen = batch_index * loader.batch_size * getattr(loader, "world_size", 1)
         log(f"loss: {loss:>7f}  [{seen:>5d}/{len(loader.dataset):>5d}]")
 

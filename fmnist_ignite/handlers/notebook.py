@@ -21,6 +21,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from ignite.engine import Engine, Events
 
@@ -29,15 +30,25 @@ from fmnist_ignite.handlers.epoch_stats import attach_epoch_stats
 from fmnist_ignite.handlers.history import MetricsHistory
 from fmnist_ignite.ui.html import COLUMNS, cell, clock, epoch_table, per_class_html, test_line
 
+if TYPE_CHECKING:
+    import torch
+    from IPython.display import DisplayHandle
+
 MIN_INTERVAL_S = 0.5  # the bar is redrawn at most this often; epoch ends and the end always are
 KEPT_LINES = 2_000  # the text lines the view keeps for its "Text log" (the newest)
+
+
+class ViewOutput(Protocol):
+    """Where a view draws: anything with ``show(bundle)``, the bundle a dict of MIME type to data."""
+
+    def show(self, bundle: dict) -> None: ...
 
 
 class JupyterOutput:
     """One output area of the running cell, created at the first ``show`` and updated in place after."""
 
     def __init__(self) -> None:
-        self.handle = None
+        self.handle: DisplayHandle | None = None
 
     def show(self, bundle: dict) -> None:
         from IPython.display import display
@@ -60,15 +71,15 @@ class NotebookView:
         progress: bool = True,
         curves: bool = True,
         min_interval: float = MIN_INTERVAL_S,
-        output=None,
-    ):
+        output: ViewOutput | None = None,
+    ) -> None:
         self.history = history
         self.title = title
         self.monitor = monitor
         self.progress = progress
         self.curves = curves
         self.min_interval = min_interval
-        self.output = output if output is not None else JupyterOutput()
+        self.output: ViewOutput = output if output is not None else JupyterOutput()
         self.lines: deque[str] = deque(maxlen=KEPT_LINES)
         self.engine: Engine | None = None
         self.started_at: float | None = None
@@ -270,13 +281,13 @@ def attach_notebook_view(
     trainer: Engine,
     history: MetricsHistory | None = None,
     evaluator: Engine | None = None,
-    optimizer=None,
+    optimizer: torch.optim.Optimizer | None = None,
     title: str = "Training",
     monitor: str = "loss",
     progress: bool = True,
     curves: bool = True,
     min_interval: float = MIN_INTERVAL_S,
-    output=None,
+    output: ViewOutput | None = None,
 ) -> NotebookView:
     """Show ``trainer``'s run live in the notebook: bar, epoch table, curves (module docstring).
 

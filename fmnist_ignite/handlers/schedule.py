@@ -9,7 +9,9 @@ from ignite.handlers import (
 )
 
 
-def attach_one_cycle_lr(trainer: Engine, optimizer, max_lr: float, total_steps: int) -> LRScheduler:
+def attach_one_cycle_lr(
+    trainer: Engine, optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int
+) -> LRScheduler:
     """One-cycle learning rate: up to ``max_lr`` over the first quarter of the steps, then annealed.
 
     Ignite's ``LRScheduler`` around torch's ``OneCycleLR``, stepped at each iteration start.

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ignite.engine import Engine, Events
 from ignite.handlers import global_step_from_engine
 
 from fmnist_ignite.errors import FmnistError
+
+if TYPE_CHECKING:
+    import torch
+    from ignite.handlers.tensorboard_logger import TensorboardLogger
 
 MISSING = "--tensorboard needs the tensorboard package ({}): pip install 'fmnist-ignite[tensorboard]'"
 
@@ -20,7 +25,9 @@ def require_tensorboard() -> None:
         raise FmnistError(MISSING.format("not installed"))
 
 
-def attach_tensorboard(trainer: Engine, evaluator: Engine, optimizer, log_dir: Path, every: int = 100):
+def attach_tensorboard(
+    trainer: Engine, evaluator: Engine, optimizer: torch.optim.Optimizer, log_dir: Path, every: int = 100
+) -> TensorboardLogger:
     """Ignite's ``TensorboardLogger``: training loss and learning rate every ``every`` iterations,
     validation metrics each epoch. Needs the ``tensorboard`` package; says so clearly if missing."""
     try:

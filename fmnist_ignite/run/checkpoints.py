@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -19,8 +20,8 @@ from fmnist_ignite.files.reading import read_bounded
 class RandomState:
     """torch's random generators (dropout draws from them), saved so a resumed run draws the same."""
 
-    def state_dict(self) -> dict:
-        state = {"cpu": torch.get_rng_state()}
+    def state_dict(self) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        state: dict[str, torch.Tensor | list[torch.Tensor]] = {"cpu": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -32,7 +33,7 @@ class RandomState:
 
 
 @contextmanager
-def must_fit(path: Path):
+def must_fit(path: Path) -> Iterator[None]:
     """Turn a state dict that does not fit (wrong shapes, keys, types) into one line naming the file."""
     try:
         yield
@@ -44,7 +45,7 @@ class ThreadCount:
     """The number of threads the run computes with, kept in each checkpoint: it changes the float arithmetic,
     so a resume computes with it again (``Training`` applies it before the state is restored)."""
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, int]:
         return {"threads": torch.get_num_threads()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -58,7 +59,7 @@ def kept_threads(checkpoint: dict) -> int | None:
     return count if isinstance(count, int) and not isinstance(count, bool) and 1 <= count <= MAX_THREADS else None
 
 
-def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
+def restore(path: Path, checkpoint: dict, to_load: Mapping[str, object]) -> None:
     """Load every object the checkpoint holds state for, or fail with one line naming the file."""
     with must_fit(path):
         Checkpoint.load_objects({k: v for k, v in to_load.items() if k in checkpoint}, checkpoint)
@@ -67,6 +68,7 @@ def restore(path: Path, checkpoint: dict, to_load: dict) -> None:
 def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
     """A resumed run may add epochs, not take them away."""
     state = trainer.state
+    assert state.epoch_length is not None  # restored from a checked training checkpoint, which holds it
     started = state.epoch + (1 if state.iteration % state.epoch_length else 0)
     if config.epochs < started:
         raise FmnistError(
@@ -94,8 +96,12 @@ def carry_best_model(handler: Checkpoint, source: Path, target: Path) -> None:
 def check_schedule_fits(scheduler: LRScheduler | None, epochs: int, epoch_length: int, resume: Path) -> None:
     """A restored one-cycle schedule is planned for its run's length; it cannot be stretched to ``epochs``."""
     planned = epochs * epoch_length
-    if scheduler is not None and scheduler.lr_scheduler.total_steps != planned:
-        kept = scheduler.lr_scheduler.total_steps // epoch_length
+    if scheduler is None:
+        return
+    one_cycle = scheduler.lr_scheduler
+    assert isinstance(one_cycle, torch.optim.lr_scheduler.OneCycleLR)  # the only schedule a run attaches
+    if one_cycle.total_steps != planned:
+        kept = one_cycle.total_steps // epoch_length
         raise FmnistError(
             f"{resume}: its one-cycle learning rate was planned for {kept} epochs and cannot be "
             f"stretched to {epochs}: resume with --epochs {kept}"

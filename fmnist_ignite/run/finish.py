@@ -31,7 +31,9 @@ def restore_best(training: Training) -> str:
     if training.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
         unwrap(training.model).load_state_dict(load_checkpoint(best_path, map_location=training.device))
     broadcast_weights(unwrap(training.model))
-    return f"best (epoch {training.handlers.history.best(f'val_{training.config.monitor}')['epoch']})"
+    best = training.handlers.history.best(f"val_{training.config.monitor}")
+    assert best is not None  # a best model was saved, so its epoch's validation row is in the history
+    return f"best (epoch {best['epoch']})"
 
 
 def score_test(training: Training, scored: str) -> tuple[dict, torch.Tensor | None]:
@@ -49,6 +51,7 @@ def score_test(training: Training, scored: str) -> tuple[dict, torch.Tensor | No
 
 def plot(training: Training, confusion: torch.Tensor | None) -> None:
     last, best = training.handlers.last_saved, training.handlers.best_saved
+    assert last is not None  # training completed (at least one epoch), and each epoch saves a checkpoint
     training.log(f"Checkpoints in {training.output_dir}: {last.name}" + (f", {best.name}" if best else ""))
     if not (training.config.plots and training.rank == 0):
         return

@@ -22,20 +22,25 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import TypedDict, TypeVar, cast
 
 import ignite.distributed as idist
 import torch
 from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+from torch.multiprocessing.spawn import ProcessException
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.threads import apply_threads, plan_threads
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.run.rundir import find_latest_checkpoint
 from fmnist_ignite.run.signals import STOP_SIGNALS, handling
+
+T = TypeVar("T")  # what the work returns
 
 # Loggers that would tell the user, in tracebacks and warnings, what the one line already says.
 NOISY_LOGGERS = (
@@ -78,7 +83,7 @@ class Mailbox:
     """Where each process leaves its outcome: in memory when the work runs in this process, else as a
     file in a private directory of the launching process (any size, and there even if a peer dies)."""
 
-    def __init__(self, directory: Path | None = None):
+    def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory
         self.outcomes: list[Outcome] = []
 
@@ -128,7 +133,7 @@ class Mailbox:
         return {outcome.rank: outcome for outcome in self.outcomes}
 
 
-def _process(local_rank: int, work: Callable, config: Config, mailbox: Mailbox, *args) -> None:
+def _process(local_rank: int, work: Callable[..., object], config: Config, mailbox: Mailbox, *args: object) -> None:
     """What each process runs (module level, so spawned processes can import it)."""
     if mailbox.directory is not None:  # a spawned worker; one forked (as in Jupyter) drops the launcher's forwarding
         for sig in STOP_SIGNALS:
@@ -150,13 +155,24 @@ def _process(local_rank: int, work: Callable, config: Config, mailbox: Mailbox, 
             idist.barrier()  # no process tears its connections down while another still writes its results
 
 
-def launch(config: Config, work: Callable, *args) -> object:
+class SpawnOptions(TypedDict, total=False):
+    """What ``idist.Parallel`` is told when it spawns the workers itself."""
+
+    nproc_per_node: int
+    nnodes: int
+    node_rank: int
+    master_addr: str
+    master_port: int
+    timeout: datetime.timedelta
+
+
+def launch(config: Config, work: Callable[..., T], *args: object) -> T | None:
     """Run ``work(config, *args)`` in each process of the run; return rank 0's value, or raise the
     exception that ended the run (a process's own error before any peer's lost connection)."""
     external = launched_externally()
     spawned = config.world_size > 1 and not external
     backend = default_backend(config) if spawned or external else None
-    spawn_kwargs = {}
+    spawn_kwargs: SpawnOptions = {}
     if spawned:
         spawn_kwargs = {
             "nproc_per_node": config.nproc_per_node,
@@ -169,7 +185,7 @@ def launch(config: Config, work: Callable, *args) -> object:
     if spawned:
         check_main_module()
     mailbox = Mailbox(Path(tempfile.mkdtemp(prefix="fmnist-ignite-")) if spawned else None)
-    died = None
+    died: ProcessException | None = None
     watchdog = Watchdog(mailbox, config.peer_timeout)
     try:
         with quiet(NOISY_LOGGERS), forwarding_stop_signals(mailbox) as received, watchdog:
@@ -183,18 +199,19 @@ def launch(config: Config, work: Callable, *args) -> object:
                     f"cannot hand the work to spawned processes ({exc}): define your model class and handlers "
                     "at module level, not inside a function or a notebook cell"
                 ) from None
-        return _result(config, mailbox, died, received, watchdog.ended)
+        # rank 0's value of ``work`` (handed back through the mailbox, so untyped there), or None
+        return cast("T | None", _result(config, mailbox, died, received, watchdog.ended))
     finally:
         if mailbox.directory is not None:
             shutil.rmtree(mailbox.directory, ignore_errors=True)
 
 
 def _result(
-    config: Config, mailbox: Mailbox, died: BaseException | None, received: list[int], ended: set[int]
+    config: Config, mailbox: Mailbox, died: ProcessException | None, received: list[int], ended: set[int]
 ) -> object:
     """Rank 0's value, or the exception that says best what ended the run."""
     outcomes = mailbox.collect()
-    errors = [outcomes[rank].error for rank in sorted(outcomes) if outcomes[rank].error is not None]
+    errors = [error for error in (outcomes[rank].error for rank in sorted(outcomes)) if error is not None]
     ours = [error for error in errors if isinstance(error, (FmnistError, KeyboardInterrupt))]
     if ours:
         raise ours[0]
@@ -205,7 +222,7 @@ def _result(
         raise TrainingInterrupted(
             f"interrupted by {name} while the processes were starting; nothing was trained",
             128 + received[0],
-            output_dir=config.output_dir and Path(config.output_dir),
+            output_dir=Path(config.output_dir) if config.output_dir else None,
         )
     if died is not None:
         raise FmnistError(_death(config, died, mailbox, ended)) from None
@@ -214,7 +231,7 @@ def _result(
     return None  # a machine other than rank 0's: the results are there
 
 
-def _death(config: Config, died: BaseException, mailbox: Mailbox, ended: set[int]) -> str:
+def _death(config: Config, died: ProcessException, mailbox: Mailbox, ended: set[int]) -> str:
     """One line on a process that died, never joined or stopped answering, and what is safe on disk."""
     rank = config.node_rank * config.nproc_per_node + died.error_index
     reason = str(died).strip().splitlines()[-1]
@@ -265,7 +282,7 @@ class Watchdog:
 
     POLL_S = 0.5
 
-    def __init__(self, mailbox: Mailbox, peer_timeout: float):
+    def __init__(self, mailbox: Mailbox, peer_timeout: float) -> None:
         self.mailbox, self.peer_timeout = mailbox, peer_timeout
         self.ended: set[int] = set()
         self._stop = threading.Event()
@@ -296,7 +313,7 @@ class Watchdog:
 
 
 @contextmanager
-def forwarding_stop_signals(mailbox: Mailbox):
+def forwarding_stop_signals(mailbox: Mailbox) -> Iterator[list[int]]:
     """While spawned workers run, a stop signal to this process reaches them: a worker that joined its
     peers checkpoints and stops; one still waiting for them is ended at once (it has nothing to save).
     Yields the list of signals received. Only in the main thread, where Python allows handlers."""
@@ -305,17 +322,19 @@ def forwarding_stop_signals(mailbox: Mailbox):
         yield received
         return
 
-    def forward(signum, frame):
+    def forward(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
         for child in multiprocessing.active_children():
-            os.kill(child.pid, signum if mailbox.has_started(child.pid) else signal.SIGKILL)
+            pid = child.pid
+            assert pid is not None  # an active child has been started, so it has a pid
+            os.kill(pid, signum if mailbox.has_started(pid) else signal.SIGKILL)
 
     with handling(STOP_SIGNALS, forward):
         yield received
 
 
 @contextmanager
-def quiet(names: tuple[str, ...]):
+def quiet(names: tuple[str, ...]) -> Iterator[None]:
     """Loggers that only repeat, as tracebacks, an error the run reports in one line, quiet while inside."""
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]

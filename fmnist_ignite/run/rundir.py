@@ -49,8 +49,13 @@ def read_candidates(directory: str | Path) -> list[Candidate]:
             candidates.append(Candidate(path, _read_training_checkpoint(path)))
         except FmnistError as exc:
             candidates.append(Candidate(path, damaged=str(exc)))
+
+    def furthest_along(candidate: Candidate) -> tuple[int, bool]:
+        assert candidate.checkpoint is not None  # only intact candidates are sorted
+        return trainer_iteration(candidate.checkpoint), candidate.path.name.startswith("training")
+
     intact = [c for c in candidates if c.checkpoint is not None]
-    intact.sort(key=lambda c: (trainer_iteration(c.checkpoint), c.path.name.startswith("training")), reverse=True)
+    intact.sort(key=furthest_along, reverse=True)
     return intact + [c for c in candidates if c.checkpoint is None]
 
 
@@ -63,7 +68,7 @@ def find_latest_checkpoint(directory: str | Path) -> Path | None:
 def find_latest_run(runs_dir: str | Path = "runs") -> Path | None:
     """The run directory under ``runs_dir`` whose resumable checkpoints were written last, or None (the newest
     run is a matter of time; within a run, ``find_latest_checkpoint`` goes by the state the files hold)."""
-    newest = {}
+    newest: dict[Path, int] = {}
     for run in Path(runs_dir).glob("*/"):
         times = [p.lstat().st_mtime_ns for p in resumable_checkpoints(run) if p.is_file() and not p.is_symlink()]
         if times:
@@ -213,6 +218,30 @@ def claim_run_directory(config: Config, log: Callable[[str], None]) -> RunDirect
     elif config.resume:
         log(f"Resuming from {run.resume_from}" if run.resume_from else f"No checkpoint in {run.path}: starting fresh")
     return run
+
+
+def claim_for_process(
+    config: Config, claimed: RunDirectory | None, rank: int, world_size: int, log: Callable[[str], None]
+) -> RunDirectory:
+    """A process's run directory. The directory is claimed once, by ``claim_run_directory``: by the process
+    that spawned this one (``claimed``: what it handed on), else by rank 0; in a data-parallel run every
+    process gets rank 0's answer (path and checkpoint to resume from), and reads the checkpoint itself."""
+    run_dir = claimed
+    if run_dir is None and rank == 0:
+        run_dir = claim_run_directory(config, log)
+    if world_size == 1:
+        if run_dir is None:
+            raise RuntimeError("a single process is rank 0: it claims its directory")
+        return run_dir
+    import torch.distributed  # a data-parallel run has imported torch long before
+
+    answer: list[tuple[Path, Path | None] | None] = [(run_dir.path, run_dir.resume_from) if run_dir else None]
+    torch.distributed.broadcast_object_list(answer, src=0)
+    if run_dir is not None:
+        return run_dir
+    if answer[0] is None:
+        raise RuntimeError("rank 0 sent no run directory")
+    return RunDirectory(*answer[0])
 
 
 def _find_resume_checkpoint(run: RunDirectory, config: Config) -> tuple[list[tuple[Path, str]], list[Path]]:

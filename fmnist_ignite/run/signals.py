@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 import ignite.distributed as idist
 from ignite.engine import Engine, Events
@@ -28,16 +30,21 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal
 STOP_CALL = signal.SIGTERM  # Training.stop() stops a run as SIGTERM would
 
+# A handler ``signal.signal`` installs, and what it returns of the one it replaced (SIG_DFL, SIG_IGN, or None
+# for one not installed from Python).
+SignalFunction = Callable[[int, FrameType | None], object]
+SignalHandler = SignalFunction | int | signal.Handlers | None
+
 
 class Stopped(BaseException):
     """A stop arrived outside training (a BaseException, like KeyboardInterrupt, so no ``except
     Exception`` swallows it)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
-    def __reduce__(self):  # whole across processes, like TrainingInterrupted
+    def __reduce__(self) -> tuple[type[Stopped], tuple[int]]:  # whole across processes, like TrainingInterrupted
         return type(self), (self.signum,)
 
 
@@ -67,7 +74,7 @@ class StopRequests:
             self.by_call = self.by_call or not self.signals
             self.signals.append(STOP_CALL)
 
-    def on_signal(self, signum: int, frame) -> None:
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
         with self._lock:
             first = not self.signals
             self.signals.append(signum)
@@ -84,7 +91,7 @@ class StopRequests:
 
 
 @contextmanager
-def catching_stop_signals(requests: StopRequests, log: Log):
+def catching_stop_signals(requests: StopRequests, log: Log) -> Iterator[StopRequests]:
     """While inside, the stop signals go to ``requests`` (then to any handler the application had);
     outside the main thread nothing is installed, and ``log`` says so once."""
     if threading.current_thread() is not threading.main_thread():
@@ -92,19 +99,21 @@ def catching_stop_signals(requests: StopRequests, log: Log):
         yield requests
         return
 
-    def handle(signum, frame):
+    def handle(signum: int, frame: FrameType | None) -> None:
         requests.on_signal(signum, frame)
         chained = previous.get(signum)
         if callable(chained) and chained is not signal.default_int_handler and not getattr(chained, "ours", False):
             chained(signum, frame)
 
-    handle.ours = True  # a nested run does not chain to an outer run's handler
+    # A nested run does not chain to an outer run's handler. (Set through __dict__: mypy has no way to declare
+    # an attribute of a function.)
+    handle.__dict__["ours"] = True
     with handling(STOP_SIGNALS, handle) as previous:
         yield requests
 
 
 @contextmanager
-def handling(signals: tuple[int, ...], handler):
+def handling(signals: tuple[int, ...], handler: SignalFunction) -> Iterator[dict[int, SignalHandler]]:
     """``handler`` for ``signals`` while inside (main thread only); yields the handlers it replaced, which
     are put back on leaving."""
     previous = {sig: signal.signal(sig, handler) for sig in signals}
@@ -116,7 +125,7 @@ def handling(signals: tuple[int, ...], handler):
 
 
 @contextmanager
-def raising(requests: StopRequests):
+def raising(requests: StopRequests) -> Iterator[None]:
     """While inside, the first stop signal raises ``Stopped`` where the run is (and a stop asked
     before raises at once)."""
     requests.raising = True
@@ -128,7 +137,7 @@ def raising(requests: StopRequests):
 
 
 @contextmanager
-def stopping_trainer(trainer: Engine, requests: StopRequests):
+def stopping_trainer(trainer: Engine, requests: StopRequests) -> Iterator[None]:
     """While training, a stop ends the trainer cleanly instead of raising mid-step.
 
     In the middle of an epoch it stops after the current iteration; on an epoch's last iteration it
@@ -138,7 +147,9 @@ def stopping_trainer(trainer: Engine, requests: StopRequests):
     every = 1 if idist.get_world_size() == 1 else SIGNAL_CHECK_EVERY
 
     def stop_mid_epoch(engine: Engine) -> None:
-        if engine.state.iteration % every == 0 and engine.state.iteration % engine.state.epoch_length:
+        epoch_length = engine.state.epoch_length
+        assert epoch_length is not None  # Engine.run sets it before the first iteration
+        if engine.state.iteration % every == 0 and engine.state.iteration % epoch_length:
             stop_if_asked(engine)
 
     def stop_if_asked(engine: Engine) -> None:
@@ -157,7 +168,9 @@ def stopping_trainer(trainer: Engine, requests: StopRequests):
         trainer.remove_event_handler(stop_if_asked, Events.EPOCH_COMPLETED)
 
 
-def save_on_stop(requests: StopRequests, trainer: Engine, to_save: dict, checkpointer: Checkpoint, output_dir: Path):
+def save_on_stop(
+    requests: StopRequests, trainer: Engine, to_save: Mapping[str, object], checkpointer: Checkpoint, output_dir: Path
+) -> TrainingInterrupted:
     """Save ``interrupted_checkpoint_<iteration>.pt`` where the trainer stopped; return the error that
     says so, for the caller to raise."""
     saver = Checkpoint(
@@ -167,7 +180,9 @@ def save_on_stop(requests: StopRequests, trainer: Engine, to_save: dict, checkpo
         global_step_transform=lambda engine, event: engine.state.iteration,
     )
     saver(trainer)
-    path = Path(saver.last_checkpoint)
+    last = saver.last_checkpoint
+    assert last is not None  # a first save with no score always writes
+    path = Path(last)
     return TrainingInterrupted(
         f"{requests.describe()} at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}; saved {path}",
         128 + requests.first,

@@ -13,7 +13,7 @@ from fmnist_ignite.errors import TrainingInterrupted
 from fmnist_ignite.files.summary import RunStatus, read_summary_or_none, write_summary
 
 
-def versions() -> dict:
+def versions() -> dict[str, str | None]:
     """Versions of this package, torch, Ignite, torchvision and Python, for ``summary.json``."""
     from fmnist_ignite import __version__
 

@@ -24,8 +24,9 @@ def train(
     log: Log | None = None,
     extra_handlers: Iterable[Callable[[Engine], object]] = (),
     model: torch.nn.Module | None = None,
-) -> TrainResult:
-    """Train on the train split, select on validation, score the test split once with the chosen weights.
+) -> TrainResult | None:
+    """Train on the train split, select on validation, score the test split once with the chosen weights;
+    return rank 0's result (None on the machines of a multi-machine run other than node rank 0's).
 
     One path for any number of processes (``config.nproc_per_node``, ``nnodes``, or under torchrun or
     srun): ``extra_handlers`` are called with each process's trainer after the standard handlers are
@@ -50,7 +51,7 @@ def train(
     finally:
         if run_dir is not None:
             run_dir.release()
-    if result is not None and model is not None and result.model is not model:
+    if result is not None and model is not None and result.model is not None and result.model is not model:
         model.load_state_dict(result.model.state_dict())  # rank 0's weights, in the caller's own module
         result.model = model
     return result

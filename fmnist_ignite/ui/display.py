@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import IO
 
 from fmnist_ignite.config.settings import DISPLAYS
 
@@ -38,7 +39,7 @@ def in_jupyter_kernel() -> bool:
         return False
 
 
-def is_terminal(stream) -> bool:
+def is_terminal(stream: IO[str]) -> bool:
     """Whether ``stream`` is a terminal (a closed or stream-less one is not)."""
     try:
         return bool(stream.isatty())
@@ -46,7 +47,7 @@ def is_terminal(stream) -> bool:
         return False
 
 
-def choose_display(setting: str = "auto", stream=None) -> str:
+def choose_display(setting: str = "auto", stream: IO[str] | None = None) -> str:
     """``notebook``, ``terminal`` or ``plain``: ``setting`` itself unless it is ``auto``, which looks
     where the run is (a Jupyter kernel, else whether ``stream``, stderr by default, is a terminal)."""
     if setting not in DISPLAYS:

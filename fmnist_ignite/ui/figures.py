@@ -11,10 +11,14 @@ from __future__ import annotations
 import base64
 import io
 from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as MatplotlibFigure
 
 
 @cache
-def _figure_class():
+def _figure_class() -> type[MatplotlibFigure]:
     from matplotlib.figure import Figure as MatplotlibFigure
 
     class Figure(MatplotlibFigure):
@@ -27,7 +31,7 @@ def _figure_class():
     return Figure
 
 
-def new_figure(**kwargs):
+def new_figure(**kwargs: Any) -> MatplotlibFigure | None:
     """A new figure (``matplotlib.figure.Figure`` keyword arguments: figsize, dpi, ...), or None when
     matplotlib is not installed."""
     try:
@@ -37,13 +41,13 @@ def new_figure(**kwargs):
     return cls(**kwargs)
 
 
-def png_bytes(figure, dpi: float | None = None) -> bytes:
+def png_bytes(figure: MatplotlibFigure, dpi: float | None = None) -> bytes:
     """The figure as PNG bytes."""
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=dpi)
     return out.getvalue()
 
 
-def png_data_uri(figure, dpi: float | None = None) -> str:
+def png_data_uri(figure: MatplotlibFigure, dpi: float | None = None) -> str:
     """The figure as a ``data:image/png;base64,...`` URI, for an ``<img>`` inside HTML."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(figure, dpi)).decode("ascii")

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import html
 import math
+from typing import TYPE_CHECKING, Protocol
 
 from fmnist_ignite.config.settings import best_row
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from fmnist_ignite.config.settings import Config
 
 COLUMNS = (  # history key, heading, format
     ("epoch", "epoch", "{:d}"),
@@ -72,7 +78,21 @@ def test_line(test: dict, scored: str | None) -> str:
     return f"Test{which}: accuracy {test['accuracy']:.1%}, loss {test['loss']:.4f}"
 
 
-def result_html(result) -> str:
+class ShownResult(Protocol):
+    """What ``result_html`` reads of a ``TrainResult``."""
+
+    history: list[dict]
+    test_metrics: dict
+    scored_weights: str
+    output_dir: Path
+    epochs_run: int
+    stopped_early: bool
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    config: Config | None
+
+
+def result_html(result: ShownResult) -> str:
     """A ``TrainResult`` in a notebook: test accuracy, best epoch, where the checkpoints are."""
     rows = []
     if result.test_metrics:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 
@@ -13,6 +14,9 @@ from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.display import in_jupyter_kernel
 from fmnist_ignite.ui.figures import new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 class HasEpochs(Protocol):
     """A history of epochs, one row each (``MetricsHistory``)."""
@@ -20,7 +24,7 @@ class HasEpochs(Protocol):
     epochs: list[dict]
 
 
-def pyplot():
+def pyplot() -> ModuleType | None:
     """matplotlib's pyplot on a file-only backend (in a Jupyter kernel, the notebook's own, which draws no
     window and must stay for the user's figures), or None when matplotlib is not installed."""
     try:
@@ -34,7 +38,7 @@ def pyplot():
     return plt
 
 
-def plot_curves(history: HasEpochs | Sequence[dict], path: Path | None = None):
+def plot_curves(history: HasEpochs | Sequence[dict], path: str | Path | None = None) -> Figure | None:
     """Train and validation loss, and validation accuracy, per epoch (``curves.png``): the figure, saved
     to ``path`` when given (None without matplotlib). ``history``: a ``MetricsHistory`` or its rows."""
     fig = new_figure(figsize=(10, 4), dpi=100)
@@ -42,7 +46,7 @@ def plot_curves(history: HasEpochs | Sequence[dict], path: Path | None = None):
         return None
     from matplotlib.ticker import MaxNLocator
 
-    rows = getattr(history, "epochs", history)
+    rows = cast("Sequence[dict]", getattr(history, "epochs", history))  # a MetricsHistory's rows, or the rows
     loss_ax, acc_ax = fig.subplots(1, 2)
     for key, label in (("train_loss", "train (mean over the epoch)"), ("val_loss", "validation")):
         points = [(row["epoch"], row[key]) for row in rows if key in row]
@@ -60,11 +64,13 @@ def plot_curves(history: HasEpochs | Sequence[dict], path: Path | None = None):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92, wspace=0.32)  # fixed: tight_layout costs 0.05 s
     if path is not None:
-        write_figure(fig, path)
+        write_figure(fig, Path(path))
     return fig
 
 
-def plot_confusion(confusion: torch.Tensor, path: Path | None = None, title: str = "Test set confusion matrix"):
+def plot_confusion(
+    confusion: torch.Tensor, path: str | Path | None = None, title: str = "Test set confusion matrix"
+) -> Figure | None:
     """Counts with the ten class names (``confusion.png``): the figure, saved to ``path`` when given
     (None without matplotlib)."""
     fig = new_figure(figsize=(8, 7), dpi=100)
@@ -80,9 +86,11 @@ def plot_confusion(confusion: torch.Tensor, path: Path | None = None, title: str
     for i in range(len(CLASS_NAMES)):
         for j in range(len(CLASS_NAMES)):
             value = int(counts[i, j])
-            ax.text(j, i, value, ha="center", va="center", fontsize=8, color="white" if value > threshold else "black")
+            ax.text(
+                j, i, str(value), ha="center", va="center", fontsize=8, color="white" if value > threshold else "black"
+            )
     fig.subplots_adjust(left=0.16, right=0.98, bottom=0.16, top=0.95)  # fixed: tight_layout costs 0.05 s
     fig.colorbar(image, ax=ax)
     if path is not None:
-        write_figure(fig, path)
+        write_figure(fig, Path(path))
     return fig

@@ -1,0 +1,62 @@
+"""The model, its optimizer and the two engines of one process's run, built as a ``Config`` asks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import EMAHandler
+from ignite.utils import manual_seed
+
+from fmnist_ignite.config.settings import Config
+from fmnist_ignite.core.device import choose_precision, resolve_device
+from fmnist_ignite.core.engines import create_evaluator, create_trainer
+from fmnist_ignite.core.models import build_model, check_model_output
+from fmnist_ignite.core.optim import make_optimizer
+
+
+@dataclass
+class RunEngines:
+    """What one process trains and scores with.
+
+    ``model`` is wrapped in ``DistributedDataParallel`` with several processes; ``ema`` is Ignite's
+    ``EMAHandler`` with ``--ema`` (its average of the weights is then what validation and test score:
+    ``scored_model``); ``precision`` is "bf16" or "fp32", and ``precision_reason`` says why.
+    """
+
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    trainer: Engine
+    evaluator: Engine
+    precision: str
+    precision_reason: str
+    ema: EMAHandler | None = None
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """The weights validation and test score: the moving average with ``--ema``, else the model."""
+        return self.ema.ema_model if self.ema is not None else self.model
+
+
+def build_engines(config: Config, model: torch.nn.Module | None, world_size: int) -> RunEngines:
+    """Seed, build (or take) the model and check its output, wrap it for data-parallel training, and
+    create the optimizer, the trainer (with the EMA of the weights if asked) and the evaluator."""
+    device = idist.device() if world_size > 1 else resolve_device(config.device)
+    manual_seed(config.seed)
+    model = (model if model is not None else build_model(config.model, config.dropout)).to(device)
+    check_model_output(model, device)
+    if world_size > 1:
+        model = idist.auto_model(model)  # DistributedDataParallel: gradients all-reduced
+    optimizer = idist.auto_optim(make_optimizer(config, model))
+    precision, reason = choose_precision(config.precision, device)
+    trainer = create_trainer(model, optimizer, device, config.label_smoothing, precision)
+    ema = None
+    if config.ema:
+        ema = EMAHandler(model, momentum=config.ema)
+        ema.attach(trainer, name="ema_momentum", event=Events.ITERATION_COMPLETED)
+    scored = ema.ema_model if ema is not None else model
+    evaluator = create_evaluator(scored, device, precision, tta=config.tta)
+    return RunEngines(device, model, optimizer, trainer, evaluator, precision, reason, ema)
