@@ -9,7 +9,7 @@ ARGS ?=
 # machine without an NVIDIA GPU the CPU-only build is enough: make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: run test quick lint docs data slurm clean
+.PHONY: run test quick lint docs data slurm browser clean
 
 # The environment, and its Jupyter kernel "python3" (this environment's python, by its full path: the
 # notebook tests run in it).
@@ -44,10 +44,20 @@ slurm:
 	    || echo "Could not install slurm-wlm and munge: the SLURM tests will be skipped"; \
 	fi
 
+# The browser tests (tests/test_browser.py: the notebook in JupyterLab, the docs site) drive Debian's
+# Chromium headless through its chromedriver. Installed as root with apt when missing; otherwise those tests
+# are skipped, with the reason.
+browser:
+	@if ! command -v chromedriver >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's chromium and chromium-driver for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo "Could not install chromium and chromium-driver: the browser tests will be skipped"; \
+	fi
+
 run: data
 	$(PY) examples/run.py $(ARGS)
 
-test: data slurm lint
+test: data slurm browser lint
 	$(PY) -m pytest $(ARGS)
 
 # The quick tier: what needs no subprocess, kernel, cluster or real data (about a minute on 2 cores).

@@ -11,7 +11,11 @@ from pathlib import Path
 
 from fmnist_ignite import _WHERE
 from fmnist_ignite.cli.parser import build_command_parser, build_parser
-from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, TuneSettings
+from fmnist_ignite.config.commands import (
+    EvaluateSettings,
+    LrFindSettings,
+    TuneSettings,
+)
 from fmnist_ignite.config.fields import Setting
 from fmnist_ignite.config.settings import settings
 
@@ -20,9 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli_reference() -> str:
     """Each command's ``--help``, as argparse prints it."""
-    os.environ["COLUMNS"] = "100"  # the same page on every terminal width
+    os.environ["COLUMNS"] = (
+        "80"  # the same page on every terminal width, and it fits the column (~85 characters)
+    )
     parser = build_command_parser()
-    commands = next(action for action in parser._actions if action.dest == "command").choices  # argparse's own table
+    commands = next(
+        action for action in parser._actions if action.dest == "command"
+    ).choices  # argparse's own table
     parts = [
         "# Command-line reference\n",
         "Generated from the argument parsers. `python examples/run.py` takes the flags of `fmnist-ignite train`.\n",
@@ -30,8 +38,14 @@ def cli_reference() -> str:
         f"```text\n{parser.format_help()}```\n",
     ]
     for name, sub in commands.items():
-        parts += [f"## fmnist-ignite {name}\n", f"```text\n{sub.format_help()}```\n"]
-    parts += ["## examples/run.py\n", f"```text\n{build_parser().format_help()}```\n"]
+        parts += [
+            f"## fmnist-ignite {name}\n",
+            f"```text\n{sub.format_help()}```\n",
+        ]
+    parts += [
+        "## examples/run.py\n",
+        f"```text\n{build_parser().format_help()}```\n",
+    ]
     return "\n".join(parts)
 
 
@@ -67,13 +81,17 @@ def config_reference(table: dict[str, Setting] | None = None) -> str:
         ]
         for name, setting in settings(cls).items():
             default = "(required)" if setting.required else f"`{setting.default!r}`"
-            rows.append(f"| `{name}` | `{setting.option}` | {default} | {help_text(setting)} |")
+            rows.append(
+                f"| `{name}` | `{setting.option}` | {default} | {help_text(setting)} |"
+            )
     return "\n".join(rows) + "\n"
 
 
 def help_text(setting: Setting) -> str:
     """A setting's help as a table cell: its default said, and no ``|`` that would split the cell."""
-    return setting.help.replace("{default}", repr(setting.default)).replace("|", "\\|")
+    return setting.help.replace("{default}", repr(setting.default)).replace(
+        "|", "\\|"
+    )
 
 
 def api_reference() -> str:
@@ -81,11 +99,16 @@ def api_reference() -> str:
     by_module = defaultdict(list)
     for name, module in _WHERE.items():
         by_module[module].append(name)
-    parts = ["# API reference\n", "Every public name of `fmnist_ignite`, by the module that defines it.\n"]
+    parts = [
+        "# API reference\n",
+        "Every public name of `fmnist_ignite`, by the module that defines it.\n",
+    ]
     for module in sorted(by_module):
         parts.append(f"## fmnist_ignite.{module}\n")
         for name in sorted(by_module[module]):
-            parts.append(f"::: fmnist_ignite.{module}.{name}\n    options:\n      heading_level: 3\n")
+            parts.append(
+                f"::: fmnist_ignite.{module}.{name}\n    options:\n      heading_level: 3\n"
+            )
     return "\n".join(parts)
 
 
@@ -99,8 +122,14 @@ def notebook_page(path: Path = ROOT / "examples" / "tutorial.ipynb") -> str:
         "<!-- generated from examples/tutorial.ipynb; run the notebook to see its outputs -->\n",
     ]
     for cell in notebook.cells:
-        markdown = cell.source.replace("](../README.md)", "](index.md)")  # the notebook's links are from examples/
-        parts.append(markdown if cell.cell_type == "markdown" else f"```python\n{cell.source}\n```")
+        markdown = cell.source.replace(
+            "](../README.md)", "](index.md)"
+        )  # the notebook's links are from examples/
+        parts.append(
+            markdown
+            if cell.cell_type == "markdown"
+            else f"```python\n{cell.source}\n```"
+        )
     return "\n\n".join(parts) + "\n"
 
 

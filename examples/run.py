@@ -1,4 +1,5 @@
-"""The tutorial's Fashion-MNIST run, done right: ``python examples/run.py --help`` lists the flags."""
+"""The tutorial's Fashion-MNIST run, done right: ``python examples/run.py --help``
+lists the flags."""
 
 import sys
 

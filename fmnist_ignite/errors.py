@@ -2,18 +2,60 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# A message is written for the command line; in Python the same advice names the API's words (in_python_words).
+_PYTHON_WORDS = (
+    (r"fmnist-ignite train --resume auto --output-dir (\S+)", r'train(config.replace(resume="auto", output_dir="\1"))'),
+    (r"fmnist-ignite evaluate (\S+)", r'evaluate_checkpoint("\1")'),
+    (r"--resume auto\b", 'resume="auto"'),
+    (r"--output-dir ('[^']*'|[^\s,;]*/[^\s,;]*)", r'output_dir="\1"'),
+    (r"--no-([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_") + "=False"),
+    (r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_")),
+)
+
+
+def in_python_words(message: str) -> str:
+    """A message written for the command line, in the words of the Python API: ``--resume auto`` is
+    ``resume="auto"``, ``--no-plots`` is ``plots=False``, ``--batch-size`` is ``batch_size``.
+
+    Args:
+        message: the error's message, as the command line prints it.
+
+    Returns:
+        The message a notebook shows.
+    """
+    for pattern, words in _PYTHON_WORDS:
+        message = re.sub(pattern, words, message)
+    return message
 
 
 class FmnistError(Exception):
-    """Bad input, missing or wrong data, or an unusable output directory; the message says what to do."""
+    """Bad input, missing or wrong data, or an unusable output directory; the message says what to do.
+
+    In IPython and Jupyter it shows as one short block, the message in the Python API's words, not the
+    library's frames it passed through (``%tb`` shows them).
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        """The lines IPython shows instead of the traceback."""
+        return [f"{type(self).__name__}: {in_python_words(str(self))}"]
+
+
+class UnknownSetting(FmnistError, TypeError):
+    """A settings dataclass (``Config``, ...) was given a field it does not have; the message names the
+    closest one. A ``TypeError`` too, as Python's own error for an unknown keyword is."""
 
 
 class TrainingInterrupted(FmnistError):
     """Ctrl-C or SIGTERM stopped the run; the message says what is safe on disk. Exit with 128 + the signal.
 
-    ``checkpoint`` is the checkpoint saved at the stop (None when the signal came outside training) and
-    ``output_dir`` the run directory, which ``--resume auto --output-dir`` continues.
+    Args:
+        message: what stopped the run and what is safe on disk.
+        exit_code: the exit status a command line gives for it: 128 + the signal.
+        checkpoint: the checkpoint saved at the stop; None when the signal came outside training.
+        output_dir: the run directory, which ``--resume auto --output-dir`` continues.
     """
 
     def __init__(
@@ -29,7 +71,7 @@ class TrainingInterrupted(FmnistError):
     def _render_traceback_(self) -> list[str]:
         """What IPython and Jupyter show for it: the message and how to continue, not the library's frames
         it passed through (a stop that was asked for is no bug to debug)."""
-        lines = [f"{type(self).__name__}: {self}"]
+        lines = super()._render_traceback_()
         if self.checkpoint is not None:
             lines.append(f"Continue it with resume='auto' and output_dir='{self.output_dir}'")
         return lines

@@ -113,3 +113,12 @@ def test_every_public_name_imports_from_the_package_and_its_module_is_a_real_one
         assert module in names, public
         assert getattr(fmnist_ignite, public) is not None
     assert len(fmnist_ignite.__all__) == len(set(fmnist_ignite.__all__)) == 83  # 80, StandardHandlers, 2 settings
+
+
+def test_test_modules_share_helpers_through_one_module_not_each_other():
+    tests = PACKAGE.parent / "tests"
+    for path in sorted(tests.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        assert not {name for name in imported if name.startswith("test_")}, f"{path.name} imports a test module"

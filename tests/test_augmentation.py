@@ -3,30 +3,19 @@ exact resume, and the validation and test images untouched during training."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import without_times
+from helpers import QUIET, signal_at
 from ignite.engine import Events
 
 from fmnist_ignite import RECIPES, Net, Training, TrainingInterrupted, create_evaluator, recipe, train
 from fmnist_ignite.data.loaders import TensorLoader, augment_batch, to_float_images
 
-QUIET = {"log": lambda line: None}
 SPEED_PAGE = Path(__file__).resolve().parent.parent / "docs" / "speed.md"  # the recipe table
-
-
-def signal_at(iteration: int):
-    def attach(trainer):
-        trainer.add_event_handler(
-            Events.ITERATION_COMPLETED(once=iteration), lambda e: os.kill(os.getpid(), signal.SIGINT)
-        )
-
-    return attach
 
 
 def saved_weights(path) -> dict:

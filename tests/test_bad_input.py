@@ -106,3 +106,41 @@ def test_an_output_dir_that_cannot_be_created_is_reported(tmp_path, capsys):
     code, err = run_cli(["--output-dir", str(tmp_path / "file" / "run")], capsys)
     assert code == 2 and "is not writable" in err and err.count("\n") == 1
     assert (tmp_path / "file").is_file()
+
+
+@pytest.mark.parametrize(
+    "cli, python",
+    [
+        (
+            "runs/a already holds checkpoints of an earlier run: continue it with --resume auto, or choose another "
+            "--output-dir",
+            'runs/a already holds checkpoints of an earlier run: continue it with resume="auto", or choose another '
+            "output_dir",
+        ),
+        ("lower --batch-size (64) or --eval-batch-size (500)", "lower batch_size (64) or eval_batch_size (500)"),
+        (
+            "score it again with: fmnist-ignite train --resume auto --output-dir runs/b",
+            'score it again with: train(config.replace(resume="auto", output_dir="runs/b"))',
+        ),
+        ("score them with: fmnist-ignite evaluate r/best.pt", 'score them with: evaluate_checkpoint("r/best.pt")'),
+        ("that one run alone with --output-dir PARENT/seed-N", 'that one run alone with output_dir="PARENT/seed-N"'),
+        ("or --no-plots", "or plots=False"),
+    ],
+)
+def test_a_message_for_the_command_line_is_said_in_the_python_api_s_words_in_a_notebook(cli, python):
+    from fmnist_ignite.errors import FmnistError
+
+    assert FmnistError(cli)._render_traceback_() == [f"FmnistError: {python}"]
+
+
+def test_a_settings_dataclass_names_the_closest_field_for_an_unknown_keyword():
+    from fmnist_ignite import Config, LrFindSettings, TuneSettings
+    from fmnist_ignite.errors import UnknownSetting
+
+    with pytest.raises(UnknownSetting, match=r"^Config has no setting 'epoch' \(did you mean epochs\?\)$"):
+        Config(epoch=2)
+    with pytest.raises(TypeError, match=r"^TuneSettings has no setting 'trails' \(did you mean trials\?\)$"):
+        TuneSettings(trails=3)
+    with pytest.raises(UnknownSetting, match=r"^LrFindSettings has no setting 'colour'$"):
+        LrFindSettings(colour=1)
+    assert Config(epochs=2).replace(lr=0.5).lr == 0.5  # known fields still work, positional or not

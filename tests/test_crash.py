@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import torch
-from test_examples import ROOT, run_script
+from helpers import ROOT, run_script
 
 # 10,000 training images (157 batches of 64): about a second an epoch, yet the real data and pipeline.
 FAST = ["--val-size", "50000", "--seed", "3", "--log-interval", "50"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import ignite.distributed as idist
 import numpy as np
 import pytest
 import torch
+from helpers import free_port
 
 from fmnist_ignite import Net, TensorLoader, Training, create_evaluator, get_data_loaders, train
 from fmnist_ignite.run.launch import launch
@@ -21,12 +21,6 @@ def run_and_dump_weights(config):
         result = training.run()
     torch.save(result.model.state_dict(), f"{config.output_dir}/../rank{idist.get_rank()}.pt")
     return json.loads((result.output_dir / "summary.json").read_text()) if idist.get_rank() == 0 else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from fmnist_ignite.config import settings as config_module
 from fmnist_ignite.config.fields import setting
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 QUIET_MKDOCS = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}
 
@@ -139,12 +139,26 @@ def test_every_python_block_runs_as_written(page, block, real_data, tmp_path):
     assert proc.returncode == 0, f"{page.name}:\n{block}\n{proc.stderr}"
 
 
+def commands(block: str) -> list[str]:
+    """The commands of a shell block, comments left out: a line ending in a backslash is continued on the
+    next, as the shell joins them (``train \\`` then ``  --seeds 3`` is ``train --seeds 3``)."""
+    found, continued = [], ""
+    for line in block.splitlines():
+        code = line.split("#")[0].rstrip()
+        command = f"{continued} {code.strip()}".strip()
+        if code.endswith("\\") and code == line.rstrip():  # (a backslash in a comment continues nothing)
+            continued = command.removesuffix("\\").rstrip()
+            continue
+        continued = ""
+        if command:
+            found.append(command)
+    assert not continued, f"the block ends in a continued line: {block!r}"
+    return found
+
+
 def test_every_shell_command_shown_to_a_user_is_run_by_a_test():
     for page, _, block in blocks("sh"):
-        for line in block.splitlines():
-            command = line.split("#")[0].strip()
-            if not command:
-                continue
+        for command in commands(block):
             starts = [start for start in TESTED_COMMANDS if command.startswith(start)]
             assert starts, f"{page.name}: `{command}` is run by no test"
             test = TESTED_COMMANDS[max(starts, key=len)]  # the most specific

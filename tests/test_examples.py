@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
+from helpers import ROOT, run_script
 from PIL import Image
 
 from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_script(args, cwd, data_dir, timeout=600):
-    env = {**os.environ, "FMNIST_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers(real_data, tmp_path):

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from helpers import scripted_evaluator
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 
@@ -27,19 +28,6 @@ from fmnist_ignite import (
 def dummy_trainer() -> Engine:
     """A trainer whose every iteration returns a loss of 0.5 and does nothing else."""
     return Engine(lambda engine, batch: torch.tensor(0.5))
-
-
-def scripted_evaluator(losses: list[float]) -> Engine:
-    """An evaluator whose n-th run reports ``losses[n]`` (and accuracy 1 - loss) as its metrics."""
-    evaluator = Engine(lambda engine, batch: None)
-    scores = iter(losses)
-
-    @evaluator.on(Events.COMPLETED)
-    def set_metrics(engine):
-        loss = next(scores)
-        engine.state.metrics.update(loss=loss, accuracy=1 - loss)
-
-    return evaluator
 
 
 def test_loss_logging_fires_every_n_batches_of_each_epoch_in_the_tutorials_format():

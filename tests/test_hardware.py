@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from test_examples import ROOT
+from helpers import ROOT
 
 import fmnist_ignite.core.device as engines
 from fmnist_ignite import train

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import small_config_file, small_run_config
-from test_launch import free_port
+from helpers import QUIET, free_port
 
 from fmnist_ignite import FmnistError, TuneSettings, train
 from fmnist_ignite.cli.main import main
 
-QUIET = {"log": lambda line: None}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

@@ -17,9 +17,8 @@ import ignite.distributed as idist
 import pytest
 import torch
 from conftest import small_config_file, small_run_config
+from helpers import assert_same_weights, final_weights, free_port
 from ignite.engine import Events
-from test_distributed import free_port
-from test_resume import assert_same_weights, final_weights
 
 from fmnist_ignite import Net, Training, TrainingInterrupted, train
 

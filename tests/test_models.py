@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_resume import assert_same_weights, final_weights, signal_at
+from helpers import QUIET, assert_same_weights, final_weights, signal_at
 from torch import nn
 
 from fmnist_ignite import CNN, Config, FmnistError, Net, TrainingInterrupted, evaluate_checkpoint, train
 from fmnist_ignite.analysis.inference import load_images, load_model, predict
 from fmnist_ignite.cli.parser import build_parser, config_from_args
 from fmnist_ignite.core.optim import make_optimizer
-
-QUIET = {"log": lambda line: None}
 
 
 class TinyConvNet(nn.Module):

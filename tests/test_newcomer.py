@@ -9,16 +9,14 @@ from pathlib import Path
 
 import pytest
 from conftest import small_config_file
-from test_resume import signal_at
+from helpers import QUIET, ROOT, signal_at
 
 from fmnist_ignite import FmnistError, Training, TrainingInterrupted, train
 from fmnist_ignite.cli.main import main
 from fmnist_ignite.config.settings import download_allowed
 from fmnist_ignite.data import fashion_mnist
 
-QUIET = {"log": lambda line: None}
 REAL_DOWNLOAD = fashion_mnist._download_with_torchvision  # before the offline fixture replaces it
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_fmnist_allow_download_says_yes_or_no_anywhere_and_slurm_alone_says_no():

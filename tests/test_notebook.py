@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_config_file, write_synthetic
+from helpers import QUIET, ROOT, scripted_evaluator
 from ignite.engine import Engine
 from PIL import Image
-from test_handlers import scripted_evaluator
 
 from fmnist_ignite import (
     CLASS_NAMES,
@@ -42,9 +42,7 @@ from fmnist_ignite.experiments.lr_finder import LRFinderResult
 from fmnist_ignite.files.summary import RunStatus, RunSummary
 from fmnist_ignite.handlers import notebook as notebook_module
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tutorial.ipynb"
-QUIET = {"log": lambda line: None}
 
 
 class Recorder:
@@ -188,6 +186,29 @@ def test_the_view_is_redrawn_in_place_at_most_every_interval_and_at_each_epoch()
     assert len(output.bundles) > 150  # unthrottled: every batch
 
 
+def test_a_view_composed_as_the_docs_say_fills_every_column_and_one_without_says_what_adds_them():
+    def composed(with_optimizer: bool) -> str:
+        model = torch.nn.Linear(2, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        trainer = Engine(lambda engine, batch: torch.tensor(0.5))
+        evaluator = scripted_evaluator([0.9, 0.8])
+        history = attach_evaluation(trainer, evaluator, [0], log=lambda line: None)
+        output = Recorder()
+        view = attach_notebook_view(
+            trainer, history, evaluator, optimizer=optimizer if with_optimizer else None, output=output
+        )
+        trainer.run(range(5), max_epochs=2)
+        view.close()
+        return output.bundles[-1]["text/html"]
+
+    full, partial = composed(True), composed(False)
+    for heading in ("train loss", "validation loss", "learning rate", "time"):
+        assert f"<th>{heading}</th>" in full
+    assert "attach_epoch_stats" not in full and '<td style="text-align:right"></td>' not in full
+    assert "<th>train loss</th>" not in partial and "<th>validation loss</th>" in partial  # no empty column
+    assert "train loss, learning rate, time: attach_epoch_stats(trainer, history, optimizer) adds them" in partial
+
+
 def test_an_early_stop_ends_the_view_full_and_calm_and_the_end_shows_the_test_block():
     view, output = scripted_run([0.5, 0.6, 0.7, 0.8, 0.9], 5, patience=2, min_interval=3600)
     assert "Stopped at epoch 3 of 5" in output.bundles[-1]["text/html"]
@@ -222,8 +243,19 @@ def test_train_in_notebook_mode_shows_one_view_keeps_the_lines_off_it_and_folds_
     html = outputs[0].bundles[-1]["text/html"]
     assert html.count("<tr") == (1 + 2) + (1 + 10) and "data:image/png;base64," in html  # epochs, per-class, curves
     assert f"accuracy {result.test_metrics['accuracy']:.1%}" in html and "Done: 2 epochs" in html
-    assert "<summary>Text log (" in html and "loss: " in html.split("Text log")[1]
+    assert "Text log (" in html and html.count("display:list-item") == 2 and "loss: " in html.split("Text log")[1]
     assert "loss: " not in outputs[0].bundles[1]["text/html"]  # not on the live view
+
+
+def test_a_resumed_run_s_view_says_from_where_while_it_runs_and_at_the_end(small_config, monkeypatch):
+    outputs = []
+    monkeypatch.setattr(notebook_module, "JupyterOutput", lambda: outputs.append(Recorder()) or outputs[-1])
+    config = small_config.replace(display="notebook", plots=False)
+    train(config.replace(epochs=1))
+    train(config.replace(epochs=2, resume="auto"))
+    live, last = outputs[-1].bundles[1]["text/html"], outputs[-1].bundles[-1]["text/html"]
+    assert "resumed from training_checkpoint_1.pt (iteration " in live
+    assert re.search(r"Done: 2 epochs in [0-9:]+, resumed from training_checkpoint_1\.pt", last), last[:300]
 
 
 # ------------------------------------------------------------------------------------- looking at mistakes
@@ -511,6 +543,21 @@ def test_the_stop_button_mid_epoch_checkpoints_and_the_next_cell_resumes(kernel)
     assert "Done: 3 epochs" in views(outputs)[-1]
 
 
+def test_a_library_error_in_a_kernel_is_one_short_block_in_the_python_api_s_words(kernel):
+    status, outputs = kernel.run('train(base.replace(epochs=1, output_dir="taken"))')
+    assert status == "ok", outputs
+    status, outputs = kernel.run('train(base.replace(epochs=1, output_dir="taken"))')  # holds checkpoints now
+    (error,) = [content for kind, content in outputs if kind == "error"]
+    assert status == "error" and error["ename"] == "FmnistError"
+    assert len(error["traceback"]) == 1 and "\x1b" not in error["traceback"][0]  # no frames of the library
+    line = error["traceback"][0]
+    assert line.startswith("FmnistError: ") and 'continue it with resume="auto", or choose another output_dir' in line
+    assert "--" not in line  # no command-line flag: the reader wrote Config(...)
+    status, outputs = kernel.run("Config(epoch=2)")
+    (error,) = [content for kind, content in outputs if kind == "error"]
+    assert error["traceback"] == ["UnknownSetting: Config has no setting 'epoch' (did you mean epochs?)"]
+
+
 def test_runs_again_and_again_in_one_kernel_leak_no_threads_handlers_or_lock(kernel):
     status, outputs = kernel.run(
         'train(base.replace(epochs=1, output_dir="again-1"))\n'
@@ -582,5 +629,8 @@ def test_the_example_notebook_runs_in_a_real_kernel_and_shows_its_views_and_figu
         "import matplotlib.pyplot as plt",
     ):
         assert [o for o in outputs(start) if "image/png" in o.get("data", {})], start
-    assert "Confused(true=" in outputs("result.most_confused(5)")[0].data["text/plain"]
-    assert "Confused(true=" in outputs("from fmnist_ignite import interpret")[-1].data["text/plain"]
+    for start in ("result.most_confused(5)", "from fmnist_ignite import interpret"):  # tables, not tuples
+        shown = outputs(start)[-1].data
+        assert shown["text/plain"].splitlines()[0] == "Class pairs most often confused"
+        assert shown["text/plain"].splitlines()[1].split() == ["true", "predicted", "count"]
+        assert "<th>predicted</th>" in shown["text/html"] and "Confused(" not in shown["text/plain"]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import QUIET
 from ignite.engine import Events
 
 from fmnist_ignite import RECIPES, Config, FmnistError, Net, Training, create_trainer, recipe, train
 from fmnist_ignite.cli.parser import build_parser, config_from_args
 from fmnist_ignite.core.optim import make_optimizer
-
-QUIET = {"log": lambda line: None}
 
 
 def test_tutorial_recipe_is_the_default_config_and_best_differs():

@@ -10,6 +10,7 @@ import signal
 import pytest
 import torch
 from conftest import small_run_config, write_idx
+from helpers import QUIET
 from ignite.engine import Events
 from PIL import Image
 
@@ -19,7 +20,6 @@ from fmnist_ignite.cli.main import main
 from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
 from fmnist_ignite.ui import plots as reports_module
 
-QUIET = {"log": lambda line: None}
 COLUMNS = [
     "epoch",
     "train_loss",
@@ -188,3 +188,74 @@ def test_evaluate_of_a_non_checkpoint_is_one_line(tmp_path, capsys):
     (tmp_path / "x.pt").write_text("not a checkpoint")
     assert main(["evaluate", str(tmp_path / "x.pt")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'x.pt'}: not a checkpoint")
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5, 40])
+def test_the_curves_tick_whole_epochs_from_the_first_epoch_on(epochs):
+    pytest.importorskip("matplotlib")
+    from fmnist_ignite import plot_curves
+
+    rows = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_accuracy": 0.8 + e / 1000}
+        for e in range(1, epochs + 1)
+    ]
+    for ax in plot_curves(rows).axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        assert low < 1 <= ticks[0] and ticks[-1] <= epochs < high  # every point inside, the first epoch at the left
+        if epochs <= 5:
+            assert ticks == list(range(1, epochs + 1))
+
+
+def test_every_result_shows_itself_in_html_and_in_a_short_repr_without_tensors(small_config, tmp_path):
+    from fmnist_ignite import Comparison, Interpretation, LRFinderResult, SeedsResult, TuneResult
+    from fmnist_ignite.analysis.compare import RunScore
+    from fmnist_ignite.analysis.statistics import mean_interval
+
+    result = train(small_config.replace(epochs=1, plots=False), **QUIET)
+    labels = torch.arange(200) % 10
+    probabilities = torch.eye(10)[
+        (labels + (labels % 3 == 0).long()) % 10
+    ]  # classes 0, 3, 6, 9: each taken for the next
+    interpretation = Interpretation(torch.zeros(200, 28, 28, dtype=torch.uint8), labels, probabilities)
+    score = RunScore("a", tmp_path, 180, 200, 0.9, 0.85, 0.93)
+    optuna = pytest.importorskip("optuna")
+    study = optuna.create_study()
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    shown = {
+        "TrainResult": result,
+        "Interpretation": interpretation,
+        "most_confused": interpretation.most_confused(3),
+        "top_losses": interpretation.top_losses(4),
+        "Comparison": Comparison([score, score], "ab" * 32, 200, "no difference this test set can detect"),
+        "SeedsResult": SeedsResult(
+            [0, 1],
+            [
+                {"seed": s, "epochs_done": 2, "validation": None, "test": {"accuracy": a, "ci95": None}}
+                for s, a in ((0, 0.9), (1, 0.92))
+            ],
+            [],
+            None,
+            mean_interval([0.9, 0.92]),
+            tmp_path / "seeds_summary.json",
+            tmp_path,
+        ),  # fmt: skip
+        "LRFinderResult": LRFinderResult(0.01, [1e-4 * 1.1**i for i in range(300)], [2.0] * 300),
+        "TuneResult": TuneResult(study, tmp_path, None),
+    }
+    for name, value in shown.items():
+        text, page = repr(value), value._repr_html_()
+        assert "tensor(" not in text and len(text.splitlines()[0]) < 200 and len(text) < 1200, (name, text)
+        assert "tensor(" not in page and "<" in page, name
+    assert repr(interpretation) == "Interpretation(200 images, accuracy 60.00%)"  # 4 classes of 20 images wrong
+    assert repr(shown["most_confused"]).splitlines()[1].split() == ["true", "predicted", "count"]
+    assert shown["most_confused"] == list(shown["most_confused"]) and shown["most_confused"][0] == (
+        "T-shirt/top",
+        "Trouser",
+        20,
+    )
+    assert "<th>probability</th>" in shown["top_losses"]._repr_html_()
+    assert "suggestion=0.01, 300 learning rates" in repr(shown["LRFinderResult"])
+    assert "test accuracy mean 91.00%" in repr(shown["SeedsResult"])
+    assert "<td" in shown["SeedsResult"]._repr_html_() and "92.00%" in shown["SeedsResult"]._repr_html_()

@@ -10,31 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import without_times
+from helpers import QUIET, assert_same_weights, final_weights, signal_at
 from ignite.engine import Events
 
 from fmnist_ignite import FmnistError, Net, TrainingInterrupted, find_latest_checkpoint, train
 from fmnist_ignite.cli.main import train_main as main
-
-QUIET = {"log": lambda line: None}
-
-
-def signal_at(iteration: int, signum: int = signal.SIGINT):
-    """An extra handler that sends this process ``signum`` when the trainer completes ``iteration``."""
-
-    def attach(trainer):
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=iteration), lambda e: os.kill(os.getpid(), signum))
-
-    return attach
-
-
-def final_weights(result) -> dict:
-    return torch.load(result.last_checkpoint, weights_only=True)["model"]
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 @pytest.fixture

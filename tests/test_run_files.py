@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_config_file
+from helpers import QUIET
 
 from fmnist_ignite import FmnistError, LrFindSettings, find_latest_checkpoint, load_checkpoint, train
 from fmnist_ignite.cli.main import main
 from fmnist_ignite.cli.main import train_main as run_py
 from fmnist_ignite.files.durable import write_durably
 from fmnist_ignite.files.summary import RunStatus, read_summary
-
-QUIET = {"log": lambda line: None}
 
 
 def names(directory: Path) -> list[str]:

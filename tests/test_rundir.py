@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_run_config, without_times
-from test_examples import ROOT
-from test_resume import assert_same_weights, final_weights, signal_at
+from helpers import QUIET, ROOT, assert_same_weights, final_weights, signal_at
 
 import fmnist_ignite.run.finish as finish_module
 import fmnist_ignite.run.training as training_module
@@ -29,8 +28,6 @@ from fmnist_ignite import (
     write_durably,
 )
 from fmnist_ignite.cli.main import train_main as main
-
-QUIET = {"log": lambda line: None}
 
 
 def contents(directory: Path) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_config_file, small_run_config
-from test_examples import ROOT
+from helpers import ROOT
 
 from fmnist_ignite import evaluate_checkpoint
 
@@ -285,7 +285,7 @@ def test_the_readmes_two_task_command_fits_the_node_and_trains_data_parallel(slu
     """The README's two-task command (its sbatch options and flags, with small data and one epoch added)
     runs on the test cluster's node through the job script's srun; without its --cpus-per-task=1, two
     tasks of the script's 2 CPUs never fit a node of fewer than 4 CPUs (this machine's has 2)."""
-    readme = (ROOT / "docs" / "slurm.md").read_text()
+    readme = re.sub(r" *\\\n *", " ", (ROOT / "docs" / "slurm.md").read_text())  # a continued line joined
     pattern = r"^PYTHON=\.venv/bin/python sbatch (--ntasks=2 .*?) examples/slurm/train\.sbatch (.*)$"
     command = re.search(pattern, readme, re.M)
     assert command, "the README shows no two-task sbatch command"

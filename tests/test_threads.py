@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import QUIET
 
 from fmnist_ignite import train
 from fmnist_ignite.core import threads as threads_module
 from fmnist_ignite.core.threads import ThreadPlan, busy_cores, plan_threads, usable_cores
-
-QUIET = {"log": lambda line: None}
 
 
 @pytest.fixture

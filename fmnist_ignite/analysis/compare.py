@@ -9,6 +9,7 @@ different test sets, or without kept predictions, are refused in one line.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,18 @@ class RankedRun:
 
 @dataclass
 class Comparison:
-    """What ``compare_runs`` found: the runs (as given), the test set they share, and for two runs the paired
-    test and per-class differences, for more the ranking; ``verdict`` in one sentence, ``text()`` for people."""
+    """What ``compare_runs`` found; ``verdict`` in one sentence, ``text()`` for people.
+
+    Attributes:
+        runs: the runs, as given, each with its test accuracy and 95% Wilson interval.
+        test_set_sha256: the fingerprint of the test set they share.
+        total: the test images each was scored on.
+        verdict: the finding in one sentence.
+        pair: two runs: McNemar's test of the second against the first; None for more.
+        per_class: two runs: each class's accuracies, difference and test, Holm-corrected over the classes.
+        ranking: more than two runs: the runs ranked by accuracy, each tested against the best.
+        alpha: the significance level the verdict is at.
+    """
 
     runs: list[RunScore]
     test_set_sha256: str
@@ -87,6 +98,13 @@ class Comparison:
 
     def text(self) -> str:
         return format_comparison(self)
+
+    def __repr__(self) -> str:
+        return f"Comparison({len(self.runs)} runs on {self.total:,} test images: {self.verdict})"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the verdict, then the whole comparison as ``text()`` says it."""
+        return f"<div><b>{html.escape(self.verdict)}</b><pre>{html.escape(self.text())}</pre></div>"
 
 
 def points(fraction: float, digits: int = 1, sign: bool = False) -> str:
@@ -118,9 +136,17 @@ def pair_verdict(first: str, second: str, test: McNemar, alpha: float = ALPHA) -
 def compare_runs(runs: Sequence[str | Path], names: Sequence[str] | None = None, alpha: float = ALPHA) -> Comparison:
     """Compare runs on the test images they were all scored on, from their kept predictions.
 
-    ``runs``: run directories (or their ``test_predictions.npz``), at least two; ``names``: what to call them
-    (by default the paths as given). Raises ``FmnistError`` (one line) for a run without predictions or runs
-    scored on different test sets.
+    Two runs: McNemar's exact test and the difference of accuracy with its interval, overall and per class.
+    More: ranked by accuracy, each tested against the best with Holm's correction.
+
+    Args:
+        runs: run directories (or their ``test_predictions.npz``), at least two.
+        names: what to call them; None: the paths as given.
+        alpha: the significance level of the verdict (0.05 by default).
+
+    Raises:
+        FmnistError: (one line) fewer than two runs, a run without predictions, or runs scored on different test
+            sets.
     """
     if len(runs) < 2:
         raise FmnistError(f"compare needs two runs or more, got {len(runs)}")

@@ -31,6 +31,18 @@ def load_model(
 
     Built-in models (mlp, cnn) are rebuilt from the weights' layout; weights of your own model are
     loaded into ``model``.
+
+    Args:
+        path: the best-model file or training checkpoint.
+        device: where the model's weights go.
+        model: your own model, to load the weights into; None: a built-in model rebuilt from the weights.
+
+    Returns:
+        The model with the weights loaded, on ``device``, in eval mode.
+
+    Raises:
+        FmnistError: naming the file: unreadable, weights of a model of your own with no ``model`` given, or
+            weights that do not fit the model.
     """
     checkpoint = load_checkpoint(path, map_location=device)
     state = checkpoint["model"] if isinstance(checkpoint.get("model"), dict) else checkpoint
@@ -67,9 +79,23 @@ def evaluate_checkpoint(
     model: torch.nn.Module | None = None,
     precision: str | None = None,
 ) -> dict:
-    """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model (``model``:
-    your own, to load the weights into), scored as its run scored it: at ``precision`` (None: the one its
-    run chose; "auto" when the run's ``config.json`` is not beside the file) and with its test-time flips."""
+    """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model.
+
+    The model is scored as its run scored it: at its precision and with its test-time flips.
+
+    Args:
+        path: the best-model file or training checkpoint (as ``load_model`` takes it).
+        data_dir: the data root the test set is found under (as ``load_fashion_mnist`` takes it).
+        device: "auto" (the default), "cpu" or "cuda", as ``resolve_device`` takes it.
+        batch_size: the images scored in a batch.
+        verify: check the test files against the upstream ones.
+        model: your own model, to load the weights into; None: a built-in model rebuilt from the weights.
+        precision: "fp32", "bf16" or "auto"; None: the one its run chose ("auto" when the run's ``config.json``
+            is not beside the file).
+
+    Returns:
+        The evaluator's metrics by name: ``accuracy``, ``loss``, ``count`` and ``confusion``.
+    """
     check_data_dir(data_dir)
     on = resolve_device(device)
     model = load_model(path, on, model)
@@ -85,7 +111,17 @@ def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:
     """Names and uint8 N x 28 x 28 pixels of a 28 x 28 grayscale image file, or of every image in an IDX file.
 
     An image's size is checked from its header before a pixel is decoded; 16-bit pixels are scaled to
-    0-255 (never clipped); an unreadable, damaged or oversized file is one line naming it.
+    0-255 (never clipped).
+
+    Args:
+        path: an image file (PNG, JPEG, ...) of 28 x 28 grayscale pixels, or an IDX file of 28 x 28 images.
+
+    Returns:
+        ``(names, images)``: the path for an image file, ``path[i]`` for each image of an IDX file; and their
+        pixels.
+
+    Raises:
+        FmnistError: an unreadable, damaged or oversized file, in one line naming it.
     """
     path = Path(path)
     if path.is_dir():
@@ -131,7 +167,15 @@ def _grayscale_pixels(path: Path, image: Image.Image) -> torch.Tensor:
 
 
 def predict(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, float]]:
-    """Class name and probability of the most likely class for each uint8 28 x 28 image."""
+    """Class name and probability of the most likely class for each uint8 28 x 28 image.
+
+    Args:
+        model: the model to classify with (it is put in eval mode).
+        images: uint8 N x 28 x 28 pixels, as ``load_images`` gives them.
+
+    Returns:
+        One ``(class name, probability)`` an image, in order.
+    """
     device = next(model.parameters()).device
     with torch.no_grad():
         probabilities = model.eval()(to_float_images(images).to(device)).softmax(dim=1)

@@ -20,6 +20,7 @@ from fmnist_ignite.data.loaders import to_float_images
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.figures import new_figure
+from fmnist_ignite.ui.html import ShownList
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,9 +46,16 @@ class TopLoss(NamedTuple):
     loss: float
 
 
-def most_confused(confusion: torch.Tensor, k: int = 5, min_count: int = 1) -> list[Confused]:
-    """The ``k`` class pairs most often confused (true class, predicted class, count), most first; ties
-    in the order of the classes. ``confusion``: counts, rows the true classes, columns the predicted."""
+def most_confused(confusion: torch.Tensor, k: int = 5, min_count: int = 1) -> ShownList[Confused]:
+    """The ``k`` class pairs most often confused (true class, predicted class, count), most first.
+
+    Ties are in the order of the classes.
+
+    Args:
+        confusion: counts, rows the true classes, columns the predicted.
+        k: how many pairs at most.
+        min_count: leave out pairs confused fewer times than this (at least once, whatever it says).
+    """
     counts = confusion.long().cpu()
     cells = [
         (int(counts[i, j]), i, j)
@@ -56,12 +64,19 @@ def most_confused(confusion: torch.Tensor, k: int = 5, min_count: int = 1) -> li
         if i != j and int(counts[i, j]) >= max(min_count, 1)
     ]
     cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
-    return [Confused(CLASS_NAMES[i], CLASS_NAMES[j], count) for count, i, j in cells[:k]]
+    pairs = [Confused(CLASS_NAMES[i], CLASS_NAMES[j], count) for count, i, j in cells[:k]]
+    return ShownList(pairs, "Class pairs most often confused", {"true": "{}", "predicted": "{}", "count": "{:d}"})
 
 
 @dataclass
 class Interpretation:
-    """A model's class probabilities on a set of images (the test split), and what follows from them."""
+    """A model's class probabilities on a set of images (the test split), and what follows from them.
+
+    Attributes:
+        images: the images, uint8 N x 28 x 28.
+        labels: their true classes, int64 N.
+        probabilities: the model's, float N x 10, each row summing to 1.
+    """
 
     images: torch.Tensor  # uint8 N x 28 x 28
     labels: torch.Tensor  # int64 N
@@ -86,6 +101,16 @@ class Interpretation:
         probabilities = torch.cat(parts) if parts else torch.empty(0, NUM_CLASSES)
         return cls(images.cpu(), labels.cpu().long(), probabilities)
 
+    def __repr__(self) -> str:
+        return f"Interpretation({len(self.labels)} images, accuracy {self.accuracy:.2%})"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the accuracy, the pairs most confused, and the methods that look further."""
+        mistakes = int((self.predictions != self.labels).sum())
+        head = f"<b>Interpretation</b>: {len(self.labels)} images, accuracy {self.accuracy:.2%}, {mistakes} mistakes"
+        methods = "most_confused(k), top_losses(k), plot_top_losses(k), plot_confusion()"
+        return f"<div>{head}{self.most_confused(5)._repr_html_()}<small>{methods}</small></div>"
+
     @property
     def predictions(self) -> torch.Tensor:
         return self.probabilities.argmax(dim=1)
@@ -106,11 +131,11 @@ class Interpretation:
     def accuracy(self) -> float:
         return float((self.predictions == self.labels).float().mean()) if len(self.labels) else math.nan
 
-    def most_confused(self, k: int = 5, min_count: int = 1) -> list[Confused]:
+    def most_confused(self, k: int = 5, min_count: int = 1) -> ShownList[Confused]:
         """The ``k`` (true, predicted, count) pairs most often confused."""
         return most_confused(self.confusion, k, min_count)
 
-    def top_losses(self, k: int = 9) -> list[TopLoss]:
+    def top_losses(self, k: int = 9) -> ShownList[TopLoss]:
         """The ``k`` images the model got most confidently wrong: misclassified, ordered by the probability
         it gave the wrong class (then by loss), highest first."""
         if k < 1:
@@ -120,7 +145,7 @@ class Interpretation:
         losses = self.losses
         wrong = (predicted != self.labels).nonzero().flatten().tolist()
         wrong.sort(key=lambda i: (-float(confidence[i]), -float(losses[i]), i))
-        return [
+        found = [
             TopLoss(
                 i,
                 CLASS_NAMES[int(self.labels[i])],
@@ -130,6 +155,8 @@ class Interpretation:
             )
             for i in wrong[:k]
         ]
+        formats = {"index": "{:d}", "true": "{}", "predicted": "{}", "probability": "{:.1%}", "loss": "{:.3f}"}
+        return ShownList(found, f"Most confidently wrong: {len(found)} of {len(wrong)} mistakes", formats)
 
     def plot_top_losses(self, k: int = 9, path: str | Path | None = None, columns: int | None = None) -> Figure | None:
         """A grid of the ``k`` most confidently wrong images, each titled with its true class, the class
@@ -172,8 +199,16 @@ def interpret(
     model: torch.nn.Module | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
 ) -> Interpretation:
-    """The test-split ``Interpretation`` of a saved model (a best-model file or a training checkpoint;
-    ``model``: your own, to load the weights into), as ``evaluate_checkpoint`` finds the model and data."""
+    """The test-split ``Interpretation`` of a saved model, as ``evaluate_checkpoint`` finds the model and data.
+
+    Args:
+        checkpoint: a best-model file or a training checkpoint.
+        data_dir: the data root the test set is found under.
+        device: "auto" (the default), "cpu" or "cuda", as ``resolve_device`` takes it.
+        verify: check the test files against the upstream ones.
+        model: your own model, to load the weights into; None: a built-in model rebuilt from the weights.
+        batch_size: the images scored in a batch.
+    """
     from fmnist_ignite.analysis.inference import load_model
     from fmnist_ignite.config.settings import check_data_dir
     from fmnist_ignite.core.device import resolve_device
@@ -224,7 +259,7 @@ class ResultViews:
 
         return plot_confusion(self._test_confusion(), path)
 
-    def most_confused(self, k: int = 5, min_count: int = 1) -> list[Confused]:
+    def most_confused(self, k: int = 5, min_count: int = 1) -> ShownList[Confused]:
         """The ``k`` class pairs the scored weights confused most on the test split: (true, predicted, count)."""
         return most_confused(self._test_confusion(), k, min_count)
 
@@ -245,7 +280,7 @@ class ResultViews:
             )
         return cached
 
-    def top_losses(self, k: int = 9) -> list[TopLoss]:
+    def top_losses(self, k: int = 9) -> ShownList[TopLoss]:
         """The ``k`` test images the model got most confidently wrong."""
         return self.interpretation().top_losses(k)
 

@@ -8,7 +8,12 @@ from fmnist_ignite.data.fashion_mnist import CLASS_NAMES
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> dict[str, float]:
-    """Accuracy of each class (rows are true classes), by class name."""
+    """Accuracy of each class, by class name.
+
+    Args:
+        confusion: 10 x 10 counts, rows the true classes, columns the predicted (the evaluator's
+            ``confusion``); a class without images has accuracy 0.
+    """
     confusion = confusion.double()
     correct, total = confusion.diagonal(), confusion.sum(dim=1).clamp(min=1)
     return {name: float(c / t) for name, c, t in zip(CLASS_NAMES, correct, total, strict=False)}

@@ -178,9 +178,19 @@ def keep_validation_predictions(training: FinishedTraining, path: Path) -> Path 
 
 
 def load_predictions(run: str | Path, split: str = "test") -> dict:
-    """A run's kept predictions of ``split`` (a run directory, or the ``.npz`` file itself), as NumPy arrays,
-    with ``correct`` (which images it got right) and ``sha256`` (the split's fingerprint); one line naming
-    the run when there are none or the file is not one of these."""
+    """A run's kept predictions of ``split``, as NumPy arrays.
+
+    Args:
+        run: a run directory, or the ``.npz`` file itself.
+        split: "test" (the default) or "validation".
+
+    Returns:
+        The arrays of the file (``predicted``, ``labels``, ...), with ``correct`` (which images it got right)
+        and ``sha256`` (the split's fingerprint).
+
+    Raises:
+        FmnistError: one line naming the run when there are none or the file is not one of these.
+    """
     run = Path(run)
     path = run / (PREDICTIONS_FILE if split == "test" else VALIDATION_PREDICTIONS_FILE) if run.is_dir() else run
     if not run.exists():

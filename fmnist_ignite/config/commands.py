@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from fmnist_ignite.config.fields import check_values, raise_first, setting
+from fmnist_ignite.config.fields import check_values, raise_first, refusing_unknown_fields, setting
 
 KEEP_TRIALS = ("all", "best", "none")
 
 
+@refusing_unknown_fields
 @dataclass(frozen=True)
 class TuneSettings:
     """How an Optuna study runs (``fmnist-ignite tune``); the training settings of its trials are a ``Config``."""
@@ -59,6 +60,7 @@ class TuneSettings:
         return self
 
 
+@refusing_unknown_fields
 @dataclass(frozen=True)
 class LrFindSettings:
     """The range and length of a learning-rate finder's sweep (``fmnist-ignite lr-find``)."""
@@ -82,6 +84,7 @@ class LrFindSettings:
         return self
 
 
+@refusing_unknown_fields
 @dataclass(frozen=True)
 class EvaluateSettings:
     """What ``fmnist-ignite evaluate`` shows beside the test metrics (where and on what it scores are the

@@ -7,12 +7,14 @@ typed, for the command line, the configuration files, the checks and the referen
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.errors import FmnistError, UnknownSetting
 
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # the types a field's annotation may name
 FLAGS = ("value", "switch", "negated", None)  # the forms of a setting's flag (Setting.flag)
@@ -85,6 +87,35 @@ def settings_of(of: type) -> dict[str, Setting]:
         )
         for field in dataclasses.fields(of)
     }
+
+
+T = TypeVar("T")
+
+
+def refusing_unknown_fields(cls: type[T]) -> type[T]:
+    """Decorate a settings dataclass so that an unknown keyword (``Config(epoch=2)``) is refused in one line
+    naming the closest field ("did you mean epochs?"), not Python's bare ``TypeError``.
+
+    Args:
+        cls: the dataclass.
+
+    Returns:
+        The same class, its ``__init__`` checking the keywords first.
+    """
+    init = cls.__init__
+    names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @functools.wraps(init)
+    def checked(self: T, *args: Any, **kwargs: Any) -> None:
+        for key in kwargs:
+            if key not in names:
+                near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise UnknownSetting(f"{cls.__name__} has no setting {key!r}{hint}")
+        init(self, *args, **kwargs)
+
+    setattr(cls, "__init__", checked)  # noqa: B010  # mypy refuses an assignment to a method
+    return cls
 
 
 def check_values(instance: object) -> None:

@@ -70,11 +70,23 @@ def read_settings_file(path: str | Path) -> dict:
 
 
 def read_config_file(path: str | Path, with_recipe: bool = True) -> dict:
-    """The settings a file gives, as ``Config`` fields over the recipe it names (if any; without
-    ``with_recipe``, the file's own keys only).
+    """The settings a file gives, as ``Config`` fields over the recipe it names (if any).
 
-    Raises FmnistError naming the file: unreadable, not a mapping, an unknown key, a value of the
-    wrong type, or a value ``Config.validate`` refuses.
+    The file is YAML, JSON or TOML (by its suffix): a mapping of ``Config`` settings and, optionally, a
+    ``recipe`` key naming one of ``RECIPES``. Each key and value is checked, so a typo is one line naming the
+    file and the key.
+
+    Args:
+        path: the configuration file.
+        with_recipe: True (the default): the file's settings over those of the recipe it names; False: the
+            file's own keys only (without ``recipe``).
+
+    Returns:
+        The settings, by ``Config`` field name.
+
+    Raises:
+        FmnistError: naming the file: unreadable, not a mapping, an unknown key, a value of the wrong type, or a
+            value ``Config.validate`` refuses.
     """
     path = Path(path)
     given = read_settings_file(path)

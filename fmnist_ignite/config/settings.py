@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmnist_ignite.config.fields import Setting, check_values, raise_first, setting, settings_of
+from fmnist_ignite.config.fields import (
+    Setting,
+    check_values,
+    raise_first,
+    refusing_unknown_fields,
+    setting,
+    settings_of,
+)
 from fmnist_ignite.errors import FmnistError
 
 MODEL_NAMES = ("mlp", "cnn")  # built in: fmnist_ignite.core.models; "custom" is a model of your own
@@ -81,6 +88,7 @@ def environment_settings() -> dict[str, object]:
     return {name: s.from_environment(os.environ) for name, s in settings().items() if s.from_environment}
 
 
+@refusing_unknown_fields
 @dataclass
 class Config:
     """Everything one training run needs; ``validate()`` turns a bad value into a one-line error."""

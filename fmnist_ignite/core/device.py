@@ -8,7 +8,15 @@ from fmnist_ignite.errors import FmnistError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """ "auto" is CUDA when present, else CPU; "cuda" without CUDA is an error, not a silent fallback."""
+    """The device a run computes on, from its name.
+
+    Args:
+        name: "auto" (the default): CUDA when present, else CPU; any other name as ``torch.device`` takes it
+            ("cpu", "cuda", "cuda:1", ...).
+
+    Raises:
+        FmnistError: "cuda" without CUDA: an error, not a silent fallback.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -12,7 +12,11 @@ from torch import nn
 
 
 def class_indices(y: torch.Tensor) -> torch.Tensor:
-    """Targets as class indices: one-hot (N x 10) rows become their argmax, indices pass through."""
+    """Targets as class indices: one-hot (N x 10) rows become their argmax, indices pass through.
+
+    Args:
+        y: a batch's targets: N class indices, or N x 10 one-hot (or probability) rows.
+    """
     return y.argmax(dim=1) if y.ndim == 2 else y
 
 
@@ -60,6 +64,13 @@ def create_trainer(
     backward, optimizer step, in that order, so the arithmetic is the same), without the per-step work a
     run here does not need: ``model.train()`` only when the model is not already training (after an
     evaluation), batches moved only when they are not on the device yet, no gradient-accumulation scaling.
+
+    Args:
+        model: the model to train, already on ``device``.
+        optimizer: the optimizer of the model's parameters.
+        device: where the batches go (those already there are not moved).
+        label_smoothing: ``CrossEntropyLoss``'s label smoothing; 0 (the default): none.
+        precision: "fp32" (the default), or "bf16": the forward pass under bf16 autocast, fp32 logits out.
     """
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     apply = model_fn_for(precision, device)
@@ -114,10 +125,18 @@ def create_evaluator(
     confusion_matrix: bool = False,
     tta: bool = False,
 ) -> Engine:
-    """A supervised evaluator with Ignite metrics ``accuracy`` (a fraction, never above 1), ``loss`` and
-    ``count`` (images scored), and with ``confusion_matrix`` also ``confusion`` (10 x 10 counts, rows are
-    the true classes). ``tta``: each image scored on the mean logits of it and its mirror image (the
-    flipped copy is made from the batch; the images the loader holds are not changed)."""
+    """A supervised evaluator with Ignite metrics ``accuracy``, ``loss`` and ``count``.
+
+    ``accuracy`` is a fraction, never above 1; ``count`` is the number of images scored.
+
+    Args:
+        model: the model to score, already on ``device``.
+        device: where the batches go.
+        precision: "fp32" (the default), or "bf16": the forward pass under bf16 autocast, fp32 logits out.
+        confusion_matrix: also the metric ``confusion`` (10 x 10 counts, rows are the true classes).
+        tta: each image scored on the mean logits of it and its mirror image (the flipped copy is made from the
+            batch; the images the loader holds are not changed).
+    """
     model_fn = model_fn_for(precision, device)
     metrics = {"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss()), "count": ExampleCount()}
     if confusion_matrix:

@@ -9,10 +9,11 @@ from fmnist_ignite.errors import FmnistError
 
 
 class Net(nn.Module):
-    """Flatten, 784-512 ReLU, 512-512 ReLU, 512-10; logits out.
+    """The tutorial's MLP: flatten, 784-512 ReLU, 512-512 ReLU, 512-10; logits out.
 
-    With ``dropout=0`` (the default) this is exactly the tutorial's model, down to its state-dict
-    keys; ``dropout > 0`` adds a dropout layer after each ReLU.
+    Args:
+        dropout: the dropout probability: 0 (the default) gives exactly the tutorial's model, down to its
+            state-dict keys; ``dropout > 0`` adds a dropout layer after each ReLU.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
@@ -44,11 +45,15 @@ def conv_block(channels_in: int, channels_out: int) -> list[nn.Module]:
 
 
 class CNN(nn.Module):
-    """A small convolutional network: two conv blocks (16 and 32 channels, 28 -> 14 -> 7 pixels),
-    then dropout, a 128-unit layer and 10 logits. Its state-dict keys do not depend on ``dropout``.
+    """A small convolutional network: two conv blocks, then dropout, a 128-unit layer and 10 logits.
 
-    Its weights and images are kept channels-last (NHWC), the layout oneDNN's convolutions run fastest
-    in: a training step 1.3x faster in fp32 and 1.6x in bf16 on CPU (docs/speed.md).
+    The conv blocks have 16 and 32 channels (28 -> 14 -> 7 pixels). Its weights and images are kept
+    channels-last (NHWC), the layout oneDNN's convolutions run fastest in: a training step 1.3x faster in
+    fp32 and 1.6x in bf16 on CPU (docs/speed.md).
+
+    Args:
+        dropout: the dropout probability before each linear layer; 0 (the default): none. The state-dict keys
+            do not depend on it.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
@@ -69,10 +74,24 @@ class CNN(nn.Module):
 
 
 MODELS = {"mlp": Net, "cnn": CNN}
+"""The built-in model classes, by the name the ``model`` setting gives them.
+
+"mlp" is the tutorial's (``Net``, the default) and "cnn" the small ``CNN``. Each class takes its dropout
+probability: ``MODELS["cnn"](0.3)``; ``build_model(name, dropout)`` does the same and says what the names are
+when one is unknown.
+"""
 
 
 def build_model(name: str, dropout: float = 0.0) -> nn.Module:
-    """The built-in model called ``name`` ("mlp" or "cnn")."""
+    """The built-in model called ``name``, a new one (``MODELS[name](dropout)``).
+
+    Args:
+        name: "mlp" (``Net``) or "cnn" (``CNN``), a key of ``MODELS``.
+        dropout: the model's dropout probability; 0 (the default): none.
+
+    Raises:
+        FmnistError: ``name`` is not a built-in model ("custom" included: that run's model is one of your own).
+    """
     if name == "custom":
         raise FmnistError(
             "this run used a model of your own (model: custom): pass it, train(config, model=YourModel())"

@@ -12,6 +12,11 @@ def make_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum (the tutorial's), Adam or AdamW, from the config.
 
     The fused implementations do the same arithmetic as the default ones in one kernel per step.
+
+    Args:
+        config: the settings it reads: ``optimizer`` ("sgd", "adam" or "adamw"), ``lr``, ``weight_decay``, and
+            ``momentum`` (SGD only).
+        model: the model whose parameters it optimises.
     """
     params, lr, weight_decay = model.parameters(), config.lr, config.weight_decay
     optimizer: torch.optim.Optimizer

@@ -29,6 +29,11 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
+"""The names of the ten Fashion-MNIST classes, by label.
+
+``CLASS_NAMES[label]`` names a label (or a model's output index), e.g. ``CLASS_NAMES[9]`` is "Ankle boot". The
+order is the data set's own, the same as torchvision's.
+"""
 NUM_CLASSES = len(CLASS_NAMES)
 IDX_FILES = {
     "train-images-idx3-ubyte": IdxSpec(
@@ -82,8 +87,23 @@ def _download_with_torchvision(data_dir: Path) -> str | None:
 def locate_fashion_mnist(
     data_dir: str | os.PathLike, download: bool | None = None, system_dir: str | os.PathLike | None = None
 ) -> dict[str, Path]:
-    """Find the four IDX files: under ``data_dir``, then in ``system_dir``, then through torchvision's
-    download if ``download``; either left None is what the environment says (``Config.with_environment``)."""
+    """Find the four IDX files: under ``data_dir``, then in ``system_dir``, then through torchvision's download.
+
+    Args:
+        data_dir: the data root: torchvision's ``FashionMNIST/raw`` layout under it, or the four files
+            themselves, gzipped or not; a download goes there.
+        download: whether torchvision may download the files when they are found nowhere; None: what the
+            environment says (``Config.with_environment``).
+        system_dir: a system copy, looked in after ``data_dir``; None: what the environment says
+            (``$FMNIST_DATA_DIR``, else Debian's ``/usr/share/datasets/fashion-mnist``).
+
+    Returns:
+        The path of each of the four files, by its upstream name (e.g. "train-images-idx3-ubyte").
+
+    Raises:
+        FmnistError: the data is in none of these places (or the download failed or was off), saying the three
+            ways to provide it.
+    """
     data_dir = Path(data_dir).expanduser()
     environment = environment_settings()
     # the environment's: download_allowed gives a bool, system_copy a str (fmnist_ignite.config.settings)
@@ -117,8 +137,24 @@ def load_fashion_mnist(
     download: bool | None = None,
     system_dir: str | os.PathLike | None = None,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The train and test sets as ``(uint8 images N x 28 x 28, int64 labels N)``, verified by default;
-    found as ``locate_fashion_mnist`` finds them."""
+    """The train and test sets as ``(uint8 images N x 28 x 28, int64 labels N)``, verified by default.
+
+    The files are found as ``locate_fashion_mnist`` finds them.
+
+    Args:
+        data_dir: the data root, as ``locate_fashion_mnist`` takes it.
+        verify: check each file's magic number, shape and checksum against the upstream files' (the default);
+            False: any IDX files of 28 x 28 images and matching labels will do.
+        download: whether torchvision may download the files; None: what the environment says.
+        system_dir: a system copy to look in; None: what the environment says.
+
+    Returns:
+        ``{"train": (images, labels), "test": (images, labels)}``.
+
+    Raises:
+        FmnistError: the files are not found, unreadable, not the upstream data (with ``verify``), or their
+            images and labels do not match.
+    """
     files = locate_fashion_mnist(data_dir, download, system_dir)
     arrays = {name: read_idx(path, IDX_FILES[name] if verify else None) for name, path in files.items()}
     sets = {}

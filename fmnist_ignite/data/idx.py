@@ -37,7 +37,18 @@ def read_idx(path: Path, spec: IdxSpec | None = None) -> torch.Tensor:
 
     The header is checked before the data is read, and no more bytes are read (or decompressed) than it
     promises, up to ``MAX_IDX_BYTES``: a file that holds more, or a gzip bomb, is refused on the way.
-    With ``spec``, also check the magic number, the shape and the checksum of the decompressed bytes.
+
+    Args:
+        path: the IDX file; a ``.gz`` suffix means gzipped.
+        spec: what the file must hold: with it, also check the magic number, the shape and the checksum of the
+            decompressed bytes; None: any IDX file of unsigned bytes (28 x 28 images or a vector) will do.
+
+    Returns:
+        The data, shaped as the header says (e.g. N x 28 x 28 images, or N labels).
+
+    Raises:
+        FmnistError: naming the file: unreadable, not an IDX file of unsigned bytes (``NotIdxFile``), a header
+            out of bounds, data that does not match the header, or a file that does not match ``spec``.
     """
     path = Path(path)
     try:

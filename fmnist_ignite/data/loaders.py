@@ -52,6 +52,19 @@ class TensorLoader:
     a resumed run already trained on, so it sees exactly the batches an uninterrupted run would.
     With ``world_size > 1`` this process (``rank``) gets every world_size-th sample of the epoch's
     order; shuffled shards are cut to equal length, so every process runs the same number of steps.
+
+    Args:
+        images: the split's images, on the device the batches are to be on.
+        targets: their targets (class indices, or one-hot rows), on the same device.
+        batch_size: the images in a batch (this process's); the last batch of an epoch may be smaller.
+        shuffle: draw a new order each epoch (training); False: the split in order (evaluation).
+        seed: the seed of the epochs' orders and of the augmentation.
+        rank: this process's index among ``world_size`` processes.
+        world_size: the processes sharing the split; 1: this process gets all of it.
+        transform: applied to each batch of images, e.g. uint8 to float; None: the batches as they are.
+        hflip: flip each image left-right with probability 1/2 (training augmentation, on the batch, seeded
+            per batch).
+        shift: move each image by up to this many pixels each way, the edge zero-filled; 0: no shift.
     """
 
     def __init__(
@@ -131,7 +144,13 @@ class TensorLoader:
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """The tutorial's per-sample path: each image goes through PIL and ``ToTensor``, like torchvision's."""
+    """The tutorial's per-sample path: each image goes through PIL and ``ToTensor``, like torchvision's.
+
+    Args:
+        images: the split's uint8 images, N x 28 x 28.
+        labels: their int64 labels, N.
+        one_hot: give each label as the tutorial's float one-hot target; False (the default): the class index.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, one_hot: bool = False) -> None:
         from torchvision.transforms import ToTensor  # torchvision takes seconds to import: only on this path
@@ -161,8 +180,25 @@ def make_loader(
     hflip: bool = False,
     shift: int = 0,
 ) -> TensorLoader | DataLoader[tuple[torch.Tensor, torch.Tensor]]:
-    """A ``TensorLoader`` (kind "tensor", uint8 data on ``device``, this process's shard, augmented with
-    ``hflip`` and ``shift`` when shuffled) or a torchvision-style ``DataLoader`` (one process only)."""
+    """A ``TensorLoader`` or a torchvision-style ``DataLoader`` serving one split in batches.
+
+    Kind "tensor" gives a ``TensorLoader``: uint8 data on ``device``, this process's shard, augmented with
+    ``hflip`` and ``shift`` when shuffled. Any other kind ("dataloader") gives a ``DataLoader`` over an
+    ``ImageDataset`` (one process only, no augmentation).
+
+    Args:
+        split: the split's ``(images, labels)``, as ``make_splits`` gives them.
+        kind: "tensor" or "dataloader" (``Config.loader``).
+        batch_size: the images in a batch (this process's).
+        shuffle: a new seeded order each epoch (training); False: the split in order.
+        one_hot: float one-hot targets, as the tutorial's; False: class indices.
+        seed: the seed of the shuffles (and of the tensor loader's augmentation).
+        device: where the tensor loader keeps the data and makes its batches.
+        rank: this process's index among ``world_size`` (tensor loader only).
+        world_size: the processes sharing the split (tensor loader only).
+        hflip: random left-right flips (tensor loader, shuffled only).
+        shift: random moves of up to this many pixels (tensor loader, shuffled only); 0: none.
+    """
     images, labels = split
     if kind == "tensor":
         targets = one_hot_targets(labels) if one_hot else labels
@@ -186,11 +222,21 @@ def make_loader(
 
 
 def get_data_loaders(config: Config, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> dict:
-    """Loaders for "train" (shuffled), "validation" (absent when val_size is 0) and "test" (absent
-    when ``score_test`` is off, so nothing can read it).
+    """Loaders for "train" (shuffled), "validation" and "test", as ``config`` says.
 
     With several processes each gets its shard, and ``batch_size`` is the total over all of them
     (as with Ignite's ``auto_dataloader``), so the optimisation is the same as in one process.
+
+    Args:
+        config: the run's settings: the data (``data_dir``, ``verify_data``, ...), the split, the loader, the
+            batch sizes and the augmentation.
+        device: where the tensor loader keeps the data and makes its batches.
+        rank: this process's index among ``world_size``.
+        world_size: the processes training together; 1: one process.
+
+    Returns:
+        The loaders by split: "train", "validation" (absent when ``val_size`` is 0) and "test" (absent when
+        ``score_test`` is off, so nothing can read it).
     """
     sets = load_fashion_mnist(config.data_dir, config.verify_data, config.allow_download, config.system_data_dir)
     splits = make_splits(sets, config.val_size, config.split_seed)

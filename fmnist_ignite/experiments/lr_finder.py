@@ -32,14 +32,35 @@ if TYPE_CHECKING:
 
 @dataclass
 class LRFinderResult:
-    """The suggested learning rate, the loss curve it was read from, and the file the curve was saved to
-    (None when none was asked for, or without matplotlib). ``plot()`` draws the curve (inline in a notebook)."""
+    """The suggested learning rate, the loss curve it was read from, and the file the curve was saved to.
+
+    ``plot()`` draws the curve (inline in a notebook).
+
+    Attributes:
+        suggestion: the suggested learning rate: where the loss falls fastest.
+        lrs: the learning rates tried, one a batch, in order.
+        losses: the (smoothed) loss at each of them.
+        plot_path: the file the curve was saved to; None when none was asked for, or without matplotlib.
+        diverged: whether the loss blew up by the last rate tried; False: it had not (a wider range may tell
+            more).
+    """
 
     suggestion: float
     lrs: list[float]
     losses: list[float]
     plot_path: Path | None = None
     diverged: bool = True  # False: the loss had not blown up by the last rate tried (a wider range may tell more)
+
+    def __repr__(self) -> str:
+        return f"LRFinderResult(suggestion={self.suggestion:.3g}, {len(self.lrs)} learning rates tried)"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the suggestion and the curve it was read from."""
+        from fmnist_ignite.ui.figures import png_data_uri
+
+        figure = self.plot()
+        curve = f'<br><img src="{png_data_uri(figure, dpi=72)}" alt="learning-rate finder"/>' if figure else ""
+        return f"<div><b>Suggested learning rate: {self.suggestion:.3g}</b> (where the loss fell fastest){curve}</div>"
 
     def plot(self, path: str | Path | None = None) -> MatplotlibFigure | None:
         """Loss against learning rate (log scale), the suggestion marked: a matplotlib figure, saved to
@@ -73,10 +94,19 @@ def find_lr(
     plot_path: str | Path | None = None,
     model: torch.nn.Module | None = None,
 ) -> LRFinderResult:
-    """Raise the learning rate exponentially over ``sweep.iterations`` training batches (from ``sweep.start_lr``
-    to ``sweep.end_lr``; ``LrFindSettings()`` by default) and suggest the one where the loss falls fastest
-    (Ignite's ``FastaiLRFinder``); the model and optimizer are restored after. ``plot_path``: where the curve
-    is saved (with matplotlib); ``model``: your own module instead of ``config.model``.
+    """Raise the learning rate exponentially over a few training batches and suggest where the loss falls fastest.
+
+    This is Ignite's ``FastaiLRFinder``; the model and optimizer are restored after.
+
+    Args:
+        config: the run's settings (the model, optimizer, data, device, ...); the test split is not loaded.
+        sweep: the sweep: ``sweep.iterations`` training batches, from ``sweep.start_lr`` to ``sweep.end_lr``;
+            None: ``LrFindSettings()``.
+        plot_path: where the curve is saved (with matplotlib); None: not saved.
+        model: your own module instead of ``config.model``.
+
+    Raises:
+        FmnistError: the loss diverged at once, or the curve has no fall to read a suggestion from.
     """
     sweep = (sweep or LrFindSettings()).validate()
     start_lr, end_lr, iterations = sweep.start_lr, sweep.end_lr, sweep.iterations

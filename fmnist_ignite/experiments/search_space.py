@@ -23,6 +23,12 @@ DEFAULT_SPACE = {
     "label_smoothing": {"low": 0.0, "high": 0.2},
     "batch_size": [64, 128, 256, 512],
 }
+"""The search space ``tune`` uses when none is given.
+
+Each ``Config`` setting maps to a list of choices or a range (``low`` and ``high``, with ``log`` on a log
+scale). A search space of one's own, a dict like it or a YAML file of the same shape (``read_search_space``),
+replaces it whole; start from a copy, e.g. ``{**DEFAULT_SPACE, "epochs": [10, 20]}``.
+"""
 
 
 def check_search_space(space: object, source: str = "search space") -> dict:
@@ -56,7 +62,16 @@ def check_search_space(space: object, source: str = "search space") -> dict:
 
 
 def read_search_space(path: str | Path) -> dict:
-    """A search space from a YAML (or JSON) file, checked entry by entry."""
+    """A search space from a YAML (or JSON) file, checked entry by entry.
+
+    Args:
+        path: the file: a mapping of setting to a list of choices or a range (``low``, ``high``, and ``log`` or
+            ``step``), as ``DEFAULT_SPACE`` is written.
+
+    Raises:
+        FmnistError: naming the file and the entry: unreadable, not a setting a trial can vary, or a choice or
+            range ``Config`` refuses.
+    """
     return check_search_space(read_settings_file(path), str(path))
 
 

@@ -11,6 +11,7 @@ Imports no torch until a run starts, so a bad ``--seeds`` is refused at once.
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -106,8 +107,20 @@ def finished_summary(directory: Path, config: Config, say: Callable[[str], None]
 
 @dataclass
 class SeedsResult:
-    """The seeds asked for, each finished seed's record, the seeds not finished (another process has them),
-    the statistics over the finished ones and where they are written."""
+    """What ``train_seeds`` found: each finished seed's record and the statistics over them.
+
+    Attributes:
+        seeds: the seeds asked for.
+        runs: each finished seed's record (its seed, epochs, validation and test accuracy), as the summary
+            file holds them.
+        pending: the seeds not finished (another process has them).
+        validation: the mean, sd and t-interval of the validation accuracy over the finished seeds; None
+            unless every finished one has it.
+        test: the same of the test accuracy.
+        summary_path: where the statistics are written (``seeds_summary.json``).
+        output_dir: the parent directory of the seeds' runs (``seed-N``).
+        summaries: each finished seed's ``summary.json``.
+    """
 
     seeds: list[int]
     runs: list[dict]
@@ -121,6 +134,23 @@ class SeedsResult:
     @property
     def complete(self) -> bool:
         return not self.pending
+
+    def _statistics(self) -> list[str]:
+        return [f"{split} accuracy {mean_text(stats)}" for split, stats in (("validation", self.validation),
+                ("test", self.test)) if stats is not None]  # fmt: skip
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else f"pending: {self.pending}"
+        return f"SeedsResult(seeds {self.seeds}, {state}{''.join('; ' + s for s in self._statistics())})"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: a row per seed, then the statistics over them."""
+        from fmnist_ignite.ui.html import table_html
+
+        pending = f"<p>Not finished yet (another process has them): {self.pending}</p>" if self.pending else ""
+        stats = "".join(f"<p>{html.escape(line[0].upper() + line[1:])}</p>" for line in self._statistics())
+        title = f"Seeds {self.seeds} in {self.output_dir}"
+        return f"<div>{table_html(seeds_rows(self.runs), title)}{stats}{pending}</div>"
 
 
 def statistics_over(runs: list[dict], split: str) -> MeanInterval | None:
@@ -156,18 +186,24 @@ def mean_text(stats: MeanInterval) -> str:
     return f"{text}, sd {100 * stats.sd:.2f} points, 95% CI {interval} (t, {stats.n - 1} df)"
 
 
-def seeds_table(runs: list[dict]) -> str:
-    rows = [["  seed", "epochs", "validation (kept epoch)", "test"]]
+def seeds_rows(runs: list[dict]) -> list[list[str]]:
+    """The headings, then a row per finished seed: its epochs and accuracies with their intervals."""
+    rows = [["seed", "epochs", "validation (kept epoch)", "test"]]
     for run in runs:
         validation, test = run.get("validation"), run.get("test")
         rows.append(
             [
-                f"  {run['seed']}",
+                str(run["seed"]),
                 str(run.get("epochs_done")),
                 interval_text(validation["accuracy"], validation.get("ci95")) if validation else "-",
                 interval_text(test["accuracy"], test.get("ci95")) if test else "-",
             ]
         )
+    return rows
+
+
+def seeds_table(runs: list[dict]) -> str:
+    rows = [[f"  {row[0]}", *row[1:]] for row in seeds_rows(runs)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in rows)
 
@@ -184,12 +220,24 @@ def train_seeds(
     extra_handlers: Iterable[Callable] = (),
     run_log: Callable[[str], None] | None = None,
 ) -> SeedsResult:
-    """Train ``config`` once per seed of ``config.seeds``, each in ``OUTPUT_DIR/seed-N``; return (and write to
-    ``OUTPUT_DIR/seeds_summary.json``) each seed's accuracies and their mean, sd and t-interval.
+    """Train ``config`` once per seed of ``config.seeds``, each in ``OUTPUT_DIR/seed-N``.
 
     Finished seeds are kept, an interrupted one continues from its newest checkpoint, a seed another process
-    is training is left to it. ``log``: this function's lines; ``run_log``: the runs' own (both print by
-    default). A stop signal ends the run of the seed in progress resumably (``TrainingInterrupted``).
+    is training is left to it.
+
+    Args:
+        config: the runs' settings, with ``seeds`` (e.g. "0,1,2", or a count).
+        log: where this function's lines go; None: printed.
+        extra_handlers: called with each run's trainer, as ``train`` takes them.
+        run_log: where the runs' own lines go; None: printed.
+
+    Returns:
+        Each seed's accuracies and their mean, sd and t-interval, also written to
+        ``OUTPUT_DIR/seeds_summary.json``.
+
+    Raises:
+        FmnistError: no seeds given, or settings the runs refuse.
+        TrainingInterrupted: a stop signal ended the run of the seed in progress, resumably.
     """
     from fmnist_ignite.run.train import train
 

@@ -66,9 +66,19 @@ from fmnist_ignite.run.training import Training
 
 
 def attach_pruning(trial: optuna.Trial, trainer: Engine, evaluator: Engine, metric: str = "accuracy") -> list:
-    """Report each epoch's validation ``metric`` to the trial and end training (after the epoch's
-    checkpoint) when the study's pruner calls the trial hopeless. Returns a list that holds the
-    epoch it was pruned at, once it is."""
+    """Report each epoch's validation metric to the trial, and end training when the pruner calls it hopeless.
+
+    Training ends after the epoch's checkpoint.
+
+    Args:
+        trial: the Optuna trial the run is.
+        trainer: the trainer to stop.
+        evaluator: the validation evaluator, whose metric is reported after each of its runs.
+        metric: the evaluator's metric to report.
+
+    Returns:
+        A list that holds the epoch it was pruned at, once it is.
+    """
     pruned: list[int] = []
 
     def report(engine: Engine) -> None:
@@ -116,11 +126,21 @@ class BudgetReached(Exception):
 
 @dataclass
 class TuneResult:
-    """The study, its directory, and its best trial's configuration file (None if no trial completed)."""
+    """The study, its directory, and its best trial's configuration file.
+
+    Attributes:
+        study: the Optuna study, with all its trials (this worker's and others').
+        study_dir: its directory.
+        best_config: its best trial's configuration file (``best.yaml``); None if no trial completed.
+    """
 
     study: optuna.Study
     study_dir: Path
     best_config: Path | None
+
+    def __repr__(self) -> str:
+        trials = self.study.get_trials(deepcopy=False)
+        return f"TuneResult(study {self.study.study_name!r}, {len(trials)} trials, best config {self.best_config})"
 
     def _repr_html_(self) -> str:
         """The trials table, in a notebook."""
@@ -306,17 +326,27 @@ def tune(
     sampler: optuna.samplers.BaseSampler | None = None,
     log: Log = print,
 ) -> TuneResult:
-    """Search hyperparameters with Optuna (TPE, percentile pruning): each trial trains with ``config`` plus
-    the sampled settings and is scored by the validation accuracy of the epoch it keeps.
+    """Search hyperparameters with Optuna (TPE, percentile pruning).
 
-    ``study``: how the study runs (its trials, storage, name, ...; ``fmnist-ignite tune``'s flags), or just
-    its number of trials. The study lives in ``config.output_dir`` (else ``runs/tune-STUDY``). ``space``: the
-    search space (else ``study.space``'s file, else ``DEFAULT_SPACE``); ``fixed`` settings are not searched.
-    ``pruner`` and ``sampler``: Optuna's, instead of the defaults; ``log``: where the lines go.
-
-    Several workers calling this with the same storage and study name share the study and its budget.
+    Each trial trains with ``config`` plus the sampled settings and is scored by the validation accuracy of
+    the epoch it keeps. The study lives in ``config.output_dir`` (else ``runs/tune-STUDY``). Several workers
+    calling this with the same storage and study name share the study and its budget.
     ``study.confirm_top`` (``--confirm-top K``): then re-train the top K trials once per seed of
     ``config.seeds`` on the validation split only, and write the one with the best mean to ``best.yaml``.
+
+    Args:
+        config: the trials' settings, before the sampled ones; it needs a validation split.
+        study: how the study runs (its trials, storage, name, ...; ``fmnist-ignite tune``'s flags), or just
+            its number of trials.
+        space: the search space; None: ``study.space``'s file, else ``DEFAULT_SPACE``.
+        fixed: settings that are not searched (given by a flag or the config file).
+        pruner: Optuna's pruner, instead of the default (percentile pruning).
+        sampler: Optuna's sampler, instead of the default (TPE).
+        log: where the lines go (``print`` by default).
+
+    Raises:
+        FmnistError: settings a study cannot run with (``resume``, several processes, no validation split,
+            ``confirm_top`` without seeds) or a search space with nothing left to search.
     """
     study = (TuneSettings(trials=study) if isinstance(study, int) else study).validate()
     if config.resume:

@@ -28,7 +28,18 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> dict:
     """Read a checkpoint with ``weights_only=True``: tensors and plain data only, never code.
 
     The file must be a regular file of at most ``MAX_CHECKPOINT_BYTES`` (a device, a FIFO or a planted huge
-    file is refused before anything is read). Any failure is one FmnistError naming the file and what is wrong.
+    file is refused before anything is read).
+
+    Args:
+        path: the checkpoint file (a link the user gives is followed).
+        map_location: where the tensors go, as ``torch.load`` takes it (e.g. "cpu"); None: where they were saved.
+
+    Returns:
+        The checkpoint's dict (its state dicts by name).
+
+    Raises:
+        FmnistError: any failure, in one line naming the file and what is wrong: missing, not a regular file, too
+            large, truncated or corrupt, holding Python objects that would run code, or not a dict.
     """
     path = Path(path)
     opened = open_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint", follow_links=True)  # a path the user gave
@@ -72,9 +83,16 @@ def trainer_iteration(checkpoint: dict) -> int:
 
 
 class DurableDiskSaver(DiskSaver):
-    """Ignite's ``DiskSaver`` writing through ``files.durable``: a temporary file, fsynced, renamed, the directory
-    fsynced; never through a link planted at the name. It deletes only checkpoint files it could have written
-    in its own directory: the list of saved files a checkpoint carries is data read back, not trusted."""
+    """Ignite's ``DiskSaver`` writing through ``files.durable``, deleting only what it could have written.
+
+    It writes a temporary file, fsynced, renamed, the directory fsynced; never through a link planted at the
+    name. It deletes only checkpoint files it could have written in its own directory: the list of saved files
+    a checkpoint carries is data read back, not trusted.
+
+    Args:
+        dirname: the directory the checkpoints go in; it need not be empty (a resumed run's is not).
+        **kwargs: passed on to Ignite's ``DiskSaver`` (e.g. ``create_dir``, ``save_on_rank``).
+    """
 
     def __init__(self, dirname: str | Path, **kwargs: Any) -> None:
         super().__init__(dirname, require_empty=False, **kwargs)

@@ -76,8 +76,14 @@ def replace_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None
 
 
 def write_durably(path: Path, text: str | bytes) -> None:
-    """Write ``text`` (or bytes, e.g. an ``.npz`` or a PNG) to ``path`` through a fsynced temporary file and a
-    rename (``replace_atomically``)."""
+    """Write ``text`` to ``path`` through a fsynced temporary file and a rename (``replace_atomically``).
+
+    A crash or a power loss leaves the old file or the new one, whole, never half written.
+
+    Args:
+        path: the file to write (or replace).
+        text: what it is to hold: text (written as UTF-8) or bytes, e.g. an ``.npz`` or a PNG.
+    """
     data = text.encode() if isinstance(text, str) else text
     replace_atomically(Path(path), lambda stream: stream.write(data))
 

@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 
 
 def score_function(monitor: str) -> Callable[[Engine], float]:
-    """Higher is better: the evaluator's accuracy, or its loss negated."""
+    """The score of an evaluation, higher is better: the evaluator's accuracy, or its loss negated.
+
+    Args:
+        monitor: the metric that selects: "loss" (negated) or "accuracy".
+
+    Returns:
+        A function of the evaluator giving its score, as Ignite's ``Checkpoint`` and ``EarlyStopping`` take it.
+    """
     return Checkpoint.get_default_score_fn(monitor, -1.0 if monitor == "loss" else 1.0)
 
 
@@ -28,6 +35,16 @@ def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path,
 
     Files are ``training_checkpoint_<epoch>.pt``; writes are atomic and fsynced
     (a temporary file, fsynced, then a rename), so a crash or power loss never leaves a half-written one.
+
+    Args:
+        trainer: the trainer after whose epochs it saves.
+        to_save: the objects to save, by name (each with a ``state_dict``).
+        output_dir: the directory the files go in.
+        n_saved: how many of the latest checkpoints to keep; older ones are deleted.
+
+    Returns:
+        Ignite's ``Checkpoint`` handler (it saves its own list of files too, so a resumed run keeps deleting
+        the oldest).
     """
     checkpoint = Checkpoint(
         to_save,
@@ -44,7 +61,18 @@ def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path,
 def attach_best_model_checkpoint(
     evaluator: Engine, trainer: Engine, model: torch.nn.Module, output_dir: str | Path, monitor: str = "loss"
 ) -> Checkpoint:
-    """Keep the model weights of the best validation score, named ``best_model_<epoch>_<score>.pt``."""
+    """Keep the model weights of the best validation score, named ``best_model_<epoch>_<score>.pt``.
+
+    Args:
+        evaluator: the validation evaluator, after whose runs it compares the score.
+        trainer: the trainer, whose epoch names the file.
+        model: the model whose weights it keeps.
+        output_dir: the directory the file goes in.
+        monitor: the metric that selects: "loss" (lowest) or "accuracy" (highest).
+
+    Returns:
+        Ignite's ``Checkpoint`` handler, keeping one file.
+    """
     checkpoint = Checkpoint(
         {"model": model},
         DurableDiskSaver(output_dir),

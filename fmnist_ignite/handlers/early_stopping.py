@@ -16,6 +16,15 @@ def attach_early_stopping(trainer: Engine, evaluator: Engine, patience: int, mon
     Added on the evaluator's COMPLETED directly: ``EarlyStopping.attach(evaluator)`` would also reset
     it when each evaluation starts, and it would never count past one. Its own log line ("Stop training")
     is kept quiet: a run says in its own words that it stopped early, and why.
+
+    Args:
+        trainer: the trainer to stop.
+        evaluator: the validation evaluator, after whose runs it counts.
+        patience: the evaluations without a better score it waits.
+        monitor: the metric that selects: "loss" (lower is better) or "accuracy" (higher is better).
+
+    Returns:
+        Ignite's ``EarlyStopping`` handler.
     """
     early_stopping = EarlyStopping(patience=patience, score_function=score_function(monitor), trainer=trainer)
     early_stopping.logger.setLevel(logging.WARNING)

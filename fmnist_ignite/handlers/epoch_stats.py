@@ -84,8 +84,15 @@ def attach_epoch_stats(
 ) -> EpochLossAverage:
     """Record each epoch's mean training loss, learning rate and wall time in ``history``.
 
-    Returns the loss average, which a checkpoint should save for an exact resume mid-epoch; with
-    ``nan_check_every`` it also stops the trainer on a non-finite loss (``EpochLossAverage``).
+    Args:
+        trainer: the trainer whose epochs it records.
+        history: where the rows go (``train_loss``, ``lr`` and ``epoch_time_s``).
+        optimizer: the optimizer whose learning rate it records (and whose parameters the NaN check reads).
+        nan_check_every: with it, also stop the trainer on a non-finite loss or weights, checked every this
+            many iterations and at each epoch's end (``EpochLossAverage``); None: no check.
+
+    Returns:
+        The loss average, which a checkpoint should save for an exact resume mid-epoch.
     """
     params = [param for group in optimizer.param_groups for param in group["params"]]
     average = EpochLossAverage(nan_check_every, params).attach(trainer)

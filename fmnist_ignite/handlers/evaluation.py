@@ -12,8 +12,15 @@ from fmnist_ignite.handlers.loss_logging import Log
 
 
 def format_metrics(name: str, metrics: dict) -> str:
-    """``Validation: Accuracy: 87.3% (95% CI 86.4-88.2%), Avg loss: 0.352101``, the tutorial's block with
-    the split named and the accuracy's 95% Wilson interval (when ``metrics`` has the ``count`` of images)."""
+    """``Validation: Accuracy: 87.3% (95% CI 86.4-88.2%), Avg loss: 0.352101``: the tutorial's metrics line.
+
+    It is the tutorial's block with the split named and the accuracy's 95% Wilson interval.
+
+    Args:
+        name: the split, as the line names it (e.g. "Validation", "Test").
+        metrics: the evaluator's metrics: ``accuracy`` and ``loss``, and the ``count`` of images for the
+            interval (without it, the accuracy alone).
+    """
     accuracy = accuracy_with_interval(metrics["accuracy"], metrics.get("count"))
     return f"{name}: Accuracy: {accuracy}, Avg loss: {metrics['loss']:>8f}"
 
@@ -36,8 +43,21 @@ def attach_evaluation(
     history: MetricsHistory | None = None,
     prefix: str = "val",
 ) -> MetricsHistory:
-    """After each training epoch, run ``evaluator`` on ``loader``, print its metrics and record them
-    in ``history`` (a new one by default) as ``<prefix>_loss`` and ``<prefix>_accuracy``."""
+    """After each training epoch, run ``evaluator`` on ``loader``, print its metrics and record them.
+
+    Args:
+        trainer: the trainer after whose epochs it evaluates.
+        evaluator: the evaluator to run (``create_evaluator``'s).
+        loader: the split to score (the validation loader).
+        name: the split, as the printed line names it.
+        log: where the line goes (``print`` by default).
+        history: where the metrics are recorded; None: a new ``MetricsHistory``.
+        prefix: the history's columns: ``<prefix>_loss`` and ``<prefix>_accuracy`` (and the accuracy's
+            interval, ``<prefix>_accuracy_ci_low`` and ``_high``).
+
+    Returns:
+        The history the metrics are recorded in.
+    """
     history = history if history is not None else MetricsHistory()
 
     def evaluate(engine: Engine) -> None:

@@ -6,8 +6,10 @@ from fmnist_ignite.config.settings import best_row
 
 
 class MetricsHistory:
-    """One row per epoch (``{"epoch": 3, "val_loss": ..., "val_accuracy": ..., ...}``), filled in by
-    handlers as the epoch ends; saved and loaded with the checkpoints, so a resumed run keeps it whole.
+    """The per-epoch history of a run: one row per epoch, filled in by handlers as the epoch ends.
+
+    A row is a dict, e.g. ``{"epoch": 3, "val_loss": ..., "val_accuracy": ..., ...}``. The history is saved
+    and loaded with the checkpoints, so a resumed run keeps it whole.
     """
 
     def __init__(self) -> None:

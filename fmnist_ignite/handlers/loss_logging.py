@@ -18,7 +18,15 @@ class _Batches(Protocol):
 
 
 def attach_epoch_header(trainer: Engine, log: Log = print) -> Callable[[Engine], None]:
-    """Print the tutorial's ``Epoch N`` header and dashes when an epoch starts."""
+    """Print the tutorial's ``Epoch N`` header and dashes when an epoch starts.
+
+    Args:
+        trainer: the trainer whose epochs it announces.
+        log: where the lines go (``print`` by default).
+
+    Returns:
+        The handler, as attached on ``EPOCH_STARTED`` (to remove it, or to call it).
+    """
 
     def print_header(engine: Engine) -> None:
         log(f"Epoch {engine.state.epoch}\n-------------------------------")
@@ -32,6 +40,14 @@ def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> 
 
     The count is samples seen before this batch, out of the samples in the epoch, as in the tutorial
     (over all processes when a ``TensorLoader`` is sharded across several).
+
+    Args:
+        trainer: the trainer whose loss it prints (its output is the batch loss).
+        every: print every this many batches of an epoch.
+        log: where the lines go (``print`` by default).
+
+    Returns:
+        The handler, as attached on ``ITERATION_COMPLETED`` (to remove it, or to call it).
     """
 
     def every_n_in_epoch(engine: Engine, iteration: int) -> bool:

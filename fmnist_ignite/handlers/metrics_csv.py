@@ -33,8 +33,14 @@ def metrics_csv(history: MetricsHistory) -> str:
 
 
 def attach_metrics_csv(trainer: Engine, history: MetricsHistory, path: Path) -> None:
-    """Rewrite ``path`` from ``history`` after every epoch (attach it after evaluation and epoch stats: rows complete).
+    """Rewrite ``path`` from ``history`` after every epoch.
 
-    Rewriting it whole from the checkpointed history keeps it right after a resume: no epoch twice.
+    Attach it after evaluation and epoch stats, so the rows are complete. Rewriting it whole from the
+    checkpointed history keeps it right after a resume: no epoch twice.
+
+    Args:
+        trainer: the trainer after whose epochs it writes.
+        history: the history it writes, one row per epoch.
+        path: the CSV file (``metrics.csv``), written durably.
     """
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: write_durably(path, metrics_csv(history)))

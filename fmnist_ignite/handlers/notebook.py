@@ -28,13 +28,16 @@ from ignite.engine import Engine, Events
 from fmnist_ignite.files.summary import RunStatus, RunSummary
 from fmnist_ignite.handlers.epoch_stats import attach_epoch_stats
 from fmnist_ignite.handlers.history import MetricsHistory
-from fmnist_ignite.ui.html import COLUMNS, cell, clock, epoch_table, per_class_html, test_line
+from fmnist_ignite.ui.html import COLUMNS, cell, clock, epoch_table, missing_columns_note, per_class_html, test_line
 
 if TYPE_CHECKING:
     import torch
     from IPython.display import DisplayHandle
 
 MIN_INTERVAL_S = 0.5  # the bar is redrawn at most this often; epoch ends and the end always are
+# A folded part's heading, with its disclosure triangle also where a front end's style sheet hides it (the
+# classic notebook sets summary to display: block).
+SUMMARY = '<summary style="display:list-item;cursor:pointer">'
 KEPT_LINES = 2_000  # the text lines the view keeps for its "Text log" (the newest)
 
 
@@ -60,8 +63,21 @@ class JupyterOutput:
 
 
 class NotebookView:
-    """The live view of one run (see the module's docstring). ``history`` gives the table and curves;
-    ``log`` is a ``Log`` that keeps the run's text lines for the end."""
+    """The live view of one run (see the module's docstring).
+
+    Its ``log`` method is a ``Log`` that keeps the run's text lines for the end.
+
+    Args:
+        history: the history that gives the table and curves.
+        title: the view's heading.
+        monitor: the metric that selects ("loss" or "accuracy"): the table marks the epoch of the best
+            validation value.
+        progress: draw the progress bar (the words beside it are shown either way).
+        curves: draw the learning curves after each epoch.
+        min_interval: the fewest seconds between two redraws while batches run; epoch ends and the end are
+            always drawn.
+        output: where to draw (anything with ``show(bundle)``); None: an output area of the running cell.
+    """
 
     def __init__(
         self,
@@ -151,7 +167,7 @@ class NotebookView:
             parts.append(f"<p><b>{html.escape(line)}</b></p>")
             text.append(line)
             if test.get("per_class_accuracy"):
-                parts.append("<details open><summary>Per-class test accuracy (worst first)</summary>")
+                parts.append(f"<details open>{SUMMARY}Per-class test accuracy (worst first)</summary>")
                 parts.append(per_class_html(test["per_class_accuracy"]) + "</details>")
         checkpoints = [path for path in summary.checkpoints.values() if path]
         if summary.interrupted_checkpoint:
@@ -231,6 +247,8 @@ class NotebookView:
         parts.append(f"<div>{bar}</div>" if bar else "")
         if self.history.epochs:
             parts.append(epoch_table(self.history.epochs, self.best_epoch()))
+            note = missing_columns_note(self.history.epochs)
+            parts.append(f"<div><small>{html.escape(note)}</small></div>" if note else "")
         if self.curves_uri:
             parts.append(f'<img src="{self.curves_uri}" alt="learning curves" style="max-width:720px"/>')
         parts.append(self.final)
@@ -238,7 +256,7 @@ class NotebookView:
             text = "\n".join(self.lines)
             log = html.escape(text)
             parts.append(
-                f"<details><summary>Text log ({len(text.splitlines())} lines)</summary>"
+                f"<details>{SUMMARY}Text log ({len(text.splitlines())} lines)</summary>"
                 f'<pre style="max-height:300px;overflow:auto">{log}</pre></details>'
             )
         parts.append("</div>")
@@ -268,7 +286,8 @@ def ended(summary: RunSummary) -> str:
     done = summary.epochs_done
     if summary.status is RunStatus.COMPLETED:
         early = f"stopped early after epoch {done}" if summary.stopped_early else epochs_text(done)
-        return f"Done: {early} in {clock(summary.wall_time_s)}"
+        resumed = f", resumed from {summary.resumed_from.rsplit('/', 1)[-1]}" if summary.resumed_from else ""
+        return f"Done: {early} in {clock(summary.wall_time_s)}{resumed}"
     if summary.status is RunStatus.INTERRUPTED:
         where = summary.interrupted_checkpoint
         saved = f"; saved {where.rsplit('/', 1)[-1]}, continue with resume='auto'" if where else ""
@@ -291,11 +310,26 @@ def attach_notebook_view(
 ) -> NotebookView:
     """Show ``trainer``'s run live in the notebook: bar, epoch table, curves (module docstring).
 
-    ``history``: the ``MetricsHistory`` the run's handlers fill (``attach_evaluation``'s, with
-    ``attach_epoch_stats`` for train loss, lr and time); attach the view after them. Without one the view
-    keeps its own, from ``evaluator``'s metrics (validation) and, given ``optimizer``, the epoch's mean
-    train loss, lr and time. ``output``: where to draw (anything with ``show(bundle)``; a cell's output
-    area by default).
+    Args:
+        trainer: the trainer whose run it shows.
+        history: the ``MetricsHistory`` the run's handlers fill (``attach_evaluation``'s, with
+            ``attach_epoch_stats`` for train loss, lr and time); attach the view after them. None: the view
+            keeps its own, from ``evaluator``'s metrics (validation) and, given ``optimizer``, the epoch's
+            mean train loss, lr and time.
+        evaluator: the validation evaluator: the table is redrawn when an evaluation ends (and, without
+            ``history``, its metrics recorded).
+        optimizer: the optimizer whose learning rate is recorded, with the epoch's mean train loss and time
+            (into ``history`` too: leave it out when ``attach_epoch_stats`` already fills that history).
+        title: the view's heading.
+        monitor: the metric that selects ("loss" or "accuracy"): the table marks the epoch of the best
+            validation value.
+        progress: draw the progress bar.
+        curves: draw the learning curves after each epoch.
+        min_interval: the fewest seconds between two redraws while batches run.
+        output: where to draw (anything with ``show(bundle)``); None: a cell's output area.
+
+    Returns:
+        The view, attached; ``Training`` closes it at the end.
     """
     if history is None:
         history = MetricsHistory()
@@ -307,8 +341,8 @@ def attach_notebook_view(
                 history.record(trainer.state.epoch, **values)
 
             evaluator.add_event_handler(Events.COMPLETED, record)
-        if optimizer is not None:
-            attach_epoch_stats(trainer, history, optimizer)
+    if optimizer is not None:
+        attach_epoch_stats(trainer, history, optimizer)
     view = NotebookView(history, title, monitor, progress, curves, min_interval, output)
     return view.attach(trainer, evaluator)
 

@@ -11,8 +11,16 @@ from fmnist_ignite.ui.display import choose_display
 
 
 def attach_progress_bar(trainer: Engine, enabled: bool | None = None) -> ProgressBar | None:
-    """A tqdm bar over each epoch's batches with the running loss; by default only where the display is a
-    terminal (``fmnist_ignite.ui.display``): not in a notebook, a file or a SLURM log."""
+    """A tqdm bar over each epoch's batches with the running loss.
+
+    Args:
+        trainer: the trainer whose batches it counts.
+        enabled: whether to show it; None (the default): only where the display is a terminal
+            (``fmnist_ignite.ui.display``): not in a notebook, a file or a SLURM log.
+
+    Returns:
+        The bar, as attached; None when it is not shown.
+    """
     if enabled is None:
         enabled = choose_display("auto") == "terminal"
     if not enabled:

@@ -23,8 +23,18 @@ from fmnist_ignite.handlers.metrics_csv import attach_metrics_csv
 
 @dataclass
 class StandardHandlers:
-    """The handlers of a standard run, as ``attach_default_handlers`` attached them. Without a validation
-    split there is no best-model checkpoint; without patience, no early stopping."""
+    """The handlers of a standard run, as ``attach_default_handlers`` attached them.
+
+    Attributes:
+        epoch_header: the ``Epoch N`` header (``attach_epoch_header``).
+        loss_logging: the loss line every few batches (``attach_loss_logging``).
+        history: a row per epoch: validation metrics, train loss, lr, time.
+        train_loss: the epoch's mean training loss, and the NaN check.
+        checkpoint: the training checkpoints, ``training_checkpoint_<epoch>.pt``.
+        best_checkpoint: the best model's weights, ``best_model_<epoch>_<score>.pt``; None without a validation
+            split.
+        early_stopping: Ignite's ``EarlyStopping``; None without patience (or without a validation split).
+    """
 
     epoch_header: Callable[[Engine], None]
     loss_logging: Callable[[Engine], None]
@@ -67,13 +77,23 @@ def attach_default_handlers(
 ) -> StandardHandlers:
     """Attach every handler of a standard run, in dependency order, and return them.
 
-    ``scored_model``: the weights the evaluator scores, which the best-model checkpoint keeps (by default
-    ``to_save["model"]``; the averaged model with ``--ema``). ``to_save`` gains the state the checkpoints
-    must keep for an exact resume (history, loss average, best-model list, early stopping).
-
     Evaluation comes first so the best-model checkpoint and early stopping see this epoch's metrics,
     then the epoch's statistics and metrics.csv, and the training checkpoint comes last so it saves
     their updated state.
+
+    Args:
+        config: the run's settings: ``log_interval``, ``monitor``, ``patience`` and ``n_saved``.
+        trainer: the trainer (``create_trainer``'s).
+        evaluator: the evaluator of the validation split (``create_evaluator``'s).
+        loaders: the loaders by split, as ``get_data_loaders`` gives them; without "validation", no evaluation,
+            best-model checkpoint or early stopping.
+        to_save: what the training checkpoints save, with at least "model" and "optimizer". It gains the state
+            the checkpoints must keep for an exact resume (history, loss average, best-model list, early
+            stopping).
+        output_dir: the run directory: the checkpoints and ``metrics.csv`` go there.
+        log: where the text lines go (``print`` by default).
+        scored_model: the weights the evaluator scores, which the best-model checkpoint keeps; None:
+            ``to_save["model"]`` (with ``--ema``, the averaged model is given).
     """
     output_dir = Path(output_dir)
     epoch_header = attach_epoch_header(trainer, log)

@@ -28,8 +28,21 @@ def require_tensorboard() -> None:
 def attach_tensorboard(
     trainer: Engine, evaluator: Engine, optimizer: torch.optim.Optimizer, log_dir: Path, every: int = 100
 ) -> TensorboardLogger:
-    """Ignite's ``TensorboardLogger``: training loss and learning rate every ``every`` iterations,
-    validation metrics each epoch. Needs the ``tensorboard`` package; says so clearly if missing."""
+    """Ignite's ``TensorboardLogger``: training loss and learning rate, and validation metrics each epoch.
+
+    It needs the ``tensorboard`` package, and says so clearly if it is missing. The logger is closed when
+    the trainer completes.
+
+    Args:
+        trainer: the trainer whose loss and learning rate it logs.
+        evaluator: the validation evaluator whose ``loss`` and ``accuracy`` it logs.
+        optimizer: the optimizer whose learning rate it logs.
+        log_dir: the directory of the event files.
+        every: log the training loss and learning rate every this many iterations.
+
+    Raises:
+        FmnistError: the tensorboard package is missing.
+    """
     try:
         from ignite.handlers.tensorboard_logger import TensorboardLogger
 

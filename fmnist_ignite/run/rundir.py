@@ -60,7 +60,11 @@ def read_candidates(directory: str | Path) -> list[Candidate]:
 
 
 def find_latest_checkpoint(directory: str | Path) -> Path | None:
-    """The intact checkpoint in ``directory`` to resume from that is furthest along, or None."""
+    """The intact checkpoint in ``directory`` to resume from that is furthest along, or None.
+
+    Args:
+        directory: a run directory; its damaged checkpoints are passed over.
+    """
     found = [c.path for c in read_candidates(directory) if c.checkpoint is not None]
     return found[0] if found else None
 
@@ -151,7 +155,14 @@ def _lock(directory: Path) -> IO[str]:
 
 @dataclass
 class RunDirectory:
-    """A claimed output directory, the checkpoint a run continues from (None: fresh) and its contents."""
+    """A claimed output directory, the checkpoint a run continues from (None: fresh) and its contents.
+
+    Attributes:
+        path: the output directory.
+        resume_from: the checkpoint the run continues from; None: a fresh run.
+        checkpoint: that checkpoint's contents, as read; None: a fresh run.
+        lock: the directory's lock file, held open while the run has the directory; None once released.
+    """
 
     path: Path
     resume_from: Path | None = None
@@ -177,6 +188,17 @@ def claim_run_directory(config: Config, log: Callable[[str], None]) -> RunDirect
     intact checkpoint furthest along (damaged ones are set aside, saying so), or starts again where a kill came
     before the first training checkpoint; a resume whose settings differ from the saved run's in anything that
     changes the result is refused.
+
+    Args:
+        config: the run's settings: ``output_dir`` (None: a new ``runs/<date>-<time>``) and ``resume``.
+        log: where the lines about removed, damaged or orphaned files go.
+
+    Returns:
+        The claimed directory, locked; release it (``RunDirectory.release``) when the run is done.
+
+    Raises:
+        FmnistError: one line: the directory is not writable, is another process's, holds checkpoints a fresh
+            run would overwrite, or the resume's settings differ from the saved run's.
     """
     directory = run_directory_of(config) or Path(time.strftime("runs/%Y%m%d-%H%M%S"))
     try:

@@ -25,13 +25,25 @@ def train(
     extra_handlers: Iterable[Callable[[Engine], object]] = (),
     model: torch.nn.Module | None = None,
 ) -> TrainResult | None:
-    """Train on the train split, select on validation, score the test split once with the chosen weights;
-    return rank 0's result (None on the machines of a multi-machine run other than node rank 0's).
+    """Train on the train split, select on validation, score the test split once with the chosen weights.
 
     One path for any number of processes (``config.nproc_per_node``, ``nnodes``, or under torchrun or
-    srun): ``extra_handlers`` are called with each process's trainer after the standard handlers are
-    attached; ``model`` is a model of your own instead of the built-in ``config.model``. With spawned
-    processes both must be picklable (defined at module level), and ``log`` applies to this process only.
+    srun). With spawned processes ``extra_handlers`` and ``model`` must be picklable (defined at module
+    level), and ``log`` applies to this process only.
+
+    Args:
+        config: the run's settings (with the environment's, then validated).
+        log: where the run's text lines go; None: printed (in a notebook, kept by the live view).
+        extra_handlers: called with each process's trainer after the standard handlers are attached.
+        model: a model of your own instead of the built-in ``config.model``; it gets rank 0's trained weights.
+
+    Returns:
+        Rank 0's result; None on the machines of a multi-machine run other than node rank 0's.
+
+    Raises:
+        FmnistError: bad settings (``seeds`` among them: ``train_seeds`` trains those), data or output directory.
+        TrainingInterrupted: Ctrl-C or SIGTERM stopped the run (resumable).
+        NonFiniteLoss: the training loss became NaN or infinite.
     """
     config = config.with_environment().validate()
     if config.seeds:

@@ -56,13 +56,23 @@ class RunPhase(StrEnum):
 
 
 class Training:
-    """One run, set up: output directory claimed, model, engines, loaders and the standard handlers
-    attached, resumed if asked. Its parts are attributes (``config``, ``model``, ``optimizer``, ``trainer``,
-    ``evaluator``, ``ema``, ``loaders``, ``handlers``, ``output_dir``, ``log``, ...), so code can attach more
-    handlers before ``run()``.
+    """One run, set up: output directory claimed, model, engines, loaders and standard handlers attached.
+
+    It resumes from a checkpoint if asked (``config.resume``). Its parts are attributes (``config``,
+    ``model``, ``optimizer``, ``trainer``, ``evaluator``, ``ema``, ``loaders``, ``handlers``, ``output_dir``,
+    ``log``, ...), so code can attach more handlers before ``run()``.
 
     Use it as a context manager (``with Training(config) as training: ...``): the directory is released on
     leaving, whether or not the run ran. ``stop()`` stops it from any thread, as SIGTERM would.
+
+    Args:
+        config: the run's settings (validated here).
+        log: where the run's text lines go; None: printed (above the progress bar), and in a notebook kept by
+            the live view, shown folded at the end.
+        model: a model of your own (any module mapping N x 1 x 28 x 28 to N x 10 logits) instead of the
+            built-in ``config.model``; the run records it as "custom".
+        run_dir: the output directory as the launching process claimed it (the processes it spawned do not
+            claim it again); None: this process claims it.
     """
 
     def __init__(
@@ -72,9 +82,6 @@ class Training:
         model: torch.nn.Module | None = None,
         run_dir: RunDirectory | None = None,
     ) -> None:
-        """``model``: a model of your own (any module mapping N x 1 x 28 x 28 to N x 10 logits) instead
-        of the built-in ``config.model``; the run records it as "custom". ``run_dir``: the output directory
-        as the launching process claimed it (the processes it spawned do not claim it again)."""
         self._started = time.perf_counter()
         config = config.replace(model="custom") if model is not None else config
         config.validate()
@@ -133,16 +140,18 @@ class Training:
         self.handlers = attach_default_handlers(
             config, trainer, self.evaluator, self.loaders, self._to_save, self.output_dir, self.log, scored
         )
-        view = self._output.view
-        if view is not None:  # after the handlers that fill the history, so each epoch's row is whole
-            view.history = self.handlers.history
-            view.title = f"Training {config.model} in {self.output_dir}"
-            view.attach(trainer)
         if config.tensorboard:  # Ignite's TensorboardLogger
             attach_tensorboard(trainer, self.evaluator, self.optimizer, self.output_dir / "tb", config.log_interval)
         if resume:
             carry_to = self.output_dir if self.rank == 0 else None
             resume_state(resume, checkpoint, self._to_save, self.handlers, config, batches, carry_to)
+        view = self._output.view
+        if view is not None:  # after the handlers that fill the history, so each epoch's row is whole
+            view.history = self.handlers.history
+            view.title = f"Training {config.model} in {self.output_dir}"
+            if resume:
+                view.title += f", resumed from {resume.name} (iteration {trainer.state.iteration})"
+            view.attach(trainer)
         if self.rank == 0:  # once data, checkpoint and settings passed every check: a refused run changes nothing
             self.run_dir.save_config(config)
         plan = applied_threads()

@@ -16,10 +16,10 @@ from fmnist_ignite.config.settings import DISPLAYS
 
 
 def in_jupyter_kernel() -> bool:
-    """Whether this code runs in a Jupyter kernel whose front end shows HTML (tqdm's own test): ipykernel
-    loaded, and IPython's shell a ``ZMQInteractiveShell`` that a kernel app started, not Spyder's.
+    """Whether this code runs in a Jupyter kernel whose front end shows HTML (tqdm's own test).
 
-    Jupyter Lab, Notebook, VS Code and Colab pass. QtConsole runs the same kernel and cannot be told
+    That is: ipykernel loaded, and IPython's shell a ``ZMQInteractiveShell`` that a kernel app started, not
+    Spyder's. Jupyter Lab, Notebook, VS Code and Colab pass. QtConsole runs the same kernel and cannot be told
     apart from inside it: there, ``display="plain"`` (or ``--display plain``) gives the text lines.
     """
     ipython = sys.modules.get("IPython")
@@ -48,8 +48,16 @@ def is_terminal(stream: IO[str]) -> bool:
 
 
 def choose_display(setting: str = "auto", stream: IO[str] | None = None) -> str:
-    """``notebook``, ``terminal`` or ``plain``: ``setting`` itself unless it is ``auto``, which looks
-    where the run is (a Jupyter kernel, else whether ``stream``, stderr by default, is a terminal)."""
+    """Where a run shows itself: ``notebook``, ``terminal`` or ``plain``.
+
+    Args:
+        setting: the ``display`` setting: ``setting`` itself unless it is ``auto`` (the default), which looks
+            where the run is: a Jupyter kernel, else whether ``stream`` is a terminal.
+        stream: the stream the run writes to; None: stderr.
+
+    Raises:
+        ValueError: ``setting`` is not one of ``auto``, ``notebook``, ``terminal`` and ``plain``.
+    """
     if setting not in DISPLAYS:
         raise ValueError(f"unknown display {setting!r}: choose one of {', '.join(DISPLAYS)}")
     if setting != "auto":

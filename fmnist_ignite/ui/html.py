@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from fmnist_ignite.config.settings import best_row
 
@@ -41,15 +41,33 @@ def cell(row: dict, key: str, fmt: str) -> str:
 
 def epoch_table(rows: list[dict], best_epoch: int | None = None) -> str:
     """The history as an HTML table, the best epoch's row in bold."""
-    head = "".join(f"<th>{html.escape(heading)}</th>" for _, heading, _ in COLUMNS)
+    columns = shown_columns(rows)
+    head = "".join(f"<th>{html.escape(heading)}</th>" for _, heading, _ in columns)
     body = []
     for row in rows:
         style = ' style="font-weight:bold"' if row.get("epoch") == best_epoch else ""
-        cells = "".join(f'<td style="text-align:right">{cell(row, key, fmt)}</td>' for key, _, fmt in COLUMNS)
+        cells = "".join(f'<td style="text-align:right">{cell(row, key, fmt)}</td>' for key, _, fmt in columns)
         body.append(f"<tr{style}>{cells}</tr>")
     return (
         '<table class="fmnist-epochs" style="border-collapse:collapse;margin:4px 0">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def shown_columns(rows: list[dict]) -> list[tuple[str, str, str]]:
+    """The columns of ``COLUMNS`` some row has (the epoch always): no column stays empty."""
+    return [c for c in COLUMNS if c[0] == "epoch" or any(row.get(c[0]) is not None for row in rows)]
+
+
+def missing_columns_note(rows: list[dict]) -> str:
+    """What adds the columns of the training side the rows lack (train loss, learning rate, time), or ""."""
+    shown = {key for key, _, _ in shown_columns(rows)}
+    missing = [heading for key, heading, _ in COLUMNS if key not in shown]
+    if not rows or not missing:
+        return ""
+    return (
+        f"{', '.join(missing)}: attach_epoch_stats(trainer, history, optimizer) adds them, "
+        "or attach_notebook_view(..., optimizer=optimizer)"
     )
 
 
@@ -132,3 +150,45 @@ def table_html(rows: list[list[str]], title: str = "") -> str:
     return (
         f'{caption}<table style="border-collapse:collapse"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     )
+
+
+def text_table(rows: list[list[str]], title: str = "") -> str:
+    """Rows of cells (the first the headings) as aligned text under ``title``: what a terminal shows."""
+    if not rows:
+        return title
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [title] if title else []
+    lines += [
+        "  ".join(c.rjust(w) if n else c.ljust(w) for n, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+Row = TypeVar("Row")
+
+
+class ShownList(list[Row]):
+    """A list of result rows (named tuples) that shows itself as a table: in HTML in a notebook, as aligned
+    text in a terminal or a ``print``. Still a list: index it, iterate it, compare it with one.
+
+    Args:
+        items: the rows.
+        title: the line above the table.
+        formats: how each field of a row is shown (``str.format`` patterns), in the row's order.
+    """
+
+    def __init__(self, items: list[Row], title: str, formats: dict[str, str]) -> None:
+        super().__init__(items)
+        self.title, self.formats = title, formats
+
+    def rows(self) -> list[list[str]]:
+        """The headings, then each item's cells."""
+        return [[name.replace("_", " ") for name in self.formats]] + [
+            [fmt.format(getattr(item, name)) for name, fmt in self.formats.items()] for item in self
+        ]
+
+    def _repr_html_(self) -> str:
+        return table_html(self.rows(), self.title)
+
+    def __repr__(self) -> str:
+        return text_table(self.rows(), self.title) if self else f"{self.title}: none"

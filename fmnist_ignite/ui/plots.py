@@ -39,8 +39,17 @@ def pyplot() -> ModuleType | None:
 
 
 def plot_curves(history: HasEpochs | Sequence[dict], path: str | Path | None = None) -> Figure | None:
-    """Train and validation loss, and validation accuracy, per epoch (``curves.png``): the figure, saved
-    to ``path`` when given (None without matplotlib). ``history``: a ``MetricsHistory`` or its rows."""
+    """Train and validation loss, and validation accuracy, per epoch (``curves.png``).
+
+    Args:
+        history: a ``MetricsHistory`` or its rows (one dict an epoch, with ``epoch``, ``train_loss``,
+            ``val_loss`` and ``val_accuracy`` where known).
+        path: where to save the figure, durably, in the format its suffix names (PNG by default); None: not
+            saved.
+
+    Returns:
+        The figure, saved to ``path`` when given; None without matplotlib.
+    """
     fig = new_figure(figsize=(10, 4), dpi=100)
     if fig is None:
         return None
@@ -59,9 +68,12 @@ def plot_curves(history: HasEpochs | Sequence[dict], path: str | Path | None = N
     if points:
         acc_ax.plot(*zip(*points, strict=False), marker="o", color="tab:green")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy")
+    epochs = sorted({int(row["epoch"]) for row in rows if "epoch" in row})
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if epochs:  # whole epochs from the first on: one point gets its own tick, not 0.95 ... 1.05
+            ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92, wspace=0.32)  # fixed: tight_layout costs 0.05 s
     if path is not None:
         write_figure(fig, Path(path))
@@ -71,8 +83,17 @@ def plot_curves(history: HasEpochs | Sequence[dict], path: str | Path | None = N
 def plot_confusion(
     confusion: torch.Tensor, path: str | Path | None = None, title: str = "Test set confusion matrix"
 ) -> Figure | None:
-    """Counts with the ten class names (``confusion.png``): the figure, saved to ``path`` when given
-    (None without matplotlib)."""
+    """The confusion matrix's counts with the ten class names (``confusion.png``).
+
+    Args:
+        confusion: 10 x 10 counts, rows the true classes (the evaluator's ``confusion`` metric).
+        path: where to save the figure, durably, in the format its suffix names (PNG by default); None: not
+            saved.
+        title: the figure's title.
+
+    Returns:
+        The figure, saved to ``path`` when given; None without matplotlib.
+    """
     fig = new_figure(figsize=(8, 7), dpi=100)
     if fig is None:
         return None
