@@ -87,6 +87,10 @@ def jupyterlab(tmp_path) -> Iterator[tuple[str, Path]]:
     (root / "examples").mkdir(parents=True)
     shutil.copy(ROOT / "examples" / "tutorial.ipynb", root / "examples" / "tutorial.ipynb")
     port, token = free_port(), "fmnist-browser-test"
+    settings = tmp_path / "lab-settings"  # no "news?" prompt over the page
+    notification = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
@@ -96,11 +100,13 @@ def jupyterlab(tmp_path) -> Iterator[tuple[str, Path]]:
         "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),  # this environment's kernel first
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),  # none of the user's settings
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
     }
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-        "--ServerApp.port_retries=0", "--LabApp.news_url=",
+        "--ServerApp.port_retries=0", "--ServerApp.allow_root=True", "--LabApp.news_url=",
+        "--LabApp.extension_manager=readonly",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
     log = (tmp_path / "jupyterlab.log").open("w")
@@ -143,8 +149,29 @@ return panel.content.widgets
     views: cell.node.querySelectorAll('.fmnist-ignite-run').length,
     rows: cell.node.querySelectorAll('table.fmnist-epochs tbody tr').length,
     curves: cell.node.querySelectorAll('img[alt="learning curves"]').length,
-    text: (cell.node.querySelector('.fmnist-ignite-run') || {innerText: ''}).innerText,
+    text: (cell.node.querySelector('.fmnist-ignite-run') || {textContent: ''}).textContent,
   }));
+"""
+
+
+ADD_CELL = """
+const panel = window.jupyterapp.shell.currentWidget, notebook = panel.content;
+notebook.activeCellIndex = notebook.widgets.length - 1;
+window.jupyterapp.commands.execute('notebook:insert-cell-below').then(() => {
+  notebook.activeCell.model.sharedModel.setSource(arguments[0]);
+  return window.jupyterapp.commands.execute('notebook:run-cell');
+});
+"""
+SLOWED_RUN = """\
+import time
+from ignite.engine import Events
+
+def slow_after_epoch_1(trainer):
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: time.sleep(0.3) if e.state.epoch >= 2 else None
+    )
+
+slowed = train(config.replace(epochs=3, output_dir=fresh("slowed")), extra_handlers=[slow_after_epoch_1])
 """
 
 
@@ -157,26 +184,21 @@ def test_the_example_notebook_in_jupyterlab_shows_one_live_view_per_run_and_no_e
     )
     browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
-    def live_view_mid_run() -> bool:
-        state = browser.execute_script(NOTEBOOK_STATE)
-        running = browser.find_elements("css selector", ".fmnist-ignite-run progress")
-        return (
-            bool(running)
-            and state["status"] == "busy"
-            and "Done:"
-            not in running[0].find_element("xpath", "ancestor::div[contains(@class, 'fmnist-ignite-run')]").text
-        )
-
-    wait_for("a live view mid-run", live_view_mid_run, every=0.05)
-    view = browser.find_elements("css selector", ".fmnist-ignite-run")[0]
-    browser.execute_script("arguments[0].scrollIntoView()", view)
-    view.screenshot(str(shots / "notebook-live-view-mid-run.png"))
-
     def finished() -> bool:
         state = browser.execute_script(NOTEBOOK_STATE)
         return state["done"] == state["total"] and state["status"] == "idle"
 
     wait_for("every cell to run", finished)
+    browser.execute_script(ADD_CELL, SLOWED_RUN)  # a run slow enough to be seen mid-way
+    mid_run = """
+    return [...document.querySelectorAll('.fmnist-ignite-run')].find(view => view.textContent.includes('slowed')
+      && view.querySelector('table.fmnist-epochs tbody tr') && !view.textContent.includes('Done:')) || null;
+    """  # the slowed run's view with an epoch's row, not finished yet
+    view = wait_for("a live view mid-run", lambda: browser.execute_script(mid_run), every=0.05)
+    browser.execute_script("arguments[0].scrollIntoView()", view)
+    view.screenshot(str(shots / "notebook-live-view-mid-run.png"))
+    assert "Done:" not in view.text and re.search(r"epoch [12]/3 · batch", view.text)  # taken mid-run
+    wait_for("the slowed run to end", finished)
     time.sleep(1)  # the last outputs rendered
     errors = browser.find_elements(
         "css selector", '[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output.jp-mod-error'
@@ -187,11 +209,12 @@ def test_the_example_notebook_in_jupyterlab_shows_one_live_view_per_run_and_no_e
     for cell in cells:
         assert cell["outputs"] == 1 and cell["views"] == 1, cell  # one output area, updated in place
         done = re.search(r"Done: (\d+) epochs?", cell["text"])
-        assert done and cell["rows"] == int(done.group(1)), cell  # a table row per epoch
+        assert done and cell["rows"] == int(done.group(1)), cell["text"][:400]  # a table row per epoch
         assert cell["curves"] == 1, cell
-    view = browser.find_elements("css selector", ".fmnist-ignite-run")[0]
+    view = browser.execute_script(mid_run.replace("!view.textContent.includes('Done:')", "true"))
     browser.execute_script("arguments[0].scrollIntoView()", view)
     view.screenshot(str(shots / "notebook-live-view-at-the-end.png"))
+    assert "Done: 3 epochs" in view.text and "Test, " in view.text and "Text log (" in view.text
     assert (root / "runs").is_dir() and not (root / "examples" / "runs").exists()  # the repository's runs/
 
 
