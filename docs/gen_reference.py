@@ -14,6 +14,7 @@ from fmnist_ignite.cli.parser import build_command_parser, build_parser
 from fmnist_ignite.config.commands import (
     EvaluateSettings,
     LrFindSettings,
+    PredictSettings,
     TuneSettings,
 )
 from fmnist_ignite.config.fields import Setting
@@ -71,6 +72,7 @@ def config_reference(table: dict[str, Setting] | None = None) -> str:
         ("tune", TuneSettings, "`tune(config, TuneSettings(...))`"),
         ("lr-find", LrFindSettings, "`find_lr(config, LrFindSettings(...))`"),
         ("evaluate", EvaluateSettings, None),
+        ("predict", PredictSettings, None),
     ):
         rows += [
             f"\n## fmnist-ignite {command}\n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -14,7 +15,7 @@ from helpers import QUIET
 from ignite.engine import Events
 from PIL import Image
 
-from fmnist_ignite import CLASS_NAMES, FmnistError, TrainingInterrupted, train
+from fmnist_ignite import CLASS_NAMES, FmnistError, TrainingInterrupted, train, wilson_interval
 from fmnist_ignite.analysis.inference import evaluate_checkpoint, load_images, load_model, predict
 from fmnist_ignite.cli.main import main
 from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
@@ -75,9 +76,17 @@ def test_per_class_table_is_printed_worst_first(trained):
     _, result, lines = trained
     table = next(line for line in lines if line.startswith("Per-class test accuracy")).splitlines()[1:]
     assert len(table) == 10
-    values = [float(line.split()[-1].rstrip("%")) for line in table]
+    rows = [re.fullmatch(r"  (.+?) +([\d.]+)%  \(([\d.]+)-([\d.]+)%, ([\d,]+) images\)", line) for line in table]
+    assert all(rows), table
+    values = [float(row.group(2)) for row in rows]
     assert values == sorted(values)
-    assert {line.rsplit(None, 1)[0].strip() for line in table} == set(CLASS_NAMES)
+    assert {row.group(1) for row in rows} == set(CLASS_NAMES)
+    confusion = result.confusion.long()
+    for row in rows:  # each class's Wilson interval, from its own counts
+        c = CLASS_NAMES.index(row.group(1))
+        low, high = wilson_interval(int(confusion[c, c]), int(confusion[c].sum()))
+        assert (row.group(3), row.group(4)) == (f"{100 * low:.1f}", f"{100 * high:.1f}")
+        assert int(row.group(5).replace(",", "")) == int(confusion[c].sum())
 
 
 def test_plots_are_pngs_of_sensible_size(small_config):

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from fmnist_ignite.analysis.calibration import calibration_report
+from fmnist_ignite.analysis.predictions import PredictionCollector
 from fmnist_ignite.config.settings import EVAL_BATCH_SIZE, check_data_dir
 from fmnist_ignite.core.device import choose_precision, resolve_device
 from fmnist_ignite.core.engines import create_evaluator
@@ -17,6 +19,7 @@ from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from fmnist_ignite.data.idx import NotIdxFile, read_idx
 from fmnist_ignite.data.loaders import make_loader, to_float_images
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.calibration import read_temperature
 from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.saved_config import saved_config
 
@@ -78,10 +81,13 @@ def evaluate_checkpoint(
     verify: bool = True,
     model: torch.nn.Module | None = None,
     precision: str | None = None,
+    calibrate: bool = True,
 ) -> dict:
-    """Test-set ``accuracy``, ``loss`` and ``confusion`` (10 x 10 counts) of a saved model.
+    """Test-set ``accuracy``, ``loss``, ``confusion`` (10 x 10 counts) and calibration of a saved model.
 
-    The model is scored as its run scored it: at its precision and with its test-time flips.
+    The model is scored as its run scored it: at its precision and with its test-time flips. Its run's
+    temperature (``calibration.json``, fitted on validation for the weights of this file) gives the
+    calibrated ECE and Brier score beside the model's own.
 
     Args:
         path: the best-model file or training checkpoint (as ``load_model`` takes it).
@@ -92,9 +98,13 @@ def evaluate_checkpoint(
         model: your own model, to load the weights into; None: a built-in model rebuilt from the weights.
         precision: "fp32", "bf16" or "auto"; None: the one its run chose ("auto" when the run's ``config.json``
             is not beside the file).
+        calibrate: use the run's temperature (when it kept one for this file); False: the model's own
+            probabilities only.
 
     Returns:
-        The evaluator's metrics by name: ``accuracy``, ``loss``, ``count`` and ``confusion``.
+        The evaluator's metrics by name: ``accuracy``, ``loss``, ``count`` and ``confusion``; ``calibration``
+        (``ece``, ``brier``, and with a temperature ``ece_calibrated``, ``brier_calibrated``) and
+        ``temperature`` (None without one).
     """
     check_data_dir(data_dir)
     on = resolve_device(device)
@@ -104,7 +114,13 @@ def evaluate_checkpoint(
     test = load_fashion_mnist(data_dir, verify=verify)["test"]
     loader = make_loader(test, "tensor", batch_size, shuffle=False, device=on)
     evaluator = create_evaluator(model, on, used, confusion_matrix=True, tta=bool(run.get("tta")))
-    return dict(evaluator.run(loader).metrics)
+    collector = PredictionCollector().attach(evaluator)
+    metrics = dict(evaluator.run(loader).metrics)
+    temperature = read_temperature(Path(path)) if calibrate else None
+    probabilities, labels = collector.of_split(loader)
+    metrics["calibration"] = calibration_report(probabilities, labels, temperature)
+    metrics["temperature"] = temperature
+    return metrics
 
 
 def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:
@@ -166,18 +182,21 @@ def _grayscale_pixels(path: Path, image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(pixels.copy()).reshape(1, 28, 28)
 
 
-def predict(model: torch.nn.Module, images: torch.Tensor) -> list[tuple[str, float]]:
+def predict(model: torch.nn.Module, images: torch.Tensor, temperature: float | None = None) -> list[tuple[str, float]]:
     """Class name and probability of the most likely class for each uint8 28 x 28 image.
 
     Args:
         model: the model to classify with (it is put in eval mode).
         images: uint8 N x 28 x 28 pixels, as ``load_images`` gives them.
+        temperature: the logits are divided by it before the softmax (its run's, from ``calibration.json``:
+            ``read_temperature(checkpoint)``); None: the model's own probabilities.
 
     Returns:
         One ``(class name, probability)`` an image, in order.
     """
     device = next(model.parameters()).device
     with torch.no_grad():
-        probabilities = model.eval()(to_float_images(images).to(device)).softmax(dim=1)
+        logits = model.eval()(to_float_images(images).to(device)).float()
+        probabilities = (logits / (temperature or 1.0)).softmax(dim=1)
     best = probabilities.max(dim=1)
     return [(CLASS_NAMES[i], float(p)) for p, i in zip(best.values, best.indices, strict=False)]

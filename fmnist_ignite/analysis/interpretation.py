@@ -259,6 +259,19 @@ class ResultViews:
 
         return plot_confusion(self._test_confusion(), path)
 
+    def plot_reliability(self, path: str | Path | None = None) -> Figure | None:
+        """The reliability diagram of the test split (``reliability.png``) from the run's kept predictions,
+        with the probabilities scaled by the temperature it fitted on validation beside them."""
+        from fmnist_ignite.analysis.calibration import plot_reliability
+        from fmnist_ignite.analysis.predictions import load_predictions
+        from fmnist_ignite.files.calibration import read_temperature
+
+        kept = load_predictions(self.output_dir)
+        if "probabilities" not in kept:
+            raise FmnistError(f"{self.output_dir}: the kept test predictions hold no probabilities")
+        temperature = read_temperature(self.best_checkpoint) if self.best_checkpoint else None
+        return plot_reliability(kept["probabilities"], kept["labels"], temperature, path)
+
     def most_confused(self, k: int = 5, min_count: int = 1) -> ShownList[Confused]:
         """The ``k`` class pairs the scored weights confused most on the test split: (true, predicted, count)."""
         return most_confused(self._test_confusion(), k, min_count)

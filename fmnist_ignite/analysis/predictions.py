@@ -133,6 +133,13 @@ class PredictionCollector:
             raise RuntimeError(f"kept predictions of {len(predicted)} images, the split has {n}")
         return predicted.numpy().astype(np.uint8), probabilities.numpy().astype(np.float32)
 
+    def of_split(self, loader: Loader) -> tuple[np.ndarray, np.ndarray]:
+        """The probabilities (N x 10, float32) and true classes (N) of the evaluator's last run over
+        ``loader``'s whole split, in its order, on every process."""
+        _, labels = split_tensors(loader)
+        _, probabilities = self.gathered(len(labels))
+        return probabilities, labels.numpy().astype(np.int64)
+
     def save(
         self,
         path: Path,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from fmnist_ignite.cli.parser import config_from_args, fixed_settings, settings_from, without
-from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, TuneSettings
+from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, PredictSettings, TuneSettings
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 
@@ -85,13 +85,15 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     where = Config(**{k: v for k, v in vars(args).items() if k in ("data_dir", "device")}).validate()
     shown = settings_from(args, EvaluateSettings)
+    from fmnist_ignite.analysis.calibration import calibration_line
     from fmnist_ignite.analysis.inference import evaluate_checkpoint
-    from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_table
+    from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_counts, per_class_table
     from fmnist_ignite.handlers.evaluation import format_metrics
 
-    metrics = evaluate_checkpoint(args.checkpoint, where.data_dir, where.device)
+    metrics = evaluate_checkpoint(args.checkpoint, where.data_dir, where.device, calibrate=shown.calibrate)
     print(format_metrics("Test", metrics))
-    print(per_class_table(per_class_accuracy(metrics["confusion"])))
+    print(calibration_line("test", metrics["calibration"], metrics["temperature"]))
+    print(per_class_table(per_class_accuracy(metrics["confusion"]), per_class_counts(metrics["confusion"])))
     if shown.top_losses:
         from fmnist_ignite.analysis.interpretation import interpret
 
@@ -109,12 +111,15 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     from fmnist_ignite.analysis.inference import load_images, load_model, predict
+    from fmnist_ignite.files.calibration import read_temperature
 
+    shown = settings_from(args, PredictSettings)
     model = load_model(args.checkpoint)
+    temperature = read_temperature(Path(args.checkpoint)) if shown.calibrate else None
     for image in args.images:
         names, pixels = load_images(image)
-        for name, (label, probability) in zip(names, predict(model, pixels), strict=False):
-            if args.json:
+        for name, (label, probability) in zip(names, predict(model, pixels, temperature), strict=False):
+            if shown.json:
                 print(json.dumps({"image": name, "class": label, "probability": probability}))
             else:  # a name with a newline or other control characters is quoted: it cannot forge a line
                 print(f"{name if name.isprintable() else json.dumps(name)}: {label} ({probability:.1%})")

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any, NoReturn, TypeVar
 
 from fmnist_ignite import __version__
-from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, TuneSettings
+from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, PredictSettings, TuneSettings
 from fmnist_ignite.config.fields import Setting
 from fmnist_ignite.config.files import read_config_file
 from fmnist_ignite.config.recipes import RECIPES
@@ -103,17 +103,25 @@ def add_setting_arguments(p: argparse.ArgumentParser, table: Iterable[Setting]) 
             p.add_argument(option, action="store_true", help=text, default=argparse.SUPPRESS)
 
 
-SubcommandSettings = TypeVar("SubcommandSettings", TuneSettings, LrFindSettings, EvaluateSettings)
+SubcommandSettings = TypeVar("SubcommandSettings", TuneSettings, LrFindSettings, EvaluateSettings, PredictSettings)
+
+
+def dests(of: type) -> dict[str, str]:
+    """The argparse destination of each flag of a settings dataclass, and the field it sets (``no_calibrate``
+    sets ``calibrate``)."""
+    return {("no_" if s.flag == "negated" else "") + name: name for name, s in settings(of).items()}
 
 
 def settings_from(args: argparse.Namespace, of: type[SubcommandSettings]) -> SubcommandSettings:
     """A subcommand's settings from its flags, checked; the flags not given take the dataclass's defaults."""
-    return of(**{k: v for k, v in vars(args).items() if k in settings(of)}).validate()
+    fields = dests(of)
+    given: dict[str, Any] = {fields[k]: (not v if k != fields[k] else v) for k, v in vars(args).items() if k in fields}
+    return of(**given).validate()
 
 
 def without(args: argparse.Namespace, of: type) -> argparse.Namespace:
     """The training flags of ``args``: those of a subcommand's own settings (``of``) left out."""
-    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in settings(of)})
+    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in dests(of)})
 
 
 # The dest of each --no-NAME flag, and the setting it turns off.
@@ -169,7 +177,9 @@ def build_command_parser() -> Parser:
     evaluate.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
     train = settings()
     add_setting_arguments(evaluate, [train["data_dir"], train["device"], *settings(EvaluateSettings).values()])
-    predict_parser = commands.add_parser("predict", help="classify 28x28 grayscale images (PNG, or IDX files)")
+    predict_parser = commands.add_parser(
+        "predict", help="classify 28x28 grayscale images (PNG, or IDX files)", argument_default=argparse.SUPPRESS
+    )
     predict_parser.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
     predict_parser.add_argument(
         "images",
@@ -177,9 +187,7 @@ def build_command_parser() -> Parser:
         metavar="IMAGE",
         help="a 28x28 grayscale image file (PNG, or any format PIL reads: JPEG, BMP, ...), or an IDX file of images",
     )
-    predict_parser.add_argument(
-        "--json", action="store_true", help="one JSON object per image (name, class, probability), for programs"
-    )
+    add_setting_arguments(predict_parser, settings(PredictSettings).values())
     compare = commands.add_parser(
         "compare",
         help="is one run better than another? paired tests on the test images, from each run's kept predictions",

@@ -1,4 +1,5 @@
-"""The settings of the subcommands that are not a training run's: ``tune``, ``lr-find`` and ``evaluate``.
+"""The settings of the subcommands that are not a training run's: ``tune``, ``lr-find``, ``evaluate`` and
+``predict``.
 
 Each is a dataclass whose fields are defined with ``setting()``, like ``Config``'s: the flags of the
 subcommand, their help, their defaults, their checks and the reference page are derived from these
@@ -94,9 +95,32 @@ class EvaluateSettings:
         None, "save a grid of the test images the model got most confidently wrong", metavar="FILE.png"
     )
     top_k: int = setting(16, "images in that grid ({default})", metavar="K")
+    calibrate: bool = setting(
+        True,
+        "the model's own probabilities only: no calibrated ECE and Brier score from its run's temperature",
+        flag="negated",
+    )
 
     def validate(self) -> EvaluateSettings:
         """Raise FmnistError naming the first bad setting; return self."""
         check_values(self)
         raise_first([(self.top_k >= 1, f"--top-k must be at least 1, got {self.top_k}")])
+        return self
+
+
+@refusing_unknown_fields
+@dataclass(frozen=True)
+class PredictSettings:
+    """How ``fmnist-ignite predict`` says what it found."""
+
+    json: bool = setting(False, "one JSON object per image (name, class, probability), for programs", flag="switch")
+    calibrate: bool = setting(
+        True,
+        "the model's own probabilities, not scaled by the temperature its run fitted on validation",
+        flag="negated",
+    )
+
+    def validate(self) -> PredictSettings:
+        """Raise FmnistError naming the first bad setting; return self."""
+        check_values(self)
         return self

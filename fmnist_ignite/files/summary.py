@@ -60,6 +60,7 @@ class RunSummary:
     scored_weights: str | None = None
     test: dict | None = None
     interrupted_checkpoint: str | None = None
+    calibration: dict | None = None  # the temperature fitted on validation, and its validation block
 
     @property
     def status_text(self) -> str:
@@ -76,7 +77,7 @@ class RunSummary:
         """The file's JSON: today's keys in today's order; the end's keys only once the run has ended so."""
         data = {name: getattr(self, name) for name in _FIELDS if name != "failure"}
         data["status"] = self.status_text
-        for late in ("stopped_early", "scored_weights", "interrupted_checkpoint"):
+        for late in ("stopped_early", "scored_weights", "interrupted_checkpoint", "calibration"):
             if data[late] is None:
                 del data[late]
         if self.status is not RunStatus.COMPLETED and self.test is None:
@@ -113,6 +114,7 @@ class RunSummary:
             scored_weights=shape.text(data.get("scored_weights"), "scored_weights", optional=True),
             test=None if test is None else _test_block(shape, test),
             interrupted_checkpoint=shape.text(data.get("interrupted_checkpoint"), "interrupted_checkpoint", True),
+            calibration=None if data.get("calibration") is None else _calibration(shape, data["calibration"]),
         )
         return summary
 
@@ -155,6 +157,12 @@ def _test_block(shape: Shape, value: object) -> dict:
     per_class = shape.mapping(test.get("per_class_accuracy", {}), "test.per_class_accuracy")
     test["per_class_accuracy"] = {k: shape.fraction(v, f"test.per_class_accuracy.{k}") for k, v in per_class.items()}
     return test
+
+
+def _calibration(shape: Shape, value: object) -> dict:
+    kept = dict(shape.mapping(value, "calibration"))
+    kept["temperature"] = shape.number(kept.get("temperature"), "calibration.temperature")
+    return kept
 
 
 def _best_validation(shape: Shape, value: object) -> dict | None:

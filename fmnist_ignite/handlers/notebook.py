@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ignite.engine import Engine, Events
 
+from fmnist_ignite.analysis.calibration import calibration_line
 from fmnist_ignite.files.summary import RunStatus, RunSummary
 from fmnist_ignite.handlers.epoch_stats import attach_epoch_stats
 from fmnist_ignite.handlers.history import MetricsHistory
@@ -166,9 +167,14 @@ class NotebookView:
             line = test_line(test, summary.scored_weights)
             parts.append(f"<p><b>{html.escape(line)}</b></p>")
             text.append(line)
+            if test.get("calibration"):
+                temperature = (summary.calibration or {}).get("temperature")
+                calibration = calibration_line("test", test["calibration"], temperature)
+                parts.append(f"<p>{html.escape(calibration)}</p>")
+                text.append(calibration)
             if test.get("per_class_accuracy"):
                 parts.append(f"<details open>{SUMMARY}Per-class test accuracy (worst first)</summary>")
-                parts.append(per_class_html(test["per_class_accuracy"]) + "</details>")
+                parts.append(per_class_html(test["per_class_accuracy"], test.get("per_class_ci95")) + "</details>")
         checkpoints = [path for path in summary.checkpoints.values() if path]
         if summary.interrupted_checkpoint:
             checkpoints.append(summary.interrupted_checkpoint)

@@ -3,13 +3,17 @@ drawn, the final summary written and the result handed back."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_table
+from fmnist_ignite.analysis.calibration import calibration_line, calibration_report, fit_temperature, plot_reliability
+from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_counts, per_class_intervals, per_class_table
 from fmnist_ignite.analysis.predictions import PREDICTIONS_FILE, PredictionCollector
 from fmnist_ignite.core.distributed import broadcast_weights, unwrap
+from fmnist_ignite.files.calibration import write_calibration
 from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.summary import RunStatus
 from fmnist_ignite.handlers.evaluation import format_metrics
@@ -36,52 +40,92 @@ def restore_best(training: Training) -> str:
     return f"best (epoch {best['epoch']})"
 
 
-def score_test(training: Training, scored: str) -> tuple[dict, torch.Tensor | None]:
-    """Test metrics and confusion matrix of the model as it is (none when the test split is kept out)."""
-    if not training.config.score_test:
-        return {}, None
+def calibrate(training: Training, scored: str) -> float | None:
+    """Fit the temperature of the weights the model holds on the validation split (Guo et al. 2017), keep
+    it in ``calibration.json`` and say how calibrated the probabilities are, before and after; None (and
+    nothing fitted) without a validation split."""
+    loader = training.loaders.get("validation")
+    if loader is None:
+        return None
     collector = PredictionCollector()
-    test = training.evaluate(training.loaders["test"], confusion_matrix=True, attach=collector.attach)
+    training.evaluate(loader, attach=collector.attach)
+    probabilities, labels = collector.of_split(loader)
+    temperature = fit_temperature(probabilities, labels)
+    report = calibration_report(probabilities, labels, temperature)
+    best = training.handlers.best_saved  # the file that holds the scored weights, when one does
+    holder = best.name if best is not None and scored.startswith("best") else None
+    if training.rank == 0:
+        write_calibration(training.output_dir, temperature, holder, scored, report)
+    training.calibration = {"temperature": temperature, "fitted_on": "validation", "validation": report}
+    training.log(calibration_line("validation", report, temperature))
+    return temperature
+
+
+def score_test(training: Training, scored: str, temperature: float | None) -> Scored:
+    """Test metrics, confusion matrix, calibration and probabilities of the model as it is (none when the
+    test split is kept out)."""
+    if not training.config.score_test:
+        return Scored({}, None, None)
+    collector = PredictionCollector()
+    loader = training.loaders["test"]
+    test = training.evaluate(loader, confusion_matrix=True, attach=collector.attach)
     confusion = test.pop("confusion").cpu()
-    training.kept_predictions = collector.save(training.output_dir / PREDICTIONS_FILE, training.loaders["test"])
+    training.kept_predictions = collector.save(training.output_dir / PREDICTIONS_FILE, loader)
+    probabilities, labels = collector.of_split(loader)
+    test["calibration"] = calibration_report(probabilities, labels, temperature)
     training.log(format_metrics(f"Test, {scored} weights", test))
-    training.log(per_class_table(per_class_accuracy(confusion)))
-    return test, confusion
+    training.log(calibration_line("test", test["calibration"], temperature))
+    training.log(per_class_table(per_class_accuracy(confusion), per_class_counts(confusion)))
+    return Scored(test, confusion, (probabilities, labels))
 
 
-def plot(training: Training, confusion: torch.Tensor | None) -> None:
+@dataclass
+class Scored:
+    """What scoring the test split found: its metrics (with their calibration block), the confusion matrix
+    and each image's probabilities with its true class; empty when the test split is kept out."""
+
+    test: dict
+    confusion: torch.Tensor | None
+    probabilities: tuple[np.ndarray, np.ndarray] | None
+
+
+def plot(training: Training, scored: Scored, temperature: float | None) -> None:
     last, best = training.handlers.last_saved, training.handlers.best_saved
     assert last is not None  # training completed (at least one epoch), and each epoch saves a checkpoint
     training.log(f"Checkpoints in {training.output_dir}: {last.name}" + (f", {best.name}" if best else ""))
     if not (training.config.plots and training.rank == 0):
         return
-    history = training.handlers.history
-    plotted = plot_curves(history, training.output_dir / "curves.png") and (
-        confusion is None or plot_confusion(confusion, training.output_dir / "confusion.png")
-    )
+    history, out, confusion = training.handlers.history, training.output_dir, scored.confusion
+    plotted = plot_curves(history, out / "curves.png") is not None
+    if plotted and confusion is not None and scored.probabilities is not None:
+        plot_confusion(confusion, out / "confusion.png")
+        plot_reliability(*scored.probabilities, temperature, out / "reliability.png")
     training.log(
-        f"Plots: curves.png{', confusion.png' if confusion is not None else ''}"
+        f"Plots: curves.png{', confusion.png, reliability.png' if confusion is not None else ''}"
         if plotted
         else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
     )
 
 
-def finish(training: Training, scored: str, test: dict, confusion: torch.Tensor | None) -> TrainResult:
+def finish(training: Training, weights: str, scored: Scored) -> TrainResult:
     """Write the final summary and return the result."""
+    test, confusion = scored.test, scored.confusion
     classes = per_class_accuracy(confusion) if confusion is not None else {}
     stopped_early = training.trainer.state.epoch < training.config.epochs
+    intervals = {"per_class_ci95": per_class_intervals(confusion)} if confusion is not None else {}
     training.write_summary(
         status=RunStatus.COMPLETED,
         stopped_early=stopped_early,
-        scored_weights=scored,
-        test={**test, **test_extras(test, training.kept_predictions), "per_class_accuracy": classes}
+        scored_weights=weights,
+        calibration=training.calibration,
+        test={**test, **test_extras(test, training.kept_predictions), "per_class_accuracy": classes, **intervals}
         if training.config.score_test
         else None,
     )
     return TrainResult(
         history=list(training.handlers.history.epochs),
         test_metrics=test,
-        scored_weights=scored,
+        scored_weights=weights,
         output_dir=training.output_dir,
         epochs_run=training.trainer.state.epoch,
         stopped_early=stopped_early,

@@ -30,7 +30,7 @@ from fmnist_ignite.handlers.standard import attach_default_handlers
 from fmnist_ignite.handlers.tensorboard import attach_tensorboard, require_tensorboard
 from fmnist_ignite.run.engines import build_engines
 from fmnist_ignite.run.failures import in_one_line, non_finite_loss, out_of_memory_error, stopped_outside_training
-from fmnist_ignite.run.finish import finish, plot, restore_best, score_test
+from fmnist_ignite.run.finish import calibrate, finish, plot, restore_best, score_test
 from fmnist_ignite.run.output import route_output
 from fmnist_ignite.run.record import RunRecord
 from fmnist_ignite.run.result import TrainResult
@@ -50,6 +50,7 @@ class RunPhase(StrEnum):
     """What a run does once training is over, in the words a stop's message says it with."""
 
     RESTORING_BEST = "restoring the best weights"
+    CALIBRATING = "fitting the temperature on the validation split"
     SCORING_TEST = "scoring the test set"
     PLOTTING = "drawing the plots"
     SUMMARIZING = "writing the summary"
@@ -99,6 +100,7 @@ class Training:
         self._phase: RunPhase | None = None  # what the run does once training is over, for a stop's message
         self._record: RunRecord | None = None  # summary.json, once the run is set up
         self.kept_predictions: dict = {}  # where the test predictions went, once scored
+        self.calibration: dict | None = None  # the temperature fitted on validation, once fitted
         self.run_dir = claim_for_process(config, run_dir, self.rank, self.world_size, self.log)
         self.output_dir = self.run_dir.path
         try:
@@ -209,13 +211,15 @@ class Training:
         self._train()
         self._phase = RunPhase.RESTORING_BEST  # before a stop noted since training raises here
         with raising(self._requests):
-            scored = restore_best(self)
+            weights = restore_best(self)
+            self._phase = RunPhase.CALIBRATING
+            temperature = calibrate(self, weights)
             self._phase = RunPhase.SCORING_TEST
-            test, confusion = score_test(self, scored)
+            scored = score_test(self, weights, temperature)
             self._phase = RunPhase.PLOTTING
-            plot(self, confusion)
+            plot(self, scored, temperature)
             self._phase = RunPhase.SUMMARIZING
-            return finish(self, scored, test, confusion)
+            return finish(self, weights, scored)
 
     def _train(self) -> None:
         """Run the trainer to the last epoch; a stop saves a checkpoint, a non-finite loss ends the run."""

@@ -71,21 +71,24 @@ def missing_columns_note(rows: list[dict]) -> str:
     )
 
 
-def per_class_html(accuracies: dict[str, float]) -> str:
-    """The per-class test accuracies, worst first, each with a bar."""
+def per_class_html(accuracies: dict[str, float], intervals: dict[str, list[float] | None] | None = None) -> str:
+    """The per-class test accuracies, worst first, each with a bar and, given ``intervals``, its 95% interval."""
     rows = []
     for name, accuracy in sorted(accuracies.items(), key=lambda item: item[1]):
         bar = (
             f'<div style="background:#4c72b0;opacity:0.6;height:10px;width:{max(0.0, min(1.0, accuracy)) * 120:.0f}px">'
             "</div>"
         )
+        interval = (intervals or {}).get(name)
+        ci = f'<td style="text-align:right">{100 * interval[0]:.1f}-{100 * interval[1]:.1f}%</td>' if interval else ""
         rows.append(
             f'<tr><td style="text-align:left">{html.escape(name)}</td>'
-            f'<td style="text-align:right">{accuracy:.1%}</td><td style="text-align:left">{bar}</td></tr>'
+            f'<td style="text-align:right">{accuracy:.1%}</td>{ci}<td style="text-align:left">{bar}</td></tr>'
         )
+    heading = "<th>95% interval</th>" if intervals else ""
     return (
         '<table class="fmnist-classes" style="border-collapse:collapse;margin:4px 0">'
-        "<thead><tr><th>class</th><th>test accuracy</th><th></th></tr></thead>"
+        f"<thead><tr><th>class</th><th>test accuracy</th>{heading}<th></th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -130,7 +133,7 @@ def result_html(result: ShownResult) -> str:
         f'<tr><th style="text-align:left">{html.escape(k)}</th><td style="text-align:left">{v}</td></tr>'
         for k, v in rows
     )
-    methods = "plot_curves(), plot_confusion(), most_confused(k), plot_top_losses(k)"
+    methods = "plot_curves(), plot_confusion(), plot_reliability(), most_confused(k), plot_top_losses(k)"
     return (
         f'<div class="fmnist-result"><b>TrainResult</b><table style="border-collapse:collapse">{body}</table>'
         f"<small>{html.escape(methods)}</small></div>"
