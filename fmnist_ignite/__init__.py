@@ -32,7 +32,7 @@ _PUBLIC = {  # the module that defines them -> the public names
     "analysis.calibration": ("brier_score", "expected_calibration_error", "fit_temperature", "plot_reliability"),
     "analysis.predictions": ("load_predictions", "PredictionCollector"),
     "analysis.compare": ("compare_runs", "Comparison"),
-    "analysis.inference": ("evaluate_checkpoint", "load_images", "load_model", "predict"),
+    "analysis.inference": ("evaluate_checkpoint", "evaluate_corruptions", "load_images", "load_model", "predict"),
     "analysis.interpretation": ("interpret", "Interpretation", "most_confused"),
     "handlers.loss_logging": ("attach_epoch_header", "attach_loss_logging"),
     "handlers.history": ("MetricsHistory",),

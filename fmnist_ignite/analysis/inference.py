@@ -10,6 +10,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fmnist_ignite.analysis.calibration import calibration_report
+from fmnist_ignite.analysis.corruptions import CorruptionResults, corruption_scores
 from fmnist_ignite.analysis.predictions import PredictionCollector
 from fmnist_ignite.config.settings import EVAL_BATCH_SIZE, check_data_dir
 from fmnist_ignite.core.device import choose_precision, resolve_device
@@ -121,6 +122,47 @@ def evaluate_checkpoint(
     metrics["calibration"] = calibration_report(probabilities, labels, temperature)
     metrics["temperature"] = temperature
     return metrics
+
+
+def evaluate_corruptions(
+    path: str | Path,
+    data_dir: str = "data",
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int = EVAL_BATCH_SIZE,
+    verify: bool = True,
+    model: torch.nn.Module | None = None,
+) -> CorruptionResults:
+    """The test accuracy of a saved model under each corruption of ``analysis.corruptions`` at each severity,
+    scored as its run scored it (its precision, its test-time flips).
+
+    Args:
+        path: the best-model file or training checkpoint (as ``load_model`` takes it).
+        data_dir: the data root the test set is found under.
+        device: "auto" (the default), "cpu" or "cuda", as ``resolve_device`` takes it.
+        seed: the seed of the corruptions' draws: the same checkpoint and seed give the same numbers.
+        batch_size: the images scored in a batch.
+        verify: check the test files against the upstream ones.
+        model: your own model, to load the weights into; None: a built-in model rebuilt from the weights.
+
+    Returns:
+        The clean accuracy, one score per corruption and severity (each with its 95% Wilson interval) and
+        their mean; ``write(path)`` keeps them as ``corruptions.json``, ``plot_examples(path)`` draws them.
+    """
+    check_data_dir(data_dir)
+    on = resolve_device(device)
+    model = load_model(path, on, model)
+    run = saved_config(Path(path).parent) or {}
+    used, _ = choose_precision(run.get("precision", "auto"), on)
+    images, labels = load_fashion_mnist(data_dir, verify=verify)["test"]
+    evaluator = create_evaluator(model, on, used, tta=bool(run.get("tta")))
+    collector = PredictionCollector().attach(evaluator)
+
+    def predicted(corrupted: torch.Tensor) -> torch.Tensor:
+        evaluator.run(make_loader((corrupted, labels), "tensor", batch_size, shuffle=False, device=on))
+        return torch.from_numpy(collector.gathered(len(labels))[0]).long()
+
+    return corruption_scores(predicted, images, labels.long(), seed)
 
 
 def load_images(path: str | Path) -> tuple[list[str], torch.Tensor]:

@@ -94,6 +94,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(format_metrics("Test", metrics))
     print(calibration_line("test", metrics["calibration"], metrics["temperature"]))
     print(per_class_table(per_class_accuracy(metrics["confusion"]), per_class_counts(metrics["confusion"])))
+    if shown.corruptions:
+        from fmnist_ignite.analysis.corruptions import CORRUPTIONS_FILE
+        from fmnist_ignite.analysis.inference import evaluate_corruptions
+
+        results = evaluate_corruptions(args.checkpoint, where.data_dir, where.device, shown.corruption_seed)
+        print(results.text())
+        beside = Path(args.checkpoint).parent
+        results.write(beside / CORRUPTIONS_FILE)
+        drawn = results.plot_examples(beside / "corruptions.png") is not None
+        print(f"Corruptions: {beside / CORRUPTIONS_FILE}" + (f", {beside / 'corruptions.png'}" if drawn else ""))
     if shown.top_losses:
         from fmnist_ignite.analysis.interpretation import interpret
 

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from fmnist_ignite.config.fields import check_values, raise_first, refusing_unknown_fields, setting
+from fmnist_ignite.config.settings import MAX_SEED
 
 KEEP_TRIALS = ("all", "best", "none")
 
@@ -100,11 +101,24 @@ class EvaluateSettings:
         "the model's own probabilities only: no calibrated ECE and Brier score from its run's temperature",
         flag="negated",
     )
+    corruptions: bool = setting(
+        False,
+        "also score the test set under 10 corruptions at 3 severities each (noise, blur, shifts, rotation, "
+        "scale, contrast, brightness, inversion): a table, corruptions.json and corruptions.png beside the "
+        "checkpoint",
+        flag="switch",
+    )
+    corruption_seed: int = setting(0, "seed of the corruptions' random draws ({default})", metavar="SEED")
 
     def validate(self) -> EvaluateSettings:
         """Raise FmnistError naming the first bad setting; return self."""
         check_values(self)
-        raise_first([(self.top_k >= 1, f"--top-k must be at least 1, got {self.top_k}")])
+        raise_first(
+            [
+                (self.top_k >= 1, f"--top-k must be at least 1, got {self.top_k}"),
+                (0 <= self.corruption_seed <= MAX_SEED, f"--corruption-seed must be in [0, {MAX_SEED}]"),
+            ]
+        )
         return self
 
 

@@ -1,0 +1,86 @@
+"""Robustness: the corruption suite is deterministic, each corruption does what it says, and the scores of a
+saved model under it are what its predictions give."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import synthetic_set
+from helpers import QUIET
+
+from fmnist_ignite import evaluate_corruptions, train, wilson_interval
+from fmnist_ignite.analysis.corruptions import CORRUPTIONS, SEVERITIES, corrupt, corruption_scores
+from fmnist_ignite.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return synthetic_set(64, seed=3, marker=0)[0]
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_each_corruption_is_deterministic_changes_the_images_and_more_at_each_severity(name, images):
+    first, again = corrupt(images, name, 2, seed=0), corrupt(images, name, 2, seed=0)
+    assert first.dtype == torch.uint8 and first.shape == images.shape and torch.equal(first, again)
+    distances = [float((corrupt(images, name, s).float() - images.float()).abs().mean()) for s in SEVERITIES]
+    assert 0 < distances[0] < distances[1] < distances[2], distances  # stronger with each severity
+
+
+def test_the_random_corruptions_draw_from_their_seed(images):
+    for name in ("gaussian_noise", "shot_noise", "shift", "rotation"):
+        assert not torch.equal(corrupt(images, name, 2, seed=0), corrupt(images, name, 2, seed=1)), name
+
+
+def test_what_each_corruption_does_by_hand():
+    image = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    image[0, 10:18, 12:16] = 200
+    inverted = corrupt(image, "inversion", 3)
+    assert torch.equal(inverted, 255 - image)  # severity 3: the negative
+    brighter = corrupt(image, "brightness", 1)
+    assert int(brighter[0, 0, 0]) == 51 and int(brighter[0, 12, 13]) == 251  # + 0.2 of 255, clipped at 255
+    smeared = corrupt(image, "motion_blur", 1)  # 3 pixels sideways: the block widens by one each side
+    assert smeared[0, 12, 11] > 0 and smeared[0, 12, 16] > 0 and smeared[0, 9, 13] == 0
+    zoomed = corrupt(image, "scale", 3)
+    assert int((zoomed > 100).sum()) < int((image > 100).sum())  # zoomed out: a smaller garment
+    shifted = corrupt(image, "shift", 3)
+    assert int(shifted.float().sum()) == pytest.approx(int(image.float().sum()), rel=0.05)  # moved, not lost
+
+
+def test_the_scores_are_the_predictions_counted_with_wilson_intervals(images):
+    labels = torch.arange(len(images)) % 10
+    calls = []
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:  # right on bright images only
+        calls.append(batch)
+        return torch.where(batch.float().mean(dim=(1, 2)) > 60, labels, (labels + 1) % 10)
+
+    results = corruption_scores(predict, images, labels, seed=0)
+    assert len(results.scores) == len(CORRUPTIONS) * len(SEVERITIES) and len(calls) == 1 + len(results.scores)
+    for batch, found in zip(calls[1:], results.scores, strict=True):
+        correct = int((predict(batch) == labels).sum())
+        assert (found.correct, found.total) == (correct, len(labels))
+        assert found.ci95 == wilson_interval(correct, len(labels))
+    assert results.mean_accuracy == pytest.approx(sum(s.accuracy for s in results.scores) / 30)
+    assert results.text().splitlines()[1].split()[:4] == ["corruption", "severity", "1", "severity"]
+
+
+def test_evaluate_corruptions_of_a_run_writes_the_same_numbers_twice(small_config, tmp_path, capsys, monkeypatch):
+    result = train(small_config.replace(epochs=2), **QUIET)
+    data = dict(data_dir=small_config.data_dir, verify=False)
+    first = evaluate_corruptions(result.best_checkpoint, **data)
+    second = evaluate_corruptions(result.best_checkpoint, **data)
+    assert first.to_dict() == second.to_dict()  # deterministic for a checkpoint and a seed
+    assert first.clean.accuracy == pytest.approx(result.test_metrics["accuracy"])  # scored as its run scored it
+    from fmnist_ignite.data import fashion_mnist
+
+    real = fashion_mnist.load_fashion_mnist  # the command verifies the data set: not the synthetic one here
+    loading = lambda d, verify=True, **kw: real(d, verify=False, **kw)  # noqa: E731
+    monkeypatch.setattr("fmnist_ignite.analysis.inference.load_fashion_mnist", loading)
+    assert main(["evaluate", str(result.best_checkpoint), "--data-dir", small_config.data_dir, "--corruptions"]) == 0
+    out = capsys.readouterr().out
+    kept = json.loads((result.output_dir / "corruptions.json").read_text())
+    assert kept == json.loads(json.dumps(first.to_dict()))
+    assert f"mean corruption accuracy {first.mean_accuracy:.2%}" in out and "gaussian_noise" in out
+    assert (result.output_dir / "corruptions.png").stat().st_size > 5_000
