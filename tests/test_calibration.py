@@ -169,3 +169,23 @@ def test_a_damaged_or_planted_calibration_file_is_one_line_never_a_silent_temper
     path.unlink()
     assert read_temperature(result.best_checkpoint) is None  # none kept: the model's own probabilities
     assert not math.isnan(evaluate_checkpoint(result.best_checkpoint, small_config.data_dir, verify=False)["loss"])
+
+
+def test_the_temperature_is_fitted_on_the_validation_split_and_never_reads_the_test_split(small_config, monkeypatch):
+    from fmnist_ignite.run import finish
+
+    seen = []
+    real_fit = finish.fit_temperature
+    monkeypatch.setattr(finish, "fit_temperature", lambda p, y: seen.append((p, y)) or real_fit(p, y))
+    result = train(small_config.replace(epochs=1), **QUIET)
+    ((probabilities, labels),) = seen
+    from fmnist_ignite import Config, get_data_loaders
+    from fmnist_ignite.analysis.predictions import split_tensors
+
+    loaders = get_data_loaders(Config(**{**small_config.__dict__, "epochs": 1}))
+    validation_images, validation_labels = split_tensors(loaders["validation"])
+    test_images, _ = split_tensors(loaders["test"])
+    assert len(labels) == small_config.val_size == len(validation_labels) != len(test_images)
+    assert (labels == validation_labels.numpy()).all()  # the validation split's labels, in its order
+    assert int(validation_images[:, 0, 0].max()) == 0  # drawn from the training images (marked 0), not the test's
+    assert read_temperature(result.best_checkpoint) == pytest.approx(real_fit(probabilities, labels))

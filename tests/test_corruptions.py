@@ -4,6 +4,7 @@ saved model under it are what its predictions give."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -46,6 +47,21 @@ def test_what_each_corruption_does_by_hand():
     assert int((zoomed > 100).sum()) < int((image > 100).sum())  # zoomed out: a smaller garment
     shifted = corrupt(image, "shift", 3)
     assert int(shifted.float().sum()) == pytest.approx(int(image.float().sum()), rel=0.05)  # moved, not lost
+    moved = (shifted.float() * torch.arange(28.0)).sum() / shifted.float().sum()  # its centre of mass moved
+    assert not torch.isclose(moved, (image.float() * torch.arange(28.0)).sum() / image.float().sum(), atol=1.0)
+    grey = torch.full((1, 28, 28), 128, dtype=torch.uint8)
+    noisy = corrupt(grey, "gaussian_noise", 2).float()
+    assert float(noisy.std()) == pytest.approx(0.16 * 255, rel=0.15)
+    assert float(noisy.mean()) == pytest.approx(128, abs=5)
+    shot = corrupt(grey, "shot_noise", 3).float()  # 10 photons at full scale: sd sqrt(5)/10 of 255 at half
+    assert float(shot.std()) == pytest.approx(255 * math.sqrt(128 / 255 * 10) / 10, rel=0.2)
+    blurred = corrupt(image, "gaussian_blur", 3).float()
+    assert float(blurred.sum()) == pytest.approx(float(image.float().sum()), rel=0.05)  # spread, not lost
+    assert float(blurred.max()) < 200
+    turned = corrupt(image, "rotation", 3)
+    assert not torch.equal(turned, image) and int((turned > 100).sum()) == pytest.approx(32, abs=12)  # same area
+    flat = corrupt(image, "contrast", 3).float()
+    assert flat.std() < image.float().std() / 2  # contrast factor 0.2: towards the mean grey
 
 
 def test_the_scores_are_the_predictions_counted_with_wilson_intervals(images):
