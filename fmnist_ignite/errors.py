@@ -6,13 +6,15 @@ import re
 from pathlib import Path
 
 # A message is written for the command line; in Python the same advice names the API's words (in_python_words).
+_FLAG = r"(?<![\w/.-])--"  # a flag, not two dashes inside a path or a word
 _PYTHON_WORDS = (
     (r"fmnist-ignite train --resume auto --output-dir (\S+)", r'train(config.replace(resume="auto", output_dir="\1"))'),
     (r"fmnist-ignite evaluate (\S+)", r'evaluate_checkpoint("\1")'),
-    (r"--resume auto\b", 'resume="auto"'),
-    (r"--output-dir ('[^']*'|[^\s,;]*/[^\s,;]*)", r'output_dir="\1"'),
-    (r"--no-([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_") + "=False"),
-    (r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_")),
+    (_FLAG + r"resume auto --output-dir ([^\s,;]*/[^\s,;]*)", r'resume="auto", output_dir="\1"'),
+    (_FLAG + r"resume auto\b", 'resume="auto"'),
+    (_FLAG + r"output-dir ([^\s,;]*/[^\s,;]*)", r'output_dir="\1"'),
+    (_FLAG + r"no-([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_") + "=False"),
+    (_FLAG + r"([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_")),
 )
 
 
@@ -46,6 +48,10 @@ class FmnistError(Exception):
 class UnknownSetting(FmnistError, TypeError):
     """A settings dataclass (``Config``, ...) was given a field it does not have; the message names the
     closest one. A ``TypeError`` too, as Python's own error for an unknown keyword is."""
+
+
+class MissingSetting(FmnistError, TypeError):
+    """A settings dataclass was not given a field it has no default for; the message names it."""
 
 
 class TrainingInterrupted(FmnistError):

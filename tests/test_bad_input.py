@@ -125,6 +125,8 @@ def test_an_output_dir_that_cannot_be_created_is_reported(tmp_path, capsys):
         ("score them with: fmnist-ignite evaluate r/best.pt", 'score them with: evaluate_checkpoint("r/best.pt")'),
         ("that one run alone with --output-dir PARENT/seed-N", 'that one run alone with output_dir="PARENT/seed-N"'),
         ("or --no-plots", "or plots=False"),
+        ("could not write /srv/a--b/summary.json: disk full", "could not write /srv/a--b/summary.json: disk full"),
+        ("continue with --resume auto --output-dir runs/x", 'continue with resume="auto", output_dir="runs/x"'),
     ],
 )
 def test_a_message_for_the_command_line_is_said_in_the_python_api_s_words_in_a_notebook(cli, python):
@@ -144,3 +146,8 @@ def test_a_settings_dataclass_names_the_closest_field_for_an_unknown_keyword():
     with pytest.raises(UnknownSetting, match=r"^LrFindSettings has no setting 'colour'$"):
         LrFindSettings(colour=1)
     assert Config(epochs=2).replace(lr=0.5).lr == 0.5  # known fields still work, positional or not
+    from fmnist_ignite.errors import MissingSetting
+
+    with pytest.raises(MissingSetting, match=r"^TuneSettings needs trials \(it has no default\)$"):
+        TuneSettings(keep_trials="best")
+    assert TuneSettings(3).trials == TuneSettings(trials=3).trials == 3

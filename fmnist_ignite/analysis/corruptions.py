@@ -271,11 +271,11 @@ def corruption_scores(
         The accuracies, their intervals and an example image of each corruption.
     """
     clean = score(predict, images, labels, "clean", 0, 0.0)
-    scores, examples = [], {"clean": images[0]}
+    scores, examples = [], {"clean": images[0].clone()}
     for name, (_, _, levels) in CORRUPTIONS.items():
         for severity in SEVERITIES:
             corrupted = corrupt(images, name, severity, seed)
             scores.append(score(predict, corrupted, labels, name, severity, levels[severity - 1]))
             if severity == 2:
-                examples[name] = corrupted[0]
+                examples[name] = corrupted[0].clone()  # not a view keeping the whole corrupted set alive
     return CorruptionResults(clean, scores, seed, examples)

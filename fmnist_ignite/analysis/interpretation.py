@@ -264,12 +264,14 @@ class ResultViews:
         with the probabilities scaled by the temperature it fitted on validation beside them."""
         from fmnist_ignite.analysis.calibration import plot_reliability
         from fmnist_ignite.analysis.predictions import load_predictions
-        from fmnist_ignite.files.calibration import read_temperature
 
         kept = load_predictions(self.output_dir)
         if "probabilities" not in kept:
             raise FmnistError(f"{self.output_dir}: the kept test predictions hold no probabilities")
-        temperature = read_temperature(self.best_checkpoint) if self.best_checkpoint else None
+        from fmnist_ignite.files.summary import SUMMARY_FILE, read_summary
+
+        summary = read_summary(self.output_dir / SUMMARY_FILE)
+        temperature = ((summary.calibration if summary else None) or {}).get("temperature")  # the scored weights'
         return plot_reliability(kept["probabilities"], kept["labels"], temperature, path)
 
     def most_confused(self, k: int = 5, min_count: int = 1) -> ShownList[Confused]:

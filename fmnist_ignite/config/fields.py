@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fmnist_ignite.errors import FmnistError, UnknownSetting
+from fmnist_ignite.errors import FmnistError, MissingSetting, UnknownSetting
 
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # the types a field's annotation may name
 FLAGS = ("value", "switch", "negated", None)  # the forms of a setting's flag (Setting.flag)
@@ -103,7 +103,11 @@ def refusing_unknown_fields(cls: type[T]) -> type[T]:
         The same class, its ``__init__`` checking the keywords first.
     """
     init = cls.__init__
-    names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = [field.name for field in fields]
+    required = [
+        n for n, f in enumerate(fields) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
 
     @functools.wraps(init)
     def checked(self: T, *args: Any, **kwargs: Any) -> None:
@@ -112,6 +116,9 @@ def refusing_unknown_fields(cls: type[T]) -> type[T]:
                 near = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
                 hint = f" (did you mean {near[0]}?)" if near else ""
                 raise UnknownSetting(f"{cls.__name__} has no setting {key!r}{hint}")
+        missing = [names[n] for n in required if n >= len(args) and names[n] not in kwargs]
+        if missing:
+            raise MissingSetting(f"{cls.__name__} needs {', '.join(missing)} (it has no default)")
         init(self, *args, **kwargs)
 
     setattr(cls, "__init__", checked)  # noqa: B010  # mypy refuses an assignment to a method

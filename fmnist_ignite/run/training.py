@@ -142,8 +142,11 @@ class Training:
         self.handlers = attach_default_handlers(
             config, trainer, self.evaluator, self.loaders, self._to_save, self.output_dir, self.log, scored
         )
-        if config.tensorboard:  # Ignite's TensorboardLogger
-            attach_tensorboard(trainer, self.evaluator, self.optimizer, self.output_dir / "tb", config.log_interval)
+        self.tensorboard = None  # Ignite's TensorboardLogger, with --tensorboard
+        if config.tensorboard:
+            self.tensorboard = attach_tensorboard(
+                trainer, self.evaluator, self.optimizer, self.output_dir / "tb", config.log_interval
+            )
         if resume:
             carry_to = self.output_dir if self.rank == 0 else None
             resume_state(resume, checkpoint, self._to_save, self.handlers, config, batches, carry_to)
