@@ -72,6 +72,14 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(monkeypa
     assert choose_precision("fp32", "cpu") == ("fp32", "asked for")
 
 
+def test_a_cpu_held_to_avx2_kernels_gets_fp32_though_its_flags_have_bf16(monkeypatch):
+    monkeypatch.setattr(engines, "cpu_capability", lambda: "AVX2 AVX512-BF16 AMX")  # ATEN_CPU_CAPABILITY=avx2
+    assert choose_precision("auto", "cpu") == (
+        "fp32",
+        "auto: this AVX2 AVX512-BF16 AMX CPU held to torch's AVX2 kernels (ATEN_CPU_CAPABILITY) has no native bf16",
+    )
+
+
 def test_bf16_asked_for_without_native_support_runs_and_says_it_is_slower(monkeypatch, small_config):
     monkeypatch.setattr(engines, "cpu_capability", lambda: "AVX2")
     lines = []

@@ -35,16 +35,19 @@ def choose_precision(requested: str, device: torch.device | str) -> tuple[str, s
     """The precision to run ("fp32" or "bf16") and why, in words.
 
     "auto" takes bf16 only where the device computes it natively (a CUDA GPU with bf16, a CPU with
-    AVX512-BF16 or AMX); elsewhere bf16 autocast is emulated and slower than fp32 (6.5x for a
-    Linear(784, 512) on an AVX2 CPU).
+    AVX512-BF16 or AMX whose AVX-512 kernels torch runs); elsewhere bf16 autocast is emulated and slower
+    than fp32 (6.5x for a Linear(784, 512) on an AVX2 CPU; a whole run 7x on an AMX CPU held to AVX2).
     """
     if torch.device(device).type == "cuda":
         native = torch.cuda.is_bf16_supported(including_emulation=False)
         hardware = f"this GPU ({torch.cuda.get_device_name(device)})"
     else:
         capability = cpu_capability()
-        native = "AVX512-BF16" in capability or "AMX" in capability
+        kernels = capability.split()[0]  # the instructions torch's kernels use (ATEN_CPU_CAPABILITY may hold them)
+        native = ("AVX512-BF16" in capability or "AMX" in capability) and kernels.startswith("AVX512")
         hardware = f"this {capability} CPU"
+        if not native and ("AVX512-BF16" in capability or "AMX" in capability):
+            hardware = f"this {capability} CPU held to torch's {kernels} kernels (ATEN_CPU_CAPABILITY)"
     has = f"{hardware} {'computes bf16 natively' if native else 'has no native bf16'}"
     if requested == "auto":
         return ("bf16" if native else "fp32"), f"auto: {has}"
