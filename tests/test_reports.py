@@ -266,5 +266,8 @@ def test_every_result_shows_itself_in_html_and_in_a_short_repr_without_tensors(s
     )
     assert "<th>probability</th>" in shown["top_losses"]._repr_html_()
     assert "suggestion=0.01, 300 learning rates" in repr(shown["LRFinderResult"])
+    assert repr(result) == f"TrainResult(test accuracy {result.test_metrics['accuracy']:.2%}, 1 epoch, " + (
+        f"output_dir='{result.output_dir}')"
+    )
     assert "test accuracy mean 91.00%" in repr(shown["SeedsResult"])
     assert "<td" in shown["SeedsResult"]._repr_html_() and "92.00%" in shown["SeedsResult"]._repr_html_()

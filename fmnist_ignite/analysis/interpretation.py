@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from fmnist_ignite.config.settings import EVAL_BATCH_SIZE, Config
+from fmnist_ignite.config.settings import EVAL_BATCH_SIZE
 from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES, load_fashion_mnist
 from fmnist_ignite.data.loaders import to_float_images
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.figures import new_figure
-from fmnist_ignite.ui.html import ShownList
+from fmnist_ignite.ui.html import ShownList, ShownResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -220,22 +220,13 @@ def interpret(
     return Interpretation.from_model(loaded, images, labels, batch_size)
 
 
-class ResultViews:
+class ResultViews(ShownResult):
     """What a ``TrainResult`` shows: an HTML summary in a notebook, its curves and confusion matrix as
     figures, and its model's mistakes on the test split."""
 
-    # What it reads of the class it is mixed into: the fields of ``TrainResult``.
-    history: list[dict]
-    test_metrics: dict
-    scored_weights: str
-    output_dir: Path
-    epochs_run: int
-    stopped_early: bool
-    best_checkpoint: Path | None
-    last_checkpoint: Path | None
+    # What it reads of the class it is mixed into beyond what ``result_html`` reads: ``TrainResult``'s fields.
     confusion: torch.Tensor | None
     model: torch.nn.Module | None
-    config: Config | None
 
     def _repr_html_(self) -> str:
         from fmnist_ignite.ui.html import result_html

@@ -136,8 +136,8 @@ class SeedsResult:
         return not self.pending
 
     def _statistics(self) -> list[str]:
-        return [f"{split} accuracy {mean_text(stats)}" for split, stats in (("validation", self.validation),
-                ("test", self.test)) if stats is not None]  # fmt: skip
+        splits = (("validation", self.validation), ("test", self.test))
+        return [f"{split} accuracy {mean_text(stats)}" for split, stats in splits if stats is not None]
 
     def __repr__(self) -> str:
         state = "complete" if self.complete else f"pending: {self.pending}"

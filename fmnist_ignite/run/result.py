@@ -50,4 +50,5 @@ class TrainResult(ResultViews):
 
     def __repr__(self) -> str:
         test = f"test accuracy {self.test_metrics['accuracy']:.2%}, " if "accuracy" in self.test_metrics else ""
-        return f"TrainResult({test}{self.epochs_run} epochs, output_dir='{self.output_dir}')"
+        epochs = f"{self.epochs_run} epoch{'s' * (self.epochs_run != 1)}"
+        return f"TrainResult({test}{epochs}, output_dir='{self.output_dir}')"
