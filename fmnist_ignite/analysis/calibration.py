@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fmnist_ignite.files.calibration import TEMPERATURES
 from fmnist_ignite.files.durable import write_figure
 from fmnist_ignite.ui.figures import new_figure
 
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 BINS = 15
-TEMPERATURE_BOUNDS = (0.05, 20.0)  # a fitted temperature outside them says the fit failed, not the model
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
         labels: their true classes (N).
 
     Returns:
-        The temperature, within ``TEMPERATURE_BOUNDS``; 1.0 for no images.
+        The temperature, within ``files.calibration.TEMPERATURES``; 1.0 for no images.
     """
     from scipy.optimize import minimize_scalar
 
@@ -166,7 +166,7 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
         s = s - s.max(axis=1, keepdims=True)
         return float((np.log(np.exp(s).sum(axis=1)) - s[rows, y]).mean())
 
-    low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    low, high = (math.log(b) for b in TEMPERATURES)
     found = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-6})
     return float(math.exp(found.x))
 

@@ -14,7 +14,7 @@ from fmnist_ignite.files.reading import Shape, read_json
 
 CALIBRATION_FILE = "calibration.json"
 MAX_CALIBRATION_BYTES = 64 << 10
-TEMPERATURES = (0.05, 20.0)  # what a fit can find (analysis.calibration.TEMPERATURE_BOUNDS)
+TEMPERATURES = (0.05, 20.0)  # the range a fit searches (analysis.calibration) and a file may hold
 
 
 def write_calibration(
