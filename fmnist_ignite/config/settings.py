@@ -25,7 +25,7 @@ from fmnist_ignite.config.fields import (
 from fmnist_ignite.errors import FmnistError
 
 MODEL_NAMES = ("mlp", "cnn")  # built in: fmnist_ignite.core.models; "custom" is a model of your own
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "muon")  # muon: Muon for the weight matrices, AdamW for the rest
 DEVICES = ("auto", "cpu", "cuda")
 LOADERS = ("tensor", "dataloader")
 MONITORS = ("loss", "accuracy")
@@ -97,7 +97,11 @@ class Config:
     batch_size: int = setting(64, "training batch size ({default})")
     lr: float = setting(1e-3, "learning rate ({default})")
     momentum: float = setting(0.9, "SGD momentum ({default})")
-    optimizer: str = setting("sgd", "optimizer ({default})", choices=OPTIMIZERS)
+    optimizer: str = setting(
+        "sgd",
+        "optimizer ({default}); muon: torch.optim.Muon for the weight matrices, AdamW for the rest",
+        choices=OPTIMIZERS,
+    )
     weight_decay: float = setting(0.0, "weight decay ({default})")
     dropout: float = setting(0.0, "dropout after each ReLU ({default}: the tutorial's model)")
     # "custom" (no flag) when train() is given a model of your own
