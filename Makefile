@@ -21,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 	       "make run TORCH_INDEX=https://download.pytorch.org/whl/cpu"; \
 	fi
 	@if [ -n "$(TORCH_INDEX)" ]; then $(PY) -m pip install --progress-bar on --index-url $(TORCH_INDEX) torch torchvision; fi
-	$(PY) -m pip install --progress-bar on -e '.[dev,docs,plot,tensorboard,tune]'
+	$(PY) -m pip install --progress-bar on -e '.[dev,docs,plot,tensorboard,tune,postgresql,mlflow,wandb,onnx]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

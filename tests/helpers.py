@@ -63,3 +63,12 @@ def scripted_evaluator(losses: list[float]) -> Engine:
         engine.state.metrics.update(loss=loss, accuracy=1 - loss)
 
     return evaluator
+
+
+def load_study(study_dir: Path, name: str = "fmnist", storage: str | None = None):
+    """The study ``fmnist-ignite tune`` keeps in ``study_dir`` (its journal by default), as Optuna loads it."""
+    import optuna
+
+    from fmnist_ignite.experiments.storage import open_storage, resolve_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(resolve_storage(study_dir, storage), 30))

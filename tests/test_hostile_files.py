@@ -9,13 +9,12 @@ import os
 import subprocess
 import sys
 import zipfile
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import small_config_file, small_run_config
-from helpers import QUIET, free_port
+from helpers import QUIET, free_port, load_study
 
 from fmnist_ignite import FmnistError, TuneSettings, train
 from fmnist_ignite.cli.main import main
@@ -156,6 +155,7 @@ def test_compare_of_a_run_without_predictions_or_checkpoints_advises_what_can_wo
 
 def test_keep_trials_never_removes_a_directory_a_study_row_names_outside_the_study(small_config, tmp_path):
     optuna = pytest.importorskip("optuna")
+    from fmnist_ignite.experiments.storage import resolve_storage
     from fmnist_ignite.experiments.study import open_study
     from fmnist_ignite.experiments.tuning import tune
 
@@ -166,7 +166,7 @@ def test_keep_trials_never_removes_a_directory_a_study_row_names_outside_the_stu
     own.mkdir(parents=True)
     (own / "train.log").write_text("trial 1's")
     storage = f"sqlite:///{study_dir / 'study.db'}"
-    study = open_study(storage, "fmnist", heartbeat=30)
+    study = open_study(resolve_storage(study_dir, storage), "fmnist", heartbeat=30)
     space = {"lr": {"low": 1e-4, "high": 1e-1, "log": True}}
     for value in (0.9, 0.5):  # rows a shared or copied database may hold
         study.add_trial(
@@ -192,10 +192,10 @@ def test_a_study_database_locked_beyond_its_timeout_is_one_line_and_the_trial_go
 
     from ignite.engine import Events
 
-    from fmnist_ignite.experiments import study as study_module
+    from fmnist_ignite.experiments import storage as storage_module
     from fmnist_ignite.experiments import tuning
 
-    monkeypatch.setattr(study_module, "SQLITE_TIMEOUT_S", 1)
+    monkeypatch.setattr(storage_module, "SQLITE_TIMEOUT_S", 1)
     study_dir = tmp_path / "study"
     holder: list[sqlite3.Connection] = []
     real_training = tuning.Training
@@ -214,7 +214,8 @@ def test_a_study_database_locked_beyond_its_timeout_is_one_line_and_the_trial_go
     config = small_config.replace(epochs=2, output_dir=str(study_dir))
     space = {"lr": {"low": 1e-3, "high": 1e-2}}
     with pytest.raises(FmnistError, match=r"^this worker stopped: .*database is locked.*; trial 0 goes back to the "):
-        tuning.tune(config, 1, space, log=lambda line: None)
+        sqlite = TuneSettings(1, storage=f"sqlite:///{study_dir / 'study.db'}")
+        tuning.tune(config, sqlite, space, log=lambda line: None)
     holder[0].close()
     monkeypatch.setattr(tuning, "Training", real_training)
     result = tuning.tune(config, TuneSettings(1, heartbeat=1), space, log=lambda line: None)
@@ -291,10 +292,7 @@ def test_a_full_disk_during_tune_is_one_line_and_the_trial_goes_back_to_the_queu
     line = one_line(proc)
     assert line.startswith("error: this worker stopped: ") and "No space left on device" in line
     assert "trial 0 goes back to the queue" in line
-    import sqlite3
-
-    with closing(sqlite3.connect(study / "study.db")) as db:  # closed: the disk is unmounted after the test
-        states = [row[0] for row in db.execute("SELECT state FROM trials ORDER BY number, trial_id")]
+    states = [t.state.name for t in load_study(study).get_trials()]
     assert states[-1] == "WAITING"  # queued again, for the next worker
 
 

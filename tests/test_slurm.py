@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_config_file, small_run_config
-from helpers import ROOT
+from helpers import ROOT, load_study
 
 from fmnist_ignite import evaluate_checkpoint
 
@@ -176,7 +176,7 @@ def test_the_job_script_outside_slurm_says_what_it_is_for_and_trains_in_the_fore
 
 
 def test_a_two_task_array_on_one_study_completes_its_trials(slurm, tmp_path):
-    optuna = pytest.importorskip("optuna", reason="the tune extra is not installed")
+    pytest.importorskip("optuna", reason="the tune extra is not installed")
     config = small_config_file(tmp_path, epochs=4)
     (tmp_path / "space.yaml").write_text("lr: {low: 0.02, high: 0.2, log: true}\noptimizer: [sgd]\n")
     env = {**slurm, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
@@ -189,7 +189,7 @@ def test_a_two_task_array_on_one_study_completes_its_trials(slurm, tmp_path):
     outputs = [(tmp_path / f"slurm-fmnist-tune-{job}_{task}.out").read_text() for task in (0, 1)]
     for task, output in enumerate(outputs):
         assert f"fmnist-ignite: worker {job}_{task} finished" in output, output
-    study = optuna.load_study(study_name="fmnist", storage=f"sqlite:///{tmp_path}/runs/tune-fmnist-tune/study.db")
+    study = load_study(tmp_path / "runs/tune-fmnist-tune")
     trials = [t for t in study.get_trials() if "surplus" not in t.user_attrs]
     assert len(trials) == 6 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both array tasks ran trials
@@ -235,7 +235,7 @@ def test_a_tuner_array_works_in_the_output_dir_the_user_gives(slurm, tmp_path):
     output = (tmp_path / f"slurm-fmnist-tune-{job}_0.out").read_text()
     assert output.splitlines()[0].endswith(": my study"), output
     assert f"fmnist-ignite: worker {job}_0 finished" in output, output
-    assert (tmp_path / "my study" / "study.db").is_file()
+    assert (tmp_path / "my study" / "study.journal").is_file()
     trial = json.loads((tmp_path / "my study" / "trial-0000" / "summary.json").read_text())
     assert trial["status"] == "completed"
     assert not (tmp_path / "runs").exists() and not (tmp_path / "from-env").exists()

@@ -240,12 +240,13 @@ def test_confirm_top_retrains_the_top_trials_over_seeds_on_validation_and_picks_
     small_config, tmp_path, splits_loaded, capsys
 ):
     pytest.importorskip("optuna", reason="the tune extra is not installed")
+    from fmnist_ignite.experiments.storage import resolve_storage
     from fmnist_ignite.experiments.study import open_study
     from fmnist_ignite.experiments.tuning import tune
 
     study_dir = tmp_path / "study"
     study_dir.mkdir()
-    study = open_study(f"sqlite:///{study_dir / 'study.db'}", "fmnist", 30)
+    study = open_study(resolve_storage(study_dir, None), "fmnist", 30)
     for lr in (0.004, 0.01):
         study.enqueue_trial({"lr": lr, "optimizer": "sgd"})
     config = small_config.replace(output_dir=str(study_dir), epochs=1, seeds="2")

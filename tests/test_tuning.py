@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import small_config_file
+from helpers import load_study
 
 from fmnist_ignite.cli.main import main
 from fmnist_ignite.config.commands import TuneSettings
@@ -23,6 +24,7 @@ optuna = pytest.importorskip("optuna", reason="the tune extra is not installed (
 from optuna.trial import TrialState  # noqa: E402
 
 from fmnist_ignite.experiments.search_space import DEFAULT_SPACE, check_search_space  # noqa: E402
+from fmnist_ignite.experiments.storage import resolve_storage  # noqa: E402
 from fmnist_ignite.experiments.study import open_study, trial_directory  # noqa: E402
 from fmnist_ignite.experiments.tuning import selected_accuracy, tune  # noqa: E402
 
@@ -30,7 +32,7 @@ SGD_SPACE = {"lr": [0.05, 0.1], "optimizer": ["sgd"]}  # trials that learn the s
 
 
 def load(study_dir: Path, name: str = "fmnist"):
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{study_dir / 'study.db'}")
+    return load_study(study_dir, name)
 
 
 def worker(config: Path, study_dir: Path, trials: int, *extra: str) -> subprocess.Popen:
@@ -133,7 +135,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(small_config, tmp_path
     study_dir = tmp_path / "study"
     study_dir.mkdir()
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
-    study = open_study(f"sqlite:///{study_dir / 'study.db'}", "fmnist", heartbeat=30, pruner=pruner)
+    study = open_study(resolve_storage(study_dir, None), "fmnist", heartbeat=30, pruner=pruner)
     for lr in (0.1, 0.1, 1e-6):  # the third barely moves: far below the median after one epoch
         study.enqueue_trial({"lr": lr, "optimizer": "sgd"})
     space = {"lr": {"low": 1e-6, "high": 0.1, "log": True}, "optimizer": ["sgd"]}

@@ -26,7 +26,11 @@ class TuneSettings:
     trials: int = setting(dataclasses.MISSING, "trials of the study, all workers together", metavar="N")
     timeout: float | None = setting(None, "this worker starts no trial after S seconds", metavar="S")
     storage: str | None = setting(
-        None, "SQLAlchemy URL of the study's database (default: sqlite:///OUTPUT_DIR/study.db)", metavar="URL"
+        None,
+        "where the study lives: a journal file's path, a SQLAlchemy URL (postgresql+psycopg://...), or an "
+        "existing SQLite study (.db) (default: OUTPUT_DIR/study.journal, or OUTPUT_DIR/study.db where an "
+        "older study has one)",
+        metavar="PATH|URL",
     )
     study: str = setting("fmnist", "study name; workers with the same one share it ({default})", metavar="NAME")
     space: str | None = setting(None, "YAML search space replacing the default", metavar="FILE")

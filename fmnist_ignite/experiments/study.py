@@ -10,17 +10,16 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.experiments.storage import StudyStorage, open_storage
 from fmnist_ignite.files.saved_config import CHANGEABLE_ON_RESUME, storable_config
 
 # The heartbeat and its retry callback are marked experimental by Optuna; this library relies on them on purpose.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-SQLITE_TIMEOUT_S = 60  # how long a worker waits for a SQLite study another worker is writing
 
 
 def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
@@ -30,7 +29,7 @@ def default_pruner(epochs: int) -> optuna.pruners.BasePruner:
 
 
 def open_study(
-    storage: str,
+    storage: StudyStorage,
     study_name: str,
     heartbeat: int,
     pruner: optuna.pruners.BasePruner | None = None,
@@ -39,45 +38,27 @@ def open_study(
     """The study in ``storage``, created by the first worker and joined by the others."""
     from sqlalchemy.exc import DBAPIError
 
-    engine_kwargs: dict[str, object] = (
-        {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if storage.startswith("sqlite") else {}
-    )
     error: Exception  # set by every try that does not return
     for attempt in range(5):  # workers starting together race to create the tables: the losers try again
         try:
-            return _open_study(storage, study_name, heartbeat, engine_kwargs, pruner, sampler)
+            return optuna.create_study(
+                storage=open_storage(storage, heartbeat),
+                study_name=study_name,
+                direction="maximize",
+                sampler=sampler or optuna.samplers.TPESampler(),
+                pruner=pruner or default_pruner(epochs=3),
+                load_if_exists=True,
+            )
         except DBAPIError as exc:
             error = exc
             time.sleep(0.2 * (attempt + 1))
-        except Exception as exc:  # SQLAlchemy's other errors: a bad URL, a missing driver, ...
+        except FmnistError:
+            raise
+        except Exception as exc:  # a bad URL, a missing driver, a damaged journal, ...
             error = exc
             break
-    raise FmnistError(f"cannot open the study {study_name!r} in {storage}: {str(error).splitlines()[0]}")
-
-
-def _open_study(
-    storage: str,
-    study_name: str,
-    heartbeat: int,
-    engine_kwargs: dict[str, object],
-    pruner: optuna.pruners.BasePruner | None,
-    sampler: optuna.samplers.BaseSampler | None,
-) -> optuna.Study:
-    rdb = RDBStorage(
-        storage,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat,
-        grace_period=3 * heartbeat,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(3, inherit_intermediate_values=True),
-    )
-    return optuna.create_study(
-        storage=rdb,
-        study_name=study_name,
-        direction="maximize",
-        sampler=sampler or optuna.samplers.TPESampler(),
-        pruner=pruner or default_pruner(epochs=3),
-        load_if_exists=True,
-    )
+    words = str(error).splitlines()[0] if str(error) else type(error).__name__
+    raise FmnistError(f"cannot open the study {study_name!r} in {storage}: {words}")
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -2,8 +2,8 @@
 validation split only (the test split is never read). The learning-rate finder, which needs no Optuna, is
 ``fmnist_ignite.experiments.lr_finder``.
 
-A study lives in an RDB storage (a SQLite file in its directory by default), so workers started in
-several terminals, on several machines or as SLURM array tasks share it. A worker that dies mid-trial
+A study lives in Optuna's journal file in its directory (or a database: ``experiments.storage``), so
+workers started in several terminals, on several machines or as SLURM array tasks share it. A worker that dies mid-trial
 stops sending heartbeats; another worker then marks that trial failed and runs it again, resuming from
 the dead trial's last checkpoint. Ctrl-C or SIGTERM saves the running trial's checkpoint and queues it
 again, so the next worker continues it.
@@ -38,6 +38,7 @@ from fmnist_ignite.experiments.search_space import (
     suggest,
 )
 from fmnist_ignite.experiments.seeds import parse_seeds
+from fmnist_ignite.experiments.storage import StudyStorage, resolve_storage
 from fmnist_ignite.experiments.study import (
     counted_trials,
     default_pruner,
@@ -312,9 +313,10 @@ def study_directory(config: Config, study: TuneSettings) -> Path:
     return Path(config.output_dir or f"runs/tune-{study.study}")
 
 
-def storage_of(study_dir: Path, study: TuneSettings) -> str:
-    """The study's storage: ``study.storage``, else a SQLite file in its directory."""
-    return study.storage or f"sqlite:///{study_dir / 'study.db'}"
+def storage_of(study_dir: Path, study: TuneSettings) -> StudyStorage:
+    """The study's storage: ``study.storage``, else its directory's (``study.journal``, or an old
+    ``study.db``)."""
+    return resolve_storage(study_dir, study.storage)
 
 
 def tune(

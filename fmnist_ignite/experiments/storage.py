@@ -1,0 +1,183 @@
+"""Where a study lives: Optuna's journal file (the default) or an RDB database, as Optuna's FAQ advises.
+
+Optuna recommends against SQLite for parallel optimisation and says it does not work on NFS; for several
+processes on one machine or a shared file system it recommends ``JournalStorage`` over a journal file (an
+append-only log, written under a lock file that works on NFS), and for many machines an RDB server
+(PostgreSQL, MySQL). A new study's default is therefore ``STUDY_DIR/study.journal``; a study created
+before, with ``STUDY_DIR/study.db``, keeps opening its SQLite file.
+
+Optuna's journal storage has no heartbeat of its own (only ``RDBStorage`` has), and this library relies on
+one to retry a dead worker's trial: ``HeartbeatJournalStorage`` records each running trial's heartbeat in
+the journal (a system attribute, the worker's clock) so that Optuna's heartbeat thread, its
+``fail_stale_trials`` and the retry callback work the same on both storages.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from fmnist_ignite.errors import FmnistError
+
+JOURNAL_NAME = "study.journal"  # a new study's storage, in its directory
+OLD_DATABASE_NAME = "study.db"  # the storage of a study created before the journal was the default
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_TIMEOUT_S = 60  # how long a worker waits for a SQLite study another worker is writing
+HEARTBEAT_ATTR = "fmnist:heartbeat"  # a running trial's last heartbeat in a journal, seconds since the epoch
+
+
+class StorageKind(enum.StrEnum):
+    """What a study's storage is."""
+
+    JOURNAL = "journal"  # Optuna's journal file
+    RDB = "rdb"  # a database by SQLAlchemy URL: SQLite, PostgreSQL, MySQL
+
+
+@dataclass(frozen=True)
+class StudyStorage:
+    """A study's storage, as resolved from ``--storage`` and the study's directory.
+
+    Attributes:
+        kind: a journal file or an RDB database.
+        location: the journal file's path, or the database's SQLAlchemy URL.
+    """
+
+    kind: StorageKind
+    location: str
+
+    def __str__(self) -> str:
+        return f"journal file {self.location}" if self.kind == StorageKind.JOURNAL else self.location
+
+
+def resolve_storage(study_dir: Path, given: str | None) -> StudyStorage:
+    """The storage ``--storage`` names, else the study directory's: its old ``study.db`` if it has one,
+    else the journal file ``study.journal``.
+
+    Args:
+        study_dir: the study's directory.
+        given: ``--storage``: a SQLAlchemy URL (``postgresql+psycopg://...``, ``sqlite:///...``), the path of
+            an existing SQLite study (``.db``, ``.sqlite``), or a journal file's path (created if missing).
+
+    Raises:
+        FmnistError: a SQLite path that is not an existing SQLite file.
+    """
+    if given is None:
+        old = Path(study_dir) / OLD_DATABASE_NAME
+        if old.is_file() and not old.is_symlink():
+            return StudyStorage(StorageKind.RDB, f"sqlite:///{old}")
+        return StudyStorage(StorageKind.JOURNAL, str(Path(study_dir) / JOURNAL_NAME))
+    if "://" in given:
+        return StudyStorage(StorageKind.RDB, given)
+    path = Path(given)
+    if path.suffix.lower() in SQLITE_SUFFIXES:
+        if not is_sqlite_file(path):
+            raise FmnistError(
+                f"--storage {given}: not an existing SQLite study; a new study's storage is a journal file "
+                f"(--storage PATH.journal) or a database URL (sqlite:///{given} creates one)"
+            )
+        return StudyStorage(StorageKind.RDB, f"sqlite:///{path}")
+    return StudyStorage(StorageKind.JOURNAL, str(path))
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) that starts as a SQLite database does."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    with path.open("rb") as file:
+        return file.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+
+
+def open_storage(storage: StudyStorage, heartbeat: int) -> BaseStorage:
+    """Optuna's storage object for ``storage``, with a heartbeat every ``heartbeat`` seconds and a dead
+    worker's trial (three heartbeats missed) queued again by Optuna's retry callback.
+
+    Raises:
+        FmnistError: a journal path that is a link, or whose directory cannot be made.
+    """
+    retry = RetryHeartbeatStaleTrialCallback(3, inherit_intermediate_values=True)
+    if storage.kind == StorageKind.RDB:
+        engine_kwargs: dict[str, object] = (
+            {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if storage.location.startswith("sqlite") else {}
+        )
+        return RDBStorage(
+            storage.location,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat,
+            grace_period=3 * heartbeat,
+            heartbeat_stale_trial_callback=retry,
+        )
+    path = Path(storage.location)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise FmnistError(f"the study's journal {path} is not a regular file (a link is not followed)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FmnistError(f"cannot make the study's directory {path.parent}: {exc.strerror}") from None
+    return HeartbeatJournalStorage(path, heartbeat, 3 * heartbeat, retry)
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """Optuna's ``JournalStorage`` over a journal file, with heartbeats (which Optuna gives only RDBs).
+
+    A running trial's heartbeat is a system attribute holding the worker's ``time.time()``; a trial is
+    stale when neither its heartbeat nor its start is more recent than ``grace_period`` seconds (the start
+    counts because Optuna's retry copies the dead trial's attributes, its last heartbeat included, into
+    the trial that retries it). Workers on several machines compare their clocks: keep them in step (NTP),
+    which a grace period of minutes makes forgiving.
+
+    Args:
+        path: the journal file (created if missing), locked by Optuna's symlink lock (NFS-safe).
+        heartbeat_interval: seconds between a running trial's heartbeats.
+        grace_period: seconds without a heartbeat after which a running trial is stale.
+        stale_trial_callback: what to do with a stale trial once it is failed (Optuna's retry callback).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        heartbeat_interval: int,
+        grace_period: int,
+        stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None,
+    ) -> None:
+        super().__init__(JournalFileBackend(str(path)))
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.stale_trial_callback = stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Write the trial's heartbeat (nothing, if another worker already failed it as stale)."""
+        with suppress(UpdateFinishedTrialError):
+            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return [trial._trial_id for trial in running if now - last_sign_of_life(trial) > self.grace_period]
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self.stale_trial_callback
+
+
+def last_sign_of_life(trial: FrozenTrial) -> float:
+    """The later of a running trial's heartbeat (read back from the journal: checked) and its start."""
+    beat = trial.system_attrs.get(HEARTBEAT_ATTR)
+    started = trial.datetime_start.timestamp() if trial.datetime_start is not None else 0.0
+    if isinstance(beat, bool) or not isinstance(beat, int | float) or not math.isfinite(beat):
+        return started
+    return max(float(beat), started)
