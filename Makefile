@@ -9,7 +9,7 @@ ARGS ?=
 # machine without an NVIDIA GPU the CPU-only build is enough: make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: run test quick lint docs data slurm browser clean
+.PHONY: run test quick lint docs data slurm browser postgresql clean
 
 # The environment, and its Jupyter kernel "python3" (this environment's python, by its full path: the
 # notebook tests run in it).
@@ -54,10 +54,21 @@ browser:
 	    || echo "Could not install chromium and chromium-driver: the browser tests will be skipped"; \
 	fi
 
+# The PostgreSQL tests (tests/test_postgres.py: a study on a real server) need Debian's postgresql; the tests
+# start a server of their own (a new cluster in a temporary directory, on 127.0.0.1 only) and stop it.
+# Installed as root with apt when missing; otherwise those tests are skipped, with the reason.
+postgresql:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Debian's postgresql for the PostgreSQL tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	    || echo "Could not install postgresql: the PostgreSQL tests will be skipped"; \
+	fi
+
 run: data
 	$(PY) examples/run.py $(ARGS)
 
-test: data slurm browser lint
+test: data slurm browser postgresql lint
 	$(PY) -m pytest $(ARGS)
 
 # The quick tier: what needs no subprocess, kernel, cluster or real data (about a minute on 2 cores).

@@ -164,6 +164,7 @@ SLOW_MODULES = {
     "test_tuning",  # tune workers in processes of their own
     "test_docs",  # the site's build, every block of every page
     "test_hostile_files",  # mounts, subprocesses, a stopped worker
+    "test_postgres",  # a PostgreSQL server
 }
 SLOW_FIXTURES = {"real_data", "kernel", "slurm", "small_disk", "mounted"}
 
