@@ -34,6 +34,7 @@ _PUBLIC = {  # the module that defines them -> the public names
     "analysis.compare": ("compare_runs", "Comparison"),
     "analysis.inference": ("evaluate_checkpoint", "evaluate_corruptions", "load_images", "load_model", "predict"),
     "analysis.interpretation": ("interpret", "Interpretation", "most_confused"),
+    "analysis.export": ("export_model", "ExportResult"),
     "handlers.loss_logging": ("attach_epoch_header", "attach_loss_logging"),
     "handlers.history": ("MetricsHistory",),
     "handlers.evaluation": ("attach_evaluation", "format_metrics"),

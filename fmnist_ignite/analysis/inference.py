@@ -239,6 +239,11 @@ def predict(model: torch.nn.Module, images: torch.Tensor, temperature: float | N
     device = next(model.parameters()).device
     with torch.no_grad():
         logits = model.eval()(to_float_images(images).to(device)).float()
-        probabilities = (logits / (temperature or 1.0)).softmax(dim=1)
-    best = probabilities.max(dim=1)
+    return predicted_classes(logits, temperature)
+
+
+def predicted_classes(logits: torch.Tensor, temperature: float | None = None) -> list[tuple[str, float]]:
+    """Class name and probability of the most likely class for each row of N x 10 ``logits`` (divided by
+    ``temperature`` first, if given)."""
+    best = (logits.float() / (temperature or 1.0)).softmax(dim=1).max(dim=1)
     return [(CLASS_NAMES[i], float(p)) for p, i in zip(best.values, best.indices, strict=False)]

@@ -10,7 +10,13 @@ import time
 from pathlib import Path
 
 from fmnist_ignite.cli.parser import config_from_args, fixed_settings, settings_from, without
-from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, PredictSettings, TuneSettings
+from fmnist_ignite.config.commands import (
+    EvaluateSettings,
+    ExportSettings,
+    LrFindSettings,
+    PredictSettings,
+    TuneSettings,
+)
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 
@@ -120,17 +126,39 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from fmnist_ignite.analysis.inference import load_images, load_model, predict
+    from fmnist_ignite.analysis.export import OnnxClassifier
+    from fmnist_ignite.analysis.inference import load_images, load_model, predict, predicted_classes
+    from fmnist_ignite.data.loaders import to_float_images
     from fmnist_ignite.files.calibration import read_temperature
 
     shown = settings_from(args, PredictSettings)
-    model = load_model(args.checkpoint)
-    temperature = read_temperature(Path(args.checkpoint)) if shown.calibrate else None
+    exported = OnnxClassifier(args.checkpoint) if Path(args.checkpoint).suffix == ".onnx" else None
+    if exported is not None:
+        temperature = exported.temperature() if shown.calibrate else None
+    else:
+        model = load_model(args.checkpoint)
+        temperature = read_temperature(Path(args.checkpoint)) if shown.calibrate else None
     for image in args.images:
         names, pixels = load_images(image)
-        for name, (label, probability) in zip(names, predict(model, pixels, temperature), strict=False):
+        if exported is not None:
+            found = predicted_classes(exported.logits(to_float_images(pixels)), temperature)
+        else:
+            found = predict(model, pixels, temperature)
+        for name, (label, probability) in zip(names, found, strict=False):
             if shown.json:
                 print(json.dumps({"image": name, "class": label, "probability": probability}))
             else:  # a name with a newline or other control characters is quoted: it cannot forge a line
                 print(f"{name if name.isprintable() else json.dumps(name)}: {label} ({probability:.1%})")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from fmnist_ignite.analysis.export import export_model
+
+    how = settings_from(args, ExportSettings)
+    result = export_model(args.checkpoint, how.format, how.output)
+    print(f"Exported {result.source} as {result.format.value}: {result.path}")
+    print(f"Input: {result.metadata['input']}")
+    if "temperature" in result.metadata:
+        print(f"Temperature (fitted on validation; divide the logits by it): {result.metadata['temperature']}")
     return 0

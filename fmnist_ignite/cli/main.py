@@ -11,7 +11,15 @@ import shlex
 import sys
 from collections.abc import Callable
 
-from fmnist_ignite.cli.commands import run_compare, run_evaluate, run_lr_find, run_predict, run_train, run_tune
+from fmnist_ignite.cli.commands import (
+    run_compare,
+    run_evaluate,
+    run_export,
+    run_lr_find,
+    run_predict,
+    run_train,
+    run_tune,
+)
 from fmnist_ignite.cli.parser import build_command_parser, build_parser
 from fmnist_ignite.errors import FmnistError
 
@@ -26,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         "tune": lambda: run_tune(args),
         "evaluate": lambda: run_evaluate(args),
         "predict": lambda: run_predict(args),
+        "export": lambda: run_export(args),
         "compare": lambda: run_compare(args),
     }
     return guarded(runners[args.command])

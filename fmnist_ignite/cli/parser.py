@@ -9,7 +9,13 @@ from collections.abc import Iterable
 from typing import Any, NoReturn, TypeVar
 
 from fmnist_ignite import __version__
-from fmnist_ignite.config.commands import EvaluateSettings, LrFindSettings, PredictSettings, TuneSettings
+from fmnist_ignite.config.commands import (
+    EvaluateSettings,
+    ExportSettings,
+    LrFindSettings,
+    PredictSettings,
+    TuneSettings,
+)
 from fmnist_ignite.config.fields import Setting
 from fmnist_ignite.config.files import read_config_file
 from fmnist_ignite.config.recipes import RECIPES
@@ -103,7 +109,9 @@ def add_setting_arguments(p: argparse.ArgumentParser, table: Iterable[Setting]) 
             p.add_argument(option, action="store_true", help=text, default=argparse.SUPPRESS)
 
 
-SubcommandSettings = TypeVar("SubcommandSettings", TuneSettings, LrFindSettings, EvaluateSettings, PredictSettings)
+SubcommandSettings = TypeVar(
+    "SubcommandSettings", TuneSettings, LrFindSettings, EvaluateSettings, PredictSettings, ExportSettings
+)
 
 
 def dests(of: type) -> dict[str, str]:
@@ -158,11 +166,14 @@ def fixed_settings(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def build_command_parser() -> Parser:
-    """``fmnist-ignite {train,evaluate,predict,compare,lr-find,tune}``."""
+    """``fmnist-ignite {train,evaluate,predict,export,compare,lr-find,tune}``."""
     parser = Parser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
     parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{train,evaluate,predict,compare,lr-find,tune}", parser_class=Parser
+        dest="command",
+        required=True,
+        metavar="{train,evaluate,predict,export,compare,lr-find,tune}",
+        parser_class=Parser,
     )
     add_train_arguments(
         commands.add_parser(
@@ -180,7 +191,9 @@ def build_command_parser() -> Parser:
     predict_parser = commands.add_parser(
         "predict", help="classify 28x28 grayscale images (PNG, or IDX files)", argument_default=argparse.SUPPRESS
     )
-    predict_parser.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
+    predict_parser.add_argument(
+        "checkpoint", help="best_model_*.pt, a training checkpoint, or a model.onnx from fmnist-ignite export"
+    )
     predict_parser.add_argument(
         "images",
         nargs="+",
@@ -188,6 +201,15 @@ def build_command_parser() -> Parser:
         help="a 28x28 grayscale image file (PNG, or any format PIL reads: JPEG, BMP, ...), or an IDX file of images",
     )
     add_setting_arguments(predict_parser, settings(PredictSettings).values())
+    export = commands.add_parser(
+        "export",
+        help="write a checkpoint's model as ONNX or a torch.export program, for use without this library",
+        argument_default=argparse.SUPPRESS,
+    )
+    export.add_argument(
+        "checkpoint", metavar="RUN_OR_CHECKPOINT", help="a run directory (its best model) or a checkpoint"
+    )
+    add_setting_arguments(export, settings(ExportSettings).values())
     compare = commands.add_parser(
         "compare",
         help="is one run better than another? paired tests on the test images, from each run's kept predictions",

@@ -1,5 +1,5 @@
-"""The settings of the subcommands that are not a training run's: ``tune``, ``lr-find``, ``evaluate`` and
-``predict``.
+"""The settings of the subcommands that are not a training run's: ``tune``, ``lr-find``, ``evaluate``,
+``predict`` and ``export``.
 
 Each is a dataclass whose fields are defined with ``setting()``, like ``Config``'s: the flags of the
 subcommand, their help, their defaults, their checks and the reference page are derived from these
@@ -16,6 +16,7 @@ from fmnist_ignite.config.fields import check_values, raise_first, refusing_unkn
 from fmnist_ignite.config.settings import MAX_SEED
 
 KEEP_TRIALS = ("all", "best", "none")
+EXPORT_FORMATS = ("onnx", "torch-export")  # analysis.export.ExportFormat's values
 
 
 @refusing_unknown_fields
@@ -139,6 +140,26 @@ class PredictSettings:
     )
 
     def validate(self) -> PredictSettings:
+        """Raise FmnistError naming the first bad setting; return self."""
+        check_values(self)
+        return self
+
+
+@refusing_unknown_fields
+@dataclass(frozen=True)
+class ExportSettings:
+    """What ``fmnist-ignite export`` writes (``export_model()`` in Python)."""
+
+    format: str = setting(
+        "onnx",
+        "onnx: an ONNX model (torch's dynamo exporter); torch-export: a torch.export program (.pt2) ({default})",
+        choices=EXPORT_FORMATS,
+    )
+    output: str | None = setting(
+        None, "the file to write (default: model.onnx or model.pt2 beside the checkpoint)", metavar="PATH"
+    )
+
+    def validate(self) -> ExportSettings:
         """Raise FmnistError naming the first bad setting; return self."""
         check_values(self)
         return self
