@@ -32,6 +32,7 @@ MONITORS = ("loss", "accuracy")
 SCHEDULERS = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = (None, "gloo", "nccl")
+TRACKERS = ("mlflow", "wandb")  # handlers.tracking attaches Ignite's MLflowLogger, WandBLogger
 DISPLAYS = ("auto", "notebook", "terminal", "plain")  # fmnist_ignite.ui.display picks for auto
 TRAIN_SET_SIZE = 60_000
 # Images scored at once: 500, not more; the CNN's activations for 1,000 images overflow the CPU's caches (3x slower).
@@ -101,6 +102,11 @@ class Config:
         "sgd",
         "optimizer ({default}); muon: torch.optim.Muon for the weight matrices, AdamW for the rest",
         choices=OPTIMIZERS,
+    )
+    ns_steps: int = setting(
+        5,
+        "Newton-Schulz iterations a step of --optimizer muon orthogonalises with ({default}; 3 is cheaper: on a "
+        "CPU they are most of a Muon step)",
     )
     weight_decay: float = setting(0.0, "weight decay ({default})")
     dropout: float = setting(0.0, "dropout after each ReLU ({default}: the tutorial's model)")
@@ -183,6 +189,14 @@ class Config:
     tensorboard: bool = setting(
         False, "log to OUTPUT_DIR/tb (needs the tensorboard package)", flag="switch", on_resume=True
     )
+    tracker: str | None = setting(
+        None,
+        "track the run in MLflow, W&B or both (mlflow, wandb, mlflow,wandb), offline by default: MLflow in "
+        "PARENT/mlflow.db unless MLFLOW_TRACKING_URI is set, W&B offline unless WANDB_MODE is set",
+        metavar="NAMES",
+        on_resume=True,
+        tunable=False,
+    )
     plots: bool = setting(True, "skip curves.png and confusion.png", flag="negated", on_resume=True, tunable=False)
     nproc_per_node: int = setting(1, "data-parallel processes on this machine ({default})")
     backend: str | None = setting(
@@ -252,6 +266,7 @@ class Config:
             (self.eval_batch_size >= 1, f"evaluation batch size must be at least 1, got {self.eval_batch_size}"),
             (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
             (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),
+            (1 <= self.ns_steps <= 10, f"ns steps must be in [1, 10], got {self.ns_steps}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
@@ -291,6 +306,10 @@ class Config:
             (0 <= self.node_rank < self.nnodes, f"node rank must be in [0, {self.nnodes - 1}], got {self.node_rank}"),
             (self.backend in BACKENDS, f"unknown backend {self.backend!r}: choose gloo or nccl"),
             (
+                all(name in TRACKERS for name in self.trackers) and len(set(self.trackers)) == len(self.trackers),
+                f"unknown --tracker {self.tracker!r}: one or both of {', '.join(TRACKERS)}, comma-separated",
+            ),
+            (
                 1 <= self.peer_timeout <= MAX_PEER_TIMEOUT,
                 f"peer timeout must be in [1, {MAX_PEER_TIMEOUT}] seconds (a week), got {self.peer_timeout}",
             ),
@@ -318,6 +337,11 @@ class Config:
         if check_paths:
             check_data_dir(self.data_dir)
         return self
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The experiment trackers ``tracker`` names (``"mlflow,wandb"``: both), in order."""
+        return tuple(name.strip() for name in self.tracker.split(",")) if self.tracker else ()
 
     @property
     def world_size(self) -> int:

@@ -32,7 +32,7 @@ def make_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
     elif config.optimizer == "muon":
         device = next(model.parameters()).device
         bf16 = choose_precision(config.precision, device)[0] == "bf16"
-        return MuonWithAdamW(params, lr=lr, weight_decay=weight_decay, bf16=bf16)
+        return MuonWithAdamW(params, lr=lr, weight_decay=weight_decay, bf16=bf16, ns_steps=config.ns_steps)
     else:
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
     optimizer.register_load_state_dict_post_hook(lay_state_out_like_params)
@@ -55,16 +55,19 @@ class MuonWithAdamW(torch.optim.Optimizer):
         lr: the learning rate of both halves.
         weight_decay: the decoupled weight decay of both halves.
         bf16: orthogonalise in bf16 (torch's Muon: where the device computes bf16 natively), else in fp32.
+        ns_steps: the Newton-Schulz iterations of each step (torch's default, 5; 3 is cheaper and coarser).
     """
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float, weight_decay: float, bf16: bool = True) -> None:
+    def __init__(
+        self, params: Iterable[torch.Tensor], lr: float, weight_decay: float, bf16: bool = True, ns_steps: int = 5
+    ) -> None:
         params = list(params)
         matrices = [p for p in params if p.ndim == 2]
         rest = [p for p in params if p.ndim != 2]
         # "momentum" in the defaults: a one-cycle schedule cycles Muon's momentum (AdamW's betas stay).
         super().__init__(params, {"lr": lr, "momentum": 0.95})
         muon = torch.optim.Muon if bf16 else Fp32Muon
-        self.muon = muon(matrices, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw")
+        self.muon = muon(matrices, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw", ns_steps=ns_steps)
         self.adamw = torch.optim.AdamW(rest, lr=lr, weight_decay=weight_decay, fused=True) if rest else None
         self.parts: list[torch.optim.Optimizer] = [self.muon] + ([self.adamw] if self.adamw else [])
         for part in self.parts:

@@ -12,6 +12,7 @@ import torch
 from fmnist_ignite.analysis.calibration import calibration_line, calibration_report, fit_temperature, plot_reliability
 from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_counts, per_class_intervals, per_class_table
 from fmnist_ignite.analysis.predictions import PREDICTIONS_FILE, PredictionCollector
+from fmnist_ignite.analysis.statistics import wilson_interval
 from fmnist_ignite.core.distributed import broadcast_weights, unwrap
 from fmnist_ignite.files.calibration import write_calibration
 from fmnist_ignite.files.checkpoints import load_checkpoint
@@ -20,6 +21,8 @@ from fmnist_ignite.handlers.evaluation import format_metrics
 from fmnist_ignite.run.result import TrainResult
 from fmnist_ignite.run.summary import test_extras
 from fmnist_ignite.ui.plots import plot_confusion, plot_curves
+
+PLOTS = ("curves.png", "confusion.png", "reliability.png")  # what plot() draws in the run directory
 
 if TYPE_CHECKING:  # the run that finishes; it calls these
     from fmnist_ignite.run.training import Training
@@ -105,6 +108,31 @@ def plot(training: Training, scored: Scored, temperature: float | None) -> None:
         if plotted
         else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
     )
+
+
+def finish_tracking(training: Training, scored: Scored) -> None:
+    """Give each tracked run (``--tracker``) the test accuracy with its 95% Wilson interval, the test loss
+    and ECE, the best checkpoint and the plots, and end it as finished."""
+    if not training.trackers:
+        return
+    metrics: dict[str, float] = {}
+    if scored.test:
+        low, high = wilson_interval(round(scored.test["accuracy"] * scored.test["count"]), scored.test["count"])
+        metrics = {
+            "test_accuracy": scored.test["accuracy"],
+            "test_accuracy_ci_low": low,
+            "test_accuracy_ci_high": high,
+            "test_loss": scored.test["loss"],
+            "test_ece": scored.test["calibration"]["ece"],
+        }
+    out, best = training.output_dir, training.handlers.best_saved
+    files = [path for path in (best, *(out / name for name in PLOTS)) if path is not None and path.is_file()]
+    for tracker in training.trackers:
+        if metrics:
+            tracker.log_metrics(metrics, training.trainer.state.epoch)
+        tracker.log_files(files)
+        tracker.close(finished=True)
+    training.trackers = []
 
 
 def finish(training: Training, weights: str, scored: Scored) -> TrainResult:

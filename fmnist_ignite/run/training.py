@@ -24,13 +24,15 @@ from fmnist_ignite.core.threads import applied_threads
 from fmnist_ignite.data.loaders import get_data_loaders
 from fmnist_ignite.errors import TrainingInterrupted
 from fmnist_ignite.files.durable import disk_full
+from fmnist_ignite.files.saved_config import storable_config
 from fmnist_ignite.files.summary import RunStatus
 from fmnist_ignite.handlers.loss_logging import Log
 from fmnist_ignite.handlers.standard import attach_default_handlers
 from fmnist_ignite.handlers.tensorboard import attach_tensorboard, require_tensorboard
+from fmnist_ignite.handlers.tracking import Tracker, attach_trackers, require_trackers
 from fmnist_ignite.run.engines import build_engines
 from fmnist_ignite.run.failures import in_one_line, non_finite_loss, out_of_memory_error, stopped_outside_training
-from fmnist_ignite.run.finish import calibrate, finish, plot, restore_best, score_test
+from fmnist_ignite.run.finish import calibrate, finish, finish_tracking, plot, restore_best, score_test
 from fmnist_ignite.run.output import route_output
 from fmnist_ignite.run.record import RunRecord
 from fmnist_ignite.run.result import TrainResult
@@ -88,6 +90,7 @@ class Training:
         config.validate()
         if config.tensorboard:
             require_tensorboard()
+        require_trackers(config.trackers)
         self.config = config
         self.rank, self.world_size = idist.get_rank(), idist.get_world_size()
         engines = self.engines = build_engines(config, model, self.world_size)
@@ -101,6 +104,7 @@ class Training:
         self._record: RunRecord | None = None  # summary.json, once the run is set up
         self.kept_predictions: dict = {}  # where the test predictions went, once scored
         self.calibration: dict | None = None  # the temperature fitted on validation, once fitted
+        self.trackers: list[Tracker] = []  # the MLflow and W&B runs (--tracker) rank 0 writes, while open
         self.run_dir = claim_for_process(config, run_dir, self.rank, self.world_size, self.log)
         self.output_dir = self.run_dir.path
         try:
@@ -121,7 +125,12 @@ class Training:
         self.close()
 
     def close(self) -> None:
-        """Let another run have the output directory (``run()`` does it when it ends)."""
+        """Let another run have the output directory (``run()`` does it when it ends); a tracked run still
+        open is ended as killed (a resume continues it)."""
+        for tracker in self.trackers:
+            with suppress(Exception):  # a tracker's store may be what failed
+                tracker.close(finished=False)
+        self.trackers = []
         self.run_dir.release()
         if self._output.view is not None:  # the notebook view's last state: how the run ended
             self._output.view.close(self._record.summary if self._record else None)
@@ -159,6 +168,9 @@ class Training:
             view.attach(trainer)
         if self.rank == 0:  # once data, checkpoint and settings passed every check: a refused run changes nothing
             self.run_dir.save_config(config)
+            if config.trackers:  # after the handlers that fill the history: each epoch's row is whole
+                history, params = self.handlers.history, storable_config(config)
+                self.trackers = attach_trackers(config.trackers, trainer, history, self.output_dir, params, self.log)
         plan = applied_threads()
         if plan is not None:
             self.log(plan.describe())
@@ -221,6 +233,7 @@ class Training:
             scored = score_test(self, weights, temperature)
             self._phase = RunPhase.PLOTTING
             plot(self, scored, temperature)
+            finish_tracking(self, scored)
             self._phase = RunPhase.SUMMARIZING
             return finish(self, weights, scored)
 

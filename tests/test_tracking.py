@@ -1,0 +1,142 @@
+"""--tracker mlflow|wandb through Ignite's MLflowLogger and WandBLogger, offline: every epoch logged once,
+also across a resume (the same tracked run continued), the test accuracy with its interval, the best
+checkpoint as an artifact; read back with MlflowClient and from W&B's offline run files."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from helpers import QUIET, signal_at
+
+from fmnist_ignite.errors import FmnistError, TrainingInterrupted
+from fmnist_ignite.run.train import train
+
+
+@pytest.fixture
+def tracked(small_config, tmp_path, monkeypatch):
+    """A 3-epoch run's config, with neither tracker's environment set (offline, local stores)."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "WANDB_MODE", "WANDB_PROJECT", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # W&B's own files (its cache) stay in the test's directory
+    return small_config.replace(epochs=3, output_dir=str(tmp_path / "runs" / "run-1"), plots=False)
+
+
+def interrupted_then_resumed(config):
+    """The run stopped by SIGINT in its second epoch (batch 3 of 10), then resumed to its end."""
+    with pytest.raises(TrainingInterrupted) as info:
+        train(config, extra_handlers=[signal_at(13)], **QUIET)
+    return train(config.replace(resume=str(info.value.checkpoint)), **QUIET)
+
+
+def test_mlflow_has_every_epoch_once_across_a_resume_and_the_test_accuracy(tracked):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    config = tracked.replace(tracker="mlflow")
+    result = interrupted_then_resumed(config)
+    store = Path(config.output_dir).parent / "mlflow.db"
+    assert store.is_file()  # the local store in the run directory's parent
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "fmnist-ignite"]
+    (run,) = client.search_runs([experiment.experiment_id])  # one tracked run: the resume continued it
+    ids = json.loads((Path(config.output_dir) / "tracking.json").read_text())
+    assert ids == {"mlflow": run.info.run_id} and run.info.status == "FINISHED"
+    for key, column in (("val_accuracy", "val_accuracy"), ("train_loss", "train_loss"), ("lr", "lr")):
+        logged = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in logged] == [1, 2, 3], key  # each epoch once
+        assert [m.value for m in logged] == pytest.approx([row[column] for row in result.history])
+    assert run.data.params["lr"] == str(config.lr) and run.data.params["epochs"] == "3"
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_metrics["accuracy"])
+    assert run.data.metrics["test_accuracy_ci_low"] < run.data.metrics["test_accuracy"]
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert result.best_checkpoint.name in artifacts
+
+
+def wandb_records(path: Path):
+    """The records of a W&B ``.wandb`` file: its header, then LevelDB-log records in 32 KiB blocks."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    position, pending, block = 7, b"", 32768
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # a block's tail too short for a header is padding
+            position += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        pending += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # a whole record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
+
+
+def test_wandb_offline_has_every_epoch_once_across_a_resume(tracked):
+    pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    config = tracked.replace(tracker="wandb")
+    result = interrupted_then_resumed(config)
+    run_id = json.loads((Path(config.output_dir) / "tracking.json").read_text())["wandb"]
+    offline = sorted((Path(config.output_dir) / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(offline) == 2  # the first start and the resume, one run id: `wandb sync` joins them
+    steps: list[int] = []
+    accuracy: list[float] = []
+    for directory in offline:
+        for record in wandb_records(directory / f"run-{run_id}.wandb"):
+            if record.WhichOneof("record_type") == "history":
+                items = {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item
+                }
+                if "val_accuracy" in items:
+                    steps.append(items["_step"])
+                    accuracy.append(items["val_accuracy"])
+    assert steps == [1, 2, 3]
+    assert accuracy == pytest.approx([row["val_accuracy"] for row in result.history])
+
+
+def test_both_trackers_at_once(tracked):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    lines: list[str] = []
+    train(tracked.replace(tracker="mlflow,wandb", epochs=1), log=lines.append)
+    said = [line for line in lines if line.startswith("Tracking: ")]
+    assert len(said) == 2 and "mlflow run " in said[0] and "(offline; wandb sync uploads it)" in said[1]
+    assert set(json.loads((Path(tracked.output_dir) / "tracking.json").read_text())) == {"mlflow", "wandb"}
+
+
+def test_a_missing_tracker_package_is_one_line_naming_its_extra(tracked, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(
+        FmnistError, match=r"^--tracker wandb needs the wandb package: pip install 'fmnist-ignite\[wandb\]'$"
+    ):
+        train(tracked.replace(tracker="wandb"), **QUIET)
+    assert not Path(tracked.output_dir).exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("given", ["tensorboard", "mlflow,mlflow", "mlflow;wandb"])
+def test_an_unknown_tracker_is_refused_in_one_line(tracked, given):
+    with pytest.raises(FmnistError, match=r"^unknown --tracker .*: one or both of mlflow, wandb"):
+        tracked.replace(tracker=given).validate()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"mlflow": "../../elsewhere"}', "mlflow is not a mlflow run id"),
+        ('{"mlflow": 7}', "mlflow"),
+        ("[1, 2]", "the file"),
+    ],
+)
+def test_a_tampered_tracking_file_is_one_line(tracked, content, message):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    config = tracked.replace(tracker="mlflow", epochs=1)
+    train(config, **QUIET)
+    (Path(config.output_dir) / "tracking.json").write_text(content)
+    with pytest.raises(FmnistError, match=message):
+        train(config.replace(resume="auto", epochs=2), **QUIET)
