@@ -141,6 +141,12 @@ class Config:
         flag="switch",
     )
     patience: int = setting(0, "early-stopping patience in epochs ({default}: off)")
+    target_accuracy: float | None = setting(
+        None,
+        "stop once validation accuracy reaches this fraction (e.g. 0.9) and say at which epoch and after how "
+        "many seconds: time to target quality",
+        metavar="FRACTION",
+    )
     monitor: str = setting("loss", "validation metric that selects ({default})", choices=MONITORS)
     val_size: int = setting(5_000, "training images held out for validation ({default})")
     split_seed: int = setting(
@@ -275,6 +281,10 @@ class Config:
             (self.loader == "tensor" or not (self.hflip or self.shift), "--hflip and --shift need --loader tensor"),
             (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
             (self.patience >= 0, f"patience must be >= 0 (0 turns early stopping off), got {self.patience}"),
+            (
+                self.target_accuracy is None or 0 < self.target_accuracy < 1,
+                f"target accuracy must be a fraction in (0, 1), e.g. 0.9, got {self.target_accuracy}",
+            ),
             (
                 0 <= self.val_size < TRAIN_SET_SIZE,
                 f"validation size must be in [0, {TRAIN_SET_SIZE - 1}], got {self.val_size}",

@@ -97,6 +97,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self.muon.load_state_dict(state_dict["muon"])
         if self.adamw is not None:
             self.adamw.load_state_dict(state_dict["adamw"])
+        # Loading gives each part new group dicts: point at those, or a schedule would set stale ones' lr.
+        self.param_groups = [group for part in self.parts for group in part.param_groups]
 
 
 class Fp32Muon(torch.optim.Muon):

@@ -61,6 +61,7 @@ class RunSummary:
     test: dict | None = None
     interrupted_checkpoint: str | None = None
     calibration: dict | None = None  # the temperature fitted on validation, and its validation block
+    target: dict | None = None  # --target-accuracy: the target, whether and when validation reached it
 
     @property
     def status_text(self) -> str:
@@ -77,7 +78,7 @@ class RunSummary:
         """The file's JSON: today's keys in today's order; the end's keys only once the run has ended so."""
         data = {name: getattr(self, name) for name in _FIELDS if name != "failure"}
         data["status"] = self.status_text
-        for late in ("stopped_early", "scored_weights", "interrupted_checkpoint", "calibration"):
+        for late in ("stopped_early", "scored_weights", "interrupted_checkpoint", "calibration", "target"):
             if data[late] is None:
                 del data[late]
         if self.status is not RunStatus.COMPLETED and self.test is None:
@@ -115,11 +116,23 @@ class RunSummary:
             test=None if test is None else _test_block(shape, test),
             interrupted_checkpoint=shape.text(data.get("interrupted_checkpoint"), "interrupted_checkpoint", True),
             calibration=None if data.get("calibration") is None else _calibration(shape, data["calibration"]),
+            target=None if data.get("target") is None else _target(shape, data["target"]),
         )
         return summary
 
 
 _FIELDS = [f.name for f in dataclasses.fields(RunSummary)]
+
+
+def _target(shape: Shape, value: object) -> dict:
+    kept = shape.mapping(value, "target")
+    return {
+        "accuracy": shape.fraction(kept.get("accuracy"), "target.accuracy"),
+        "reached": shape.flag(kept.get("reached"), "target.reached"),
+        "epoch": shape.integer(kept.get("epoch"), "target.epoch", low=1, optional=True),
+        "training_s": shape.number(kept.get("training_s"), "target.training_s", optional=True),
+        "process_s": shape.number(kept.get("process_s"), "target.process_s", optional=True),
+    }
 
 
 def _status(shape: Shape, value: object) -> tuple[RunStatus, str | None]:

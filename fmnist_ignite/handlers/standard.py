@@ -19,6 +19,7 @@ from fmnist_ignite.handlers.evaluation import attach_evaluation
 from fmnist_ignite.handlers.history import MetricsHistory
 from fmnist_ignite.handlers.loss_logging import Log, attach_epoch_header, attach_loss_logging
 from fmnist_ignite.handlers.metrics_csv import attach_metrics_csv
+from fmnist_ignite.handlers.target import TargetAccuracy, attach_target_accuracy
 
 
 @dataclass
@@ -34,6 +35,7 @@ class StandardHandlers:
         best_checkpoint: the best model's weights, ``best_model_<epoch>_<score>.pt``; None without a validation
             split.
         early_stopping: Ignite's ``EarlyStopping``; None without patience (or without a validation split).
+        target: when validation reached ``--target-accuracy``; None without one (or without validation).
     """
 
     epoch_header: Callable[[Engine], None]
@@ -43,6 +45,7 @@ class StandardHandlers:
     checkpoint: Checkpoint  # training_checkpoint_<epoch>.pt
     best_checkpoint: Checkpoint | None = None  # best_model_<epoch>_<score>.pt
     early_stopping: EarlyStopping | None = None
+    target: TargetAccuracy | None = None
 
     @property
     def last_saved(self) -> Path | None:
@@ -56,8 +59,11 @@ class StandardHandlers:
 
     @property
     def stopped_early(self) -> bool:
-        """Whether early stopping ended (or, restored from a checkpoint, had ended) the run."""
+        """Whether early stopping or the target accuracy ended (or, restored from a checkpoint, had ended)
+        the run."""
         stopping = self.early_stopping
+        if self.target is not None and self.target.reached:
+            return True
         return stopping is not None and stopping.counter >= stopping.patience
 
 
@@ -118,7 +124,10 @@ def attach_default_handlers(
     train_loss = to_save["train_loss"] = attach_epoch_stats(trainer, history, to_save["optimizer"], NAN_CHECK_EVERY)
     if idist.get_rank() == 0:
         attach_metrics_csv(trainer, history, output_dir / "metrics.csv")
+    target = None
+    if config.target_accuracy is not None and "validation" in loaders:  # before the checkpoint of its epoch
+        target = to_save["target_accuracy"] = attach_target_accuracy(trainer, history, config.target_accuracy, log)
     checkpoint = attach_checkpointing(trainer, to_save, output_dir, config.n_saved)
     return StandardHandlers(
-        epoch_header, loss_logging, history, train_loss, checkpoint, best_checkpoint, early_stopping
+        epoch_header, loss_logging, history, train_loss, checkpoint, best_checkpoint, early_stopping, target
     )

@@ -137,6 +137,14 @@ def finish_tracking(training: Training, scored: Scored) -> None:
 
 def finish(training: Training, weights: str, scored: Scored) -> TrainResult:
     """Write the final summary and return the result."""
+    target = training.handlers.target
+    if target is not None and not target.reached:
+        best = max((row.get("val_accuracy", 0.0) for row in training.handlers.history.epochs), default=0.0)
+        epochs = training.trainer.state.epoch
+        training.log(
+            f"Target not reached: validation accuracy {target.target:.2%} not reached in {epochs} epochs "
+            f"(best {best:.2%})"
+        )
     test, confusion = scored.test, scored.confusion
     classes = per_class_accuracy(confusion) if confusion is not None else {}
     stopped_early = training.trainer.state.epoch < training.config.epochs
@@ -146,6 +154,7 @@ def finish(training: Training, weights: str, scored: Scored) -> TrainResult:
         stopped_early=stopped_early,
         scored_weights=weights,
         calibration=training.calibration,
+        target=training.handlers.target.summary() if training.handlers.target is not None else None,
         test={**test, **test_extras(test, training.kept_predictions), "per_class_accuracy": classes, **intervals}
         if training.config.score_test
         else None,
