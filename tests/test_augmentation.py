@@ -127,10 +127,11 @@ def test_the_readme_recipe_table_says_what_each_recipe_sets():
         config, what, epochs = recipe(name), cells[1], cells[2]
         assert int(epochs) == config.epochs, name
         assert f"batch {config.batch_size}" in what, name
-        assert {"sgd": "SGD", "adam": "Adam,", "adamw": "AdamW"}[config.optimizer] in what, name
+        assert {"sgd": "SGD", "adam": "Adam,", "adamw": "AdamW", "muon": "Muon"}[config.optimizer] in what, name
         assert ("cnn" in what.lower()) == (config.model == "cnn"), name
         assert float(re.search(r"\blr ([\d.e-]+)", what).group(1)) == pytest.approx(config.lr, rel=1e-3), name
         assert ("`--hflip`" in what, "`--tta`" in what) == (config.hflip, config.tta), name
     speed = recipe("speed")
-    assert (speed.model, speed.batch_size, speed.epochs, speed.lr) == ("mlp", 256, 22, 1.5e-3)
+    assert (speed.model, speed.batch_size, speed.epochs, speed.lr) == ("mlp", 4096, 9, 2.5e-2)
+    assert (speed.optimizer, speed.ns_steps) == ("muon", 3)
     assert (speed.weight_decay, speed.dropout, speed.label_smoothing) == (0.005, 0.115, 0.15)

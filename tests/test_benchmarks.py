@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_synthetic
+import pytest
+from conftest import small_config_file, write_synthetic
 
 from fmnist_ignite import Config
 from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
@@ -37,20 +39,32 @@ def test_throughput_benchmark_measures_all_three_pipelines(synthetic_dir):
     assert throughput.matmul_peak_gflops(n=256, repeats=2) > 0
 
 
-def test_time_to_accuracy_benchmark_runs_a_recipe(synthetic_dir, monkeypatch, capsys):
+def test_time_to_accuracy_benchmark_runs_a_recipe(tmp_path, monkeypatch, capsys):
     benchmark = load("time_to_accuracy")
+    config = small_config_file(tmp_path, epochs=2, batch_size=50)  # its data, its verify_data: false
+    out = tmp_path / "table.md"
     monkeypatch.setattr(
-        "sys.argv", ["time_to_accuracy.py", "--recipe", "fast", "--epochs", "2", "--data-dir", str(synthetic_dir)]
+        "sys.argv",
+        ["time_to_accuracy.py", "--recipes", "fast", "--seeds", "0,1", "--target", "0.5", "--out", str(out)]
+        + ["--data-dir", str(tmp_path / "data"), "--", "--config", str(config), "--epochs", "2", "--batch-size", "50"],
     )
-    real_recipe = benchmark.recipe
-    monkeypatch.setattr(
-        benchmark,
-        "recipe",
-        lambda name, **kw: real_recipe(name, **kw, verify_data=False, val_size=100, batch_size=50),
-    )
+    monkeypatch.setattr(benchmark, "matmul_peak_gflops", lambda: 100.0)  # the machine's: measured by hand
     benchmark.main()
-    out = capsys.readouterr().out
-    assert "recipe fast: 2 epochs" in out and "epoch   2:" in out and "final: best (epoch" in out
+    printed = capsys.readouterr().out
+    (row,) = [line for line in printed.splitlines() if line.startswith("| `fast`")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    walls, accuracies = cells[3].split(", "), cells[4].split(", ")
+    assert len(walls) == len(accuracies) == 2 and all(float(w) > 0 for w in walls)
+    runs = json.loads(out.read_text().split("```json\n")[1].split("```")[0])
+    assert [r["seed"] for r in runs] == [0, 1]
+    assert accuracies == [f"{100 * r['test_accuracy']:.2f}" for r in runs]  # the runs' summaries, as printed
+    # a step of fast (batch 256): forward 2 FLOPs a weight, backward 2 for the weights' gradients and 2 for the
+    # inputs' of layers 2 and 3 (no gradient for the images): 4 W + 2 (512 x 512 + 512 x 10) an image
+    weights = 784 * 512 + 512 * 512 + 512 * 10
+    assert benchmark.step_gflop("fast") == pytest.approx(
+        (4 * weights + 2 * (512 * 512 + 512 * 10)) * 256 / 1e9, rel=1e-3
+    )
+    assert "target 50% validation" in printed
 
 
 def test_the_floor_and_the_ignite_example_pattern_train_and_report(tmp_path, monkeypatch):
