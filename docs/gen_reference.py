@@ -13,6 +13,7 @@ from fmnist_ignite import _WHERE
 from fmnist_ignite.cli.parser import build_command_parser, build_parser
 from fmnist_ignite.config.commands import (
     EvaluateSettings,
+    ExportSettings,
     LrFindSettings,
     PredictSettings,
     TuneSettings,
@@ -73,6 +74,7 @@ def config_reference(table: dict[str, Setting] | None = None) -> str:
         ("lr-find", LrFindSettings, "`find_lr(config, LrFindSettings(...))`"),
         ("evaluate", EvaluateSettings, None),
         ("predict", PredictSettings, None),
+        ("export", ExportSettings, "`export_model(source, format, output)`"),
     ):
         rows += [
             f"\n## fmnist-ignite {command}\n",

@@ -132,3 +132,16 @@ def test_a_nan_in_one_process_stops_all_of_them_at_the_same_iteration_and_arrive
     # the NaN of iteration 3 stops both processes at iteration 10, the end of epoch 1, before its checkpoint.
     with pytest.raises(NonFiniteLoss, match="training stopped at epoch 1, iteration 10: the loss became nan"):
         train(config, extra_handlers=[poison_rank_1_at_iteration_3])
+
+
+def test_a_tracked_data_parallel_run_is_one_mlflow_run_written_by_rank_0(two_process_config, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = train(two_process_config.replace(master_port=free_port(), tracker="mlflow"))
+    store = result.output_dir.resolve().parent / "mlflow.db"
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = [run for e in client.search_experiments() for run in client.search_runs([e.experiment_id])]
+    assert len(runs) == 1  # not one per process
+    logged = client.get_metric_history(runs[0].info.run_id, "val_accuracy")
+    assert [m.step for m in logged] == [1, 2]
+    assert [m.value for m in logged] == pytest.approx([row["val_accuracy"] for row in result.history])

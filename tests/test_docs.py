@@ -32,6 +32,9 @@ TESTED_COMMANDS = {
     "fmnist-ignite evaluate runs/RUN/best_model_5_neg_val_loss=-0.4857.pt --top-losses": "tests/test_notebook.py::"
     "test_a_train_result_plots_and_looks_at_its_mistakes_as_a_saved_checkpoint_does",
     "fmnist-ignite predict": "tests/test_examples.py::test_run_py_trains_an_epoch_on_the_real_data_with_honest_numbers",
+    "fmnist-ignite export": "tests/test_export.py::test_the_export_command_writes_beside_the_checkpoint",
+    "fmnist-ignite predict runs/fast-1/model.onnx": "tests/test_export.py::"
+    "test_predict_on_the_exported_onnx_gives_the_checkpoints_classes",
     "fmnist-ignite lr-find": "tests/test_lr_finder.py::"
     "test_lr_find_command_prints_the_suggestion_and_the_train_command",
     "fmnist-ignite tune": "tests/test_tuning.py::"

@@ -14,7 +14,7 @@ from fmnist_ignite.errors import TrainingInterrupted
 from fmnist_ignite.run.train import train
 
 
-def test_matrices_go_to_muon_and_the_rest_to_adamw(small_config):
+def test_matrices_and_kernels_go_to_muon_and_the_rest_to_adamw(small_config):
     for name in ("mlp", "cnn"):
         model = build_model(name)
         optimizer = make_optimizer(small_config.replace(optimizer="muon", precision="fp32"), model)
@@ -22,9 +22,27 @@ def test_matrices_go_to_muon_and_the_rest_to_adamw(small_config):
         in_muon = {id(p) for g in optimizer.muon.param_groups for p in g["params"]}
         in_adamw = {id(p) for g in optimizer.adamw.param_groups for p in g["params"]}
         for parameter in model.parameters():
-            assert (id(parameter) in in_muon) == (parameter.ndim == 2)
-            assert (id(parameter) in in_adamw) == (parameter.ndim != 2)
+            assert (id(parameter) in in_muon) == (parameter.ndim >= 2)
+            assert (id(parameter) in in_adamw) == (parameter.ndim < 2)
         assert len(optimizer.param_groups) == 2  # the parts' own groups: a schedule sets both
+    bf16 = make_optimizer(small_config.replace(optimizer="muon", precision="bf16"), build_model("mlp"))
+    assert type(bf16.muon) is torch.optim.Muon  # torch's own where it can: matrices only, bf16 asked for
+    kernels = make_optimizer(small_config.replace(optimizer="muon", precision="bf16"), build_model("cnn"))
+    assert type(kernels.muon) is Fp32Muon  # torch's takes no kernels
+
+
+def test_a_kernels_step_is_its_flattened_matrix_orthogonalised():
+    torch.manual_seed(1)
+    kernel = nn.Parameter(torch.randn(32, 16, 3, 3))
+    optimizer = Fp32Muon([kernel], lr=0.01, weight_decay=0.0, adjust_lr_fn="match_rms_adamw")
+    kernel.grad = torch.randn(32, 16, 3, 3)
+    before = kernel.detach().clone()
+    optimizer.step()
+    step = (before - kernel.detach()).reshape(32, 144) / adjusted_lr(0.01, "match_rms_adamw", torch.Size((32, 144)))
+    singular = torch.linalg.svdvals(step)
+    assert singular.min() > 0.3 and singular.max() < 1.3
+    with pytest.raises(ValueError, match="matrices and kernels"):
+        Fp32Muon([nn.Parameter(torch.zeros(5))])
 
 
 def test_the_fp32_step_is_torchs_muon_step_without_its_bf16_rounding():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -47,14 +48,18 @@ class MuonWithAdamW(torch.optim.Optimizer):
     matrices' step is scaled to AdamW's RMS (``adjust_lr_fn="match_rms_adamw"``), so one learning rate and
     one weight decay serve both halves, and a schedule that sets ``lr`` in every group drives both.
 
-    torch's Muon runs its Newton-Schulz iterations in bf16, which a CPU without native bf16 emulates: on
-    AVX2 a step of the tutorial's MLP took over a second. There ``Fp32Muon`` does the same in fp32.
+    Convolution kernels are Muon's too, each flattened to a matrix (out channels x the rest), as in the
+    CIFAR-10 speedruns; torch's Muon takes only 2-D parameters, so a model with kernels gets
+    ``Fp32Muon``. torch's Muon also runs its Newton-Schulz iterations in bf16, which a CPU without native
+    bf16 emulates (on AVX2 a step of the tutorial's MLP took over a second): there too ``Fp32Muon`` does
+    the same in fp32.
 
     Args:
         params: the model's parameters.
         lr: the learning rate of both halves.
         weight_decay: the decoupled weight decay of both halves.
-        bf16: orthogonalise in bf16 (torch's Muon: where the device computes bf16 natively), else in fp32.
+        bf16: orthogonalise in bf16 (torch's Muon: where the device computes bf16 natively, for a model of
+            matrices only), else in fp32.
         ns_steps: the Newton-Schulz iterations of each step (torch's default, 5; 3 is cheaper and coarser).
     """
 
@@ -62,11 +67,11 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self, params: Iterable[torch.Tensor], lr: float, weight_decay: float, bf16: bool = True, ns_steps: int = 5
     ) -> None:
         params = list(params)
-        matrices = [p for p in params if p.ndim == 2]
-        rest = [p for p in params if p.ndim != 2]
+        matrices = [p for p in params if p.ndim >= 2]
+        rest = [p for p in params if p.ndim < 2]
         # "momentum" in the defaults: a one-cycle schedule cycles Muon's momentum (AdamW's betas stay).
         super().__init__(params, {"lr": lr, "momentum": 0.95})
-        muon = torch.optim.Muon if bf16 else Fp32Muon
+        muon = torch.optim.Muon if bf16 and all(p.ndim == 2 for p in matrices) else Fp32Muon
         self.muon = muon(matrices, lr=lr, weight_decay=weight_decay, adjust_lr_fn="match_rms_adamw", ns_steps=ns_steps)
         self.adamw = torch.optim.AdamW(rest, lr=lr, weight_decay=weight_decay, fused=True) if rest else None
         self.parts: list[torch.optim.Optimizer] = [self.muon] + ([self.adamw] if self.adamw else [])
@@ -102,11 +107,29 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
 
 class Fp32Muon(torch.optim.Muon):
-    """``torch.optim.Muon`` with its Newton-Schulz iterations in the parameters' dtype (fp32), not bf16.
+    """``torch.optim.Muon`` with its Newton-Schulz iterations in the parameters' dtype (fp32), not bf16,
+    and for convolution kernels too (each flattened to out channels x the rest, its step scaled by that
+    matrix's shape).
 
-    The same update, state (``momentum_buffer``) and groups as torch's (Nesterov momentum, decoupled
-    weight decay, the step scaled by ``adjust_lr_fn``), so a checkpoint moves between the two.
+    The same update, state (``momentum_buffer``), defaults and groups as torch's (Nesterov momentum,
+    decoupled weight decay, the step scaled by ``adjust_lr_fn``), so a checkpoint moves between the two.
+
+    Args:
+        params: the matrices and kernels (2-D or more) to optimise.
+        **given: torch's ``Muon`` arguments (``lr``, ``weight_decay``, ``momentum``, ``ns_steps``,
+            ``adjust_lr_fn``, ...); the others take torch's defaults.
     """
+
+    def __init__(self, params: Iterable[torch.Tensor], **given: Any) -> None:
+        params = list(params)
+        if any(p.ndim < 2 for p in params):
+            raise ValueError("Muon takes matrices and kernels (2-D or more); give the rest to AdamW")
+        signature = inspect.signature(torch.optim.Muon.__init__).parameters.values()
+        defaults = {p.name: p.default for p in signature if p.name not in ("self", "params")}
+        unknown = set(given) - set(defaults)
+        if unknown:
+            raise TypeError(f"Fp32Muon got unexpected arguments: {', '.join(sorted(unknown))}")
+        torch.optim.Optimizer.__init__(self, params, {**defaults, **given})  # torch's own check: 2-D only
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -127,9 +150,10 @@ class Fp32Muon(torch.optim.Muon):
                 buffer = state["momentum_buffer"]
                 buffer.lerp_(grad, 1 - momentum)
                 update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-                update = orthogonalised(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                matrix = update.reshape(param.shape[0], -1)  # a kernel as out channels x the rest
+                update = orthogonalised(matrix, group["ns_coefficients"], group["ns_steps"], group["eps"])
                 param.mul_(1 - lr * group["weight_decay"])
-                param.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], param.shape))
+                param.add_(update.reshape(param.shape), alpha=-adjusted_lr(lr, group["adjust_lr_fn"], matrix.shape))
         return loss
 
 
