@@ -67,6 +67,9 @@ def test_the_command_line_keeps_every_flag_it_had_and_adds_peer_timeout():
         "--shift",
         "--ema",
         "--tta",
+        "--ns-steps",  # issue 30: Muon's Newton-Schulz iterations, time to a target accuracy
+        "--target-accuracy",
+        "--tracker",  # issue 28: MLflow and W&B
     }
     choices = {a.option_strings[0]: a.choices for a in build_parser()._actions if a.choices}
     assert choices["--backend"] == ("gloo", "nccl") and choices["--model"] == ("mlp", "cnn")
@@ -91,6 +94,7 @@ def test_what_a_resume_may_change_and_what_the_tuner_leaves_alone():
         "seeds",
         "display",
         "eval_batch_size",
+        "tracker",
     }
     tuning = pytest.importorskip("fmnist_ignite.experiments.search_space")
     assert set(tuning.RUN_SETTINGS) == {"output_dir", "resume", "score_test", "progress", "plots"} | {
@@ -99,6 +103,7 @@ def test_what_a_resume_may_change_and_what_the_tuner_leaves_alone():
         "system_data_dir",
         "seeds",
         "display",
+        "tracker",
     }
 
 
