@@ -51,6 +51,18 @@ def test_mlflow_has_every_epoch_once_across_a_resume_and_the_test_accuracy(track
     assert run.data.metrics["test_accuracy_ci_low"] < run.data.metrics["test_accuracy"]
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert result.best_checkpoint.name in artifacts
+    kept = store.parent / "mlartifacts" / run.info.run_id / "artifacts" / result.best_checkpoint.name
+    assert kept.read_bytes() == result.best_checkpoint.read_bytes()  # beside the store, not in the cwd
+
+
+def test_two_tracked_runs_in_two_directories_of_one_process_use_their_own_stores(tracked, tmp_path):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    import os
+
+    for parent in ("first", "second"):
+        train(tracked.replace(tracker="mlflow", epochs=1, output_dir=str(tmp_path / parent / "run")), **QUIET)
+        assert (tmp_path / parent / "mlflow.db").is_file(), parent
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # not left behind for the next run
 
 
 def wandb_records(path: Path):

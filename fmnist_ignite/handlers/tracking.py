@@ -131,8 +131,11 @@ def start_mlflow(output_dir: Path, run_id: str | None, params: dict[str, Any]) -
     from ignite.handlers.mlflow_logger import MLflowLogger
 
     parent = Path(output_dir).resolve().parent
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{parent / 'mlflow.db'}"
+    given = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = given or f"sqlite:///{parent / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    if given is None:  # MLflow puts the URI in the environment: the next run (another parent) must not see it
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
     if mlflow.active_run() is not None:  # a run left open in this process (a notebook's earlier cell)
         mlflow.end_run()
     if run_id is not None:
@@ -143,7 +146,7 @@ def start_mlflow(output_dir: Path, run_id: str | None, params: dict[str, Any]) -
         if experiment is not None:
             experiment_id = experiment.experiment_id
         else:
-            local = None if "MLFLOW_TRACKING_URI" in os.environ else str(parent / "mlartifacts")
+            local = None if given else str(parent / "mlartifacts")
             experiment_id = mlflow.create_experiment(name, artifact_location=local)
         mlflow.start_run(experiment_id=experiment_id, run_name=Path(output_dir).name)
     logger = MLflowLogger()
