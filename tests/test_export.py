@@ -160,3 +160,20 @@ def test_a_foreign_onnx_file_given_to_predict_is_one_line(tmp_path, capsys):
     assert main(["predict", str(fake), str(idx)]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and "model.onnx" in err, err
+
+
+@pytest.mark.parametrize("planted", ["99", "soon"])
+def test_a_tampered_temperature_in_an_exported_file_is_one_line(runs, tmp_path, capsys, planted):
+    import onnx
+
+    path = export_model(runs["mlp"], "onnx", tmp_path / "m.onnx").path
+    proto = onnx.load(str(path))
+    for prop in proto.metadata_props:
+        if prop.key == "temperature":
+            prop.value = planted
+    onnx.save(proto, str(path))
+    idx = write_idx(tmp_path / "images-idx3-ubyte", images(2, seed=4))
+    assert main(["predict", str(path), str(idx)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "m.onnx: temperature must be a number in [0.05, 20.0]" in err, err
+    assert main(["predict", str(path), str(idx), "--no-calibrate"]) == 0  # without it, the model still serves

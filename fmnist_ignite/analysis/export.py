@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 import re
 import warnings
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from fmnist_ignite import __version__
 from fmnist_ignite.analysis.inference import load_model
 from fmnist_ignite.data.fashion_mnist import CLASS_NAMES
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.files.calibration import read_temperature
+from fmnist_ignite.files.calibration import checked_temperature, read_temperature
 from fmnist_ignite.files.durable import replace_atomically
 from fmnist_ignite.files.layout import resumable_checkpoints
 
@@ -244,16 +243,11 @@ class OnnxClassifier:
         Raises:
             FmnistError: a temperature outside the range a fit can give (a tampered file).
         """
-        from fmnist_ignite.files.calibration import TEMPERATURES
-
         given = self.metadata.get("temperature")
         if given is None:
             return None
         try:
-            temperature = float(given)
+            number: object = float(given)
         except ValueError:
-            temperature = math.nan
-        if not TEMPERATURES[0] <= temperature <= TEMPERATURES[1]:
-            low, high = TEMPERATURES
-            raise FmnistError(f"{self.path}: its temperature {given!r} is not one a fit gives ({low} to {high})")
-        return temperature
+            number = given
+        return checked_temperature(number, str(self.path))

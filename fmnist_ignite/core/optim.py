@@ -83,10 +83,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One step of each part (``closure``, if given, is evaluated once, before them)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluated(closure)
         for part in self.parts:
             part.step()
         return loss
@@ -134,10 +131,7 @@ class Fp32Muon(torch.optim.Muon):
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         """One step for every matrix with a gradient (``closure``, if given, evaluated first)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluated(closure)
         for group in self.param_groups:
             lr, momentum = float(group["lr"]), group["momentum"]
             for param in group["params"]:
@@ -155,6 +149,14 @@ class Fp32Muon(torch.optim.Muon):
                 param.mul_(1 - lr * group["weight_decay"])
                 param.add_(update.reshape(param.shape), alpha=-adjusted_lr(lr, group["adjust_lr_fn"], matrix.shape))
         return loss
+
+
+def evaluated(closure: Callable[[], float] | None) -> float | None:
+    """The loss ``closure`` gives, computed with gradients on (as torch's optimizers do); None without one."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def orthogonalised(

@@ -6,6 +6,7 @@ and read here only; read back it is input like any other (bounded, no link follo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from fmnist_ignite.errors import FmnistError
@@ -52,9 +53,19 @@ def read_temperature(checkpoint: Path) -> float | None:
         return None
     shape = Shape(str(path))
     kept = shape.mapping(data, "the file")
-    temperature = shape.number(kept.get("temperature"), "temperature")
-    low, high = TEMPERATURES
-    if temperature is None or not low <= temperature <= high:
-        raise FmnistError(f"{path}: temperature must be a number in [{low}, {high}], got {temperature!r}")
+    temperature = checked_temperature(shape.number(kept.get("temperature"), "temperature"), str(path))
     fitted_for = shape.text(kept.get("checkpoint"), "checkpoint", optional=True)
     return temperature if fitted_for == Path(checkpoint).name else None
+
+
+def checked_temperature(value: object, source: str) -> float:
+    """``value`` as a temperature a fit can give (a number in ``TEMPERATURES``), read back from ``source``.
+
+    Raises:
+        FmnistError: one line naming ``source``: anything else (a tampered or damaged file).
+    """
+    low, high = TEMPERATURES
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not low <= number <= high:
+        raise FmnistError(f"{source}: temperature must be a number in [{low}, {high}], got {value!r}")
+    return float(number)

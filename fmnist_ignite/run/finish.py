@@ -12,7 +12,7 @@ import torch
 from fmnist_ignite.analysis.calibration import calibration_line, calibration_report, fit_temperature, plot_reliability
 from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_counts, per_class_intervals, per_class_table
 from fmnist_ignite.analysis.predictions import PREDICTIONS_FILE, PredictionCollector
-from fmnist_ignite.analysis.statistics import wilson_interval
+from fmnist_ignite.analysis.statistics import accuracy_interval
 from fmnist_ignite.core.distributed import broadcast_weights, unwrap
 from fmnist_ignite.files.calibration import write_calibration
 from fmnist_ignite.files.checkpoints import load_checkpoint
@@ -117,7 +117,7 @@ def finish_tracking(training: Training, scored: Scored) -> None:
         return
     metrics: dict[str, float] = {}
     if scored.test:
-        low, high = wilson_interval(round(scored.test["accuracy"] * scored.test["count"]), scored.test["count"])
+        low, high = accuracy_interval(scored.test["accuracy"], scored.test["count"])
         metrics = {
             "test_accuracy": scored.test["accuracy"],
             "test_accuracy_ci_low": low,
@@ -154,7 +154,7 @@ def finish(training: Training, weights: str, scored: Scored) -> TrainResult:
         stopped_early=stopped_early,
         scored_weights=weights,
         calibration=training.calibration,
-        target=training.handlers.target.summary() if training.handlers.target is not None else None,
+        target=target.summary() if target is not None else None,
         test={**test, **test_extras(test, training.kept_predictions), "per_class_accuracy": classes, **intervals}
         if training.config.score_test
         else None,
