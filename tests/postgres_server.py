@@ -58,7 +58,8 @@ def postgres_server() -> Iterator[str]:
         try:
             import psycopg
 
-            with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as db:
+            dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10"
+            with psycopg.connect(dsn, autocommit=True) as db:
                 db.execute("CREATE DATABASE studies")
             yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/studies"
         finally:

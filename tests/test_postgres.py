@@ -54,7 +54,7 @@ def worker(tmp_path: Path, url: str, study: str, trials: int, *extra: str) -> su
 
 def rows(url: str, study: str) -> list[tuple[int, str, float | None]]:
     """The study's trials as the database holds them: number, state, value."""
-    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    dsn = url.replace("postgresql+psycopg://", "postgresql://") + "?connect_timeout=10"
     with psycopg.connect(dsn) as db:
         return db.execute(
             "SELECT t.number, t.state, v.value FROM trials t JOIN studies s USING (study_id) "

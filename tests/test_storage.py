@@ -177,3 +177,13 @@ def test_storage_flag_in_the_log_line(small_config, tmp_path):
     lines: list[str] = []
     tune(small_config.replace(output_dir=str(tmp_path / "s"), epochs=1), 1, space=SPACE, log=lines.append)
     assert lines[0].startswith(f"Study 'fmnist' in journal file {Path(tmp_path / 's' / 'study.journal')}: 1 trials")
+
+
+def test_a_journal_over_its_bound_is_refused_unread(tmp_path, monkeypatch):
+    from fmnist_ignite.experiments import storage as storage_module
+
+    journal = tmp_path / "s.journal"
+    journal.write_bytes(b"x" * 2048)
+    monkeypatch.setattr(storage_module, "MAX_JOURNAL_BYTES", 1024)
+    with pytest.raises(FmnistError, match=r"s\.journal is over 1,024 bytes: refused unread"):
+        open_storage(StudyStorage(StorageKind.JOURNAL, str(journal)), 30)

@@ -36,6 +36,7 @@ OLD_DATABASE_NAME = "study.db"  # the storage of a study created before the jour
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_TIMEOUT_S = 60  # how long a worker waits for a SQLite study another worker is writing
+MAX_JOURNAL_BYTES = 1 << 30  # Optuna reads a journal whole; a study of thousands of trials is a few MB
 HEARTBEAT_ATTR = "fmnist:heartbeat"  # a running trial's last heartbeat in a journal, seconds since the epoch
 
 
@@ -105,7 +106,8 @@ def open_storage(storage: StudyStorage, heartbeat: int) -> BaseStorage:
     worker's trial (three heartbeats missed) queued again by Optuna's retry callback.
 
     Raises:
-        FmnistError: a journal path that is a link, or whose directory cannot be made.
+        FmnistError: a journal path that is a link or not a regular file, a journal over ``MAX_JOURNAL_BYTES``,
+            or a directory that cannot be made.
     """
     retry = RetryHeartbeatStaleTrialCallback(3, inherit_intermediate_values=True)
     if storage.kind == StorageKind.RDB:
@@ -122,6 +124,10 @@ def open_storage(storage: StudyStorage, heartbeat: int) -> BaseStorage:
     path = Path(storage.location)
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise FmnistError(f"the study's journal {path} is not a regular file (a link is not followed)")
+    if path.is_file() and path.stat().st_size > MAX_JOURNAL_BYTES:
+        raise FmnistError(
+            f"the study's journal {path} is over {MAX_JOURNAL_BYTES:,} bytes: refused unread (a study's is a few MB)"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
