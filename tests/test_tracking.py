@@ -152,3 +152,35 @@ def test_a_tampered_tracking_file_is_one_line(tracked, content, message):
     (Path(config.output_dir) / "tracking.json").write_text(content)
     with pytest.raises(FmnistError, match=message):
         train(config.replace(resume="auto", epochs=2), **QUIET)
+
+
+def test_a_tracker_that_cannot_start_is_one_line(tracked, monkeypatch):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
+    with pytest.raises(FmnistError, match=r"^--tracker mlflow: could not start its run \(\w+: "):
+        train(tracked.replace(tracker="mlflow", epochs=1), **QUIET)
+
+
+def test_an_epoch_checkpointed_but_not_yet_tracked_when_killed_is_tracked_on_resume(tracked, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    from fmnist_ignite.handlers import tracking
+
+    config = tracked.replace(tracker="mlflow", epochs=2)
+    real = tracking.Tracker.log_metrics
+
+    def killed_before_epoch_2(self, metrics, step):  # as a kill -9 between the checkpoint and the log
+        if step != 2:
+            real(self, metrics, step)
+
+    monkeypatch.setattr(tracking.Tracker, "log_metrics", killed_before_epoch_2)
+    first = train(config, **QUIET)
+    monkeypatch.setattr(tracking.Tracker, "log_metrics", real)
+    resumed = train(config.replace(resume="auto", epochs=3), **QUIET)
+    store = Path(config.output_dir).parent / "mlflow.db"
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
+    run_id = json.loads((Path(config.output_dir) / "tracking.json").read_text())["mlflow"]
+    logged = client.get_metric_history(run_id, "val_accuracy")
+    assert sorted(m.step for m in logged) == [1, 2, 3]  # epoch 2 back-filled once, from the restored history
+    by_step = {m.step: m.value for m in logged}
+    assert by_step[2] == pytest.approx(first.history[1]["val_accuracy"])
+    assert by_step[3] == pytest.approx(resumed.history[2]["val_accuracy"])

@@ -15,6 +15,7 @@ import os
 import secrets
 import string
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,15 @@ class Tracker:
             self.logger.log_metrics(metrics, step=step)
         else:
             self.logger.log(metrics, step=step)
+
+    def logged_epochs(self) -> set[int] | None:
+        """The epochs the tracked run already holds (MLflow: asked of its store); None where the tracker
+        cannot say (W&B offline)."""
+        if self.name != "mlflow":
+            return None
+        import mlflow
+
+        return {metric.step for metric in mlflow.tracking.MlflowClient().get_metric_history(self.run_id, "train_loss")}
 
     def log_files(self, paths: Iterable[Path]) -> None:
         """Keep ``paths`` (the best checkpoint, the plots) with the tracked run."""
@@ -108,20 +118,40 @@ def attach_trackers(
     require_trackers(names)
     kept = read_tracked_runs(output_dir)
     start = {"mlflow": start_mlflow, "wandb": start_wandb}
-    trackers = [start[name](output_dir, kept.get(name), params) for name in names]
+    trackers: list[Tracker] = []
+    for name in names:
+        try:
+            trackers.append(start[name](output_dir, kept.get(name), params))
+        except Exception as exc:  # the tracker's own errors (a bad tracking URI, a store it cannot write)
+            for started in trackers:
+                with suppress(Exception):
+                    started.close(finished=False)
+            words = str(exc).strip().splitlines()
+            raise FmnistError(
+                f"--tracker {name}: could not start its run ({type(exc).__name__}: {words[0][:200] if words else ''})"
+            ) from None
     write_tracked_runs(output_dir, {**kept, **{t.name: t.run_id for t in trackers}})
     for tracker in trackers:
         resumed = " (continued)" if kept.get(tracker.name) == tracker.run_id else ""
         log(f"Tracking: {tracker.name} run {tracker.run_id}{resumed} in {tracker.where}")
+        logged = tracker.logged_epochs() if resumed else None
+        if logged is not None:  # an epoch checkpointed, but killed before it was logged: logged now, once
+            for row in history.epochs:
+                if row["epoch"] not in logged:
+                    tracker.log_metrics(epoch_metrics(row), row["epoch"])
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def log_epoch(engine: Engine) -> None:
         row = history.epochs[-1] if history.epochs and history.epochs[-1]["epoch"] == engine.state.epoch else {}
-        metrics = {k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}
         for tracker in trackers:
-            tracker.log_metrics(metrics, engine.state.epoch)
+            tracker.log_metrics(epoch_metrics(row), engine.state.epoch)
 
     return trackers
+
+
+def epoch_metrics(row: dict[str, float]) -> dict[str, float]:
+    """An epoch's row of the history as a tracker's metrics: every finite value but the epoch itself."""
+    return {k: v for k, v in row.items() if k != "epoch" and math.isfinite(v)}
 
 
 def start_mlflow(output_dir: Path, run_id: str | None, params: dict[str, Any]) -> Tracker:
