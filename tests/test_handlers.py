@@ -77,6 +77,17 @@ def test_evaluation_runs_once_per_epoch_and_history_grows_by_one_each_time():
     assert history.best("val_loss")["epoch"] == 3 and history.best("val_accuracy")["epoch"] == 3
 
 
+def test_evaluation_every_n_epochs_runs_after_each_nth_and_after_the_last_even_when_the_run_is_extended():
+    trainer, evaluator = dummy_trainer(), scripted_evaluator([0.9, 0.5, 0.25, 0.2])
+    runs = []
+    evaluator.add_event_handler(Events.STARTED, lambda e: runs.append(trainer.state.epoch))
+    history = attach_evaluation(trainer, evaluator, [0], log=lambda line: None, every=3)
+    trainer.run(range(5), max_epochs=7)
+    assert runs == [3, 6, 7] and [row["epoch"] for row in history.epochs] == [3, 6, 7]
+    trainer.run(range(5), max_epochs=8)  # continued to 8: epoch 8 is now the last
+    assert runs == [3, 6, 7, 8]
+
+
 def test_history_survives_a_state_dict_round_trip():
     trainer, evaluator = dummy_trainer(), scripted_evaluator([0.9, 0.5])
     history = attach_evaluation(trainer, evaluator, [0], log=lambda line: None)

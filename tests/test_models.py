@@ -14,6 +14,7 @@ from torch import nn
 from fmnist_ignite import CNN, Config, FmnistError, Net, TrainingInterrupted, evaluate_checkpoint, train
 from fmnist_ignite.analysis.inference import load_images, load_model, predict
 from fmnist_ignite.cli.parser import build_parser, config_from_args
+from fmnist_ignite.core.models import Dropout
 from fmnist_ignite.core.optim import make_optimizer
 
 
@@ -94,6 +95,56 @@ def test_the_cnn_runs_channels_last_and_means_what_an_nchw_cnn_means():
         reloaded.load_state_dict({k: v.contiguous() for k, v in nchw.state_dict().items()})
         assert reloaded.features[4].weight.is_contiguous(memory_format=torch.channels_last)
         assert torch.allclose(reloaded(x), reference, atol=1e-5)
+
+
+def test_the_cnn_pools_before_its_relu_and_computes_what_relu_then_pool_computes():
+    # The order of the CNN before (conv, batch norm, ReLU, pool), from the same state dict: the same logits and
+    # the same gradients in training mode (batch statistics), so checkpoints of either order mean the same.
+    torch.manual_seed(0)
+    model = CNN()
+    assert [type(layer) for layer in model.features[:4]] == [nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU]
+    before = copy.deepcopy(model)
+    for block in (0, 4):
+        before.features[block + 2], before.features[block + 3] = nn.ReLU(), nn.MaxPool2d(2)
+    x = torch.randn(16, 1, 28, 28)
+    model(x).square().sum().backward()
+    before(x).square().sum().backward()
+    assert torch.allclose(model(x), before(x), atol=1e-6)
+    for (name, param), other in zip(model.named_parameters(), before.parameters(), strict=True):
+        assert torch.allclose(param.grad, other.grad, rtol=1e-4, atol=1e-6), name
+    assert model.state_dict().keys() == before.state_dict().keys()
+
+
+@pytest.mark.parametrize("p", [0.115, 0.3, 0.5])
+def test_dropout_keeps_each_element_with_probability_1_minus_p_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    layer = Dropout(p)
+    x = torch.rand(1000, 1000, requires_grad=True)  # a million elements: the kept fraction to within 0.15%
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.double().mean().item() - (1 - p)) < 0.0015
+    assert torch.allclose(y[kept], x[kept] / (1 - p), rtol=1e-4)  # kept elements scaled by 1 / (1 - p)
+    assert abs(y.double().mean().item() - x.double().mean().item()) < 0.003
+    y.sum().backward()  # the gradient: the same mask and scale
+    assert torch.equal(x.grad != 0, kept) and torch.allclose(x.grad[kept], torch.tensor(1 / (1 - p)), rtol=1e-4)
+    # Each column and row is masked independently: no lane of the random integers is reused.
+    columns = kept.double().mean(0)
+    assert columns.std().item() < 2 * ((1 - p) * p / 1000) ** 0.5
+
+
+def test_dropout_repeats_with_the_seed_is_the_identity_in_evaluation_and_zeroes_everything_at_p_1():
+    x = torch.rand(64, 300)
+    torch.manual_seed(3)
+    first = Dropout(0.3)(x)
+    torch.manual_seed(3)
+    assert torch.equal(Dropout(0.3)(x), first)
+    assert not torch.equal(Dropout(0.3)(x), first)  # the next draw differs
+    assert Dropout(0.3).eval()(x) is x and Dropout(0.0)(x) is x
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+    assert Dropout(0.2)(torch.rand(3, 5, 7)).shape == (3, 5, 7)  # an element count not a multiple of 4
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.5)
+    assert isinstance(Dropout(0.1), nn.Dropout) and Dropout(0.1).state_dict() == {}
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])

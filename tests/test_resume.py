@@ -45,6 +45,24 @@ def test_interrupted_and_resumed_run_ends_bitwise_equal_to_the_uninterrupted_one
     assert len(list((tmp_path / "cut").glob("training_checkpoint_*.pt"))) == 2
 
 
+def test_a_run_validating_every_third_epoch_validates_at_3_and_the_last_and_resumes_to_the_same_end(
+    resumable_config, tmp_path
+):
+    config = resumable_config.replace(validate_every=3, epochs=5, patience=1)
+    full = train(config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    assert [row["epoch"] for row in full.history if "val_loss" in row] == [3, 5]
+    assert full.epochs_run == 5 and full.best_checkpoint.name.startswith(("best_model_3_", "best_model_5_"))
+    csv_rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
+    assert csv_rows[1].split(",")[2:4] == ["", ""] and csv_rows[3].split(",")[2] != ""  # epoch 1 empty, 3 not
+
+    cut = config.replace(output_dir=str(tmp_path / "cut"))
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cut, extra_handlers=[signal_at(13)], **QUIET)
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
+    assert without_times(resumed.history) == without_times(full.history)
+    assert_same_weights(final_weights(resumed), final_weights(full))
+
+
 def test_sigterm_saves_and_reports_exit_143(small_config):
     with pytest.raises(TrainingInterrupted) as info:
         train(small_config, extra_handlers=[signal_at(4, signal.SIGTERM)], **QUIET)

@@ -140,7 +140,14 @@ class Config:
         "(test-time flips; training never sees them)",
         flag="switch",
     )
-    patience: int = setting(0, "early-stopping patience in epochs ({default}: off)")
+    patience: int = setting(0, "early-stopping patience in validations ({default}: off)")
+    validate_every: int = setting(
+        1,
+        "validate (and so select the best weights, stop early, check the target) every N epochs and after the "
+        "last ({default}: every epoch)",
+        metavar="N",
+        on_resume=True,
+    )
     target_accuracy: float | None = setting(
         None,
         "stop once validation accuracy reaches this fraction (e.g. 0.9) and say at which epoch and after how "
@@ -281,6 +288,7 @@ class Config:
             (self.loader == "tensor" or not (self.hflip or self.shift), "--hflip and --shift need --loader tensor"),
             (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
             (self.patience >= 0, f"patience must be >= 0 (0 turns early stopping off), got {self.patience}"),
+            (self.validate_every >= 1, f"validate every must be at least 1 epoch, got {self.validate_every}"),
             (
                 self.target_accuracy is None or 0 < self.target_accuracy < 1,
                 f"target accuracy must be a fraction in (0, 1), e.g. 0.9, got {self.target_accuracy}",

@@ -7,6 +7,39 @@ from torch import nn
 
 from fmnist_ignite.errors import FmnistError
 
+_LEVELS = 1 << 16  # a dropout mask's resolution: one 16-bit random integer an element
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a mask drawn from 16-bit random integers: the same layer, a fraction of the time on a CPU.
+
+    torch's dropout draws its mask with ``bernoulli_``, 11-16 ns an element on a CPU (held to AVX2 or not):
+    18% of a ``speed`` training step and about 10% of a ``cnn`` one. Here a mask element is one 16-bit lane
+    of 64-bit random integers (``torch.randint``, four elements a draw), compared with a threshold: about
+    1 ns an element. An element is kept with probability ``1 - p'`` and scaled by ``1 / (1 - p')``, where
+    ``p'`` is ``p`` to the nearest 1/65536 (0.115 -> 0.1150055): the expectation is the input's exactly, as
+    with torch's. It draws from torch's generator, so ``torch.manual_seed`` makes it repeat; in evaluation
+    mode, or with ``p == 0``, it is the identity. The state dict is the same as ``nn.Dropout``'s (empty).
+
+    Args:
+        p: the probability of zeroing an element, 0 to 1 (checked as ``nn.Dropout`` checks it).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        dropped = round(self.p * _LEVELS)
+        if dropped >= _LEVELS:
+            return x * 0
+        count = x.numel()
+        lanes = torch.randint(-(1 << 63), (1 << 63) - 1, ((count + 3) // 4,), dtype=torch.int64, device=x.device)
+        bits = lanes.view(torch.int16)[:count].view(x.shape)
+        scale = torch.where(bits >= dropped - _LEVELS // 2, _LEVELS / (_LEVELS - dropped), 0.0).to(x.dtype)
+        return x * scale
+
 
 class Net(nn.Module):
     """The tutorial's MLP: flatten, 784-512 ReLU, 512-512 ReLU, 512-10; logits out.
@@ -21,8 +54,8 @@ class Net(nn.Module):
         self.flatten = nn.Flatten()
         layers = [nn.Linear(28 * 28, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)]
         if dropout:
-            layers[4:4] = [nn.Dropout(dropout)]
-            layers[2:2] = [nn.Dropout(dropout)]
+            layers[4:4] = [Dropout(dropout)]
+            layers[2:2] = [Dropout(dropout)]
         self.linear_relu_stack = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,12 +68,18 @@ class Net(nn.Module):
 
 
 def conv_block(channels_in: int, channels_out: int) -> list[nn.Module]:
-    """3x3 convolution, batch norm, ReLU, then 2x2 max pooling: half the size, more channels."""
+    """3x3 convolution, batch norm, 2x2 max pooling, then ReLU: half the size, more channels.
+
+    ReLU after the pooling computes exactly what ReLU before it does (the maximum of rectified values is the
+    rectified maximum, and the gradient reaches the same element), on a quarter of the elements: a CNN
+    training step 11% faster on 2 AVX2 cores (docs/speed.md). The layers' indices, and so the state-dict
+    keys, are those of the order before.
+    """
     return [
         nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False),
         nn.BatchNorm2d(channels_out),
-        nn.ReLU(),
         nn.MaxPool2d(2),
+        nn.ReLU(),
     ]
 
 
@@ -61,10 +100,10 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*conv_block(1, 16), *conv_block(16, 32))
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(32 * 7 * 7, 128),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(128, 10),
         )
         self.to(memory_format=torch.channels_last)

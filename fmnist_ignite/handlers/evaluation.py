@@ -42,8 +42,10 @@ def attach_evaluation(
     log: Log = print,
     history: MetricsHistory | None = None,
     prefix: str = "val",
+    every: int = 1,
 ) -> MetricsHistory:
-    """After each training epoch, run ``evaluator`` on ``loader``, print its metrics and record them.
+    """After each training epoch (or every ``every``), run ``evaluator`` on ``loader``, print its metrics and
+    record them.
 
     Args:
         trainer: the trainer after whose epochs it evaluates.
@@ -54,6 +56,8 @@ def attach_evaluation(
         history: where the metrics are recorded; None: a new ``MetricsHistory``.
         prefix: the history's columns: ``<prefix>_loss`` and ``<prefix>_accuracy`` (and the accuracy's
             interval, ``<prefix>_accuracy_ci_low`` and ``_high``).
+        every: evaluate after every ``every``-th epoch and after the last (the trainer's ``max_epochs``, read
+            when each epoch ends: a resume that extends the run moves it); 1 (the default): after each.
 
     Returns:
         The history the metrics are recorded in.
@@ -69,5 +73,8 @@ def attach_evaluation(
         )
         log(format_metrics(name, metrics) + "\n")
 
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, evaluate)
+    def due(engine: Engine, epoch: int) -> bool:
+        return epoch % every == 0 or epoch == engine.state.max_epochs
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED(event_filter=due), evaluate)
     return history

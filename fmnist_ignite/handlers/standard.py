@@ -88,7 +88,8 @@ def attach_default_handlers(
     their updated state.
 
     Args:
-        config: the run's settings: ``log_interval``, ``monitor``, ``patience`` and ``n_saved``.
+        config: the run's settings: ``log_interval``, ``monitor``, ``patience``, ``validate_every`` and
+            ``n_saved``.
         trainer: the trainer (``create_trainer``'s).
         evaluator: the evaluator of the validation split (``create_evaluator``'s).
         loaders: the loaders by split, as ``get_data_loaders`` gives them; without "validation", no evaluation,
@@ -107,7 +108,9 @@ def attach_default_handlers(
     history = to_save["history"] = MetricsHistory()
     best_checkpoint = early_stopping = None
     if "validation" in loaders:
-        attach_evaluation(trainer, evaluator, loaders["validation"], "Validation", log, history=history)
+        attach_evaluation(
+            trainer, evaluator, loaders["validation"], "Validation", log, history=history, every=config.validate_every
+        )
         best_checkpoint = to_save["best_checkpoint"] = attach_best_model_checkpoint(
             evaluator,
             trainer,
