@@ -70,6 +70,7 @@ def test_the_command_line_keeps_every_flag_it_had_and_adds_peer_timeout():
         "--ns-steps",  # issue 30: Muon's Newton-Schulz iterations, time to a target accuracy
         "--target-accuracy",
         "--tracker",  # issue 28: MLflow and W&B
+        "--validate-every",  # issue 30: fewer validations (the cnn recipe's: every 5 epochs)
     }
     choices = {a.option_strings[0]: a.choices for a in build_parser()._actions if a.choices}
     assert choices["--backend"] == ("gloo", "nccl") and choices["--model"] == ("mlp", "cnn")
@@ -95,6 +96,7 @@ def test_what_a_resume_may_change_and_what_the_tuner_leaves_alone():
         "display",
         "eval_batch_size",
         "tracker",
+        "validate_every",  # how often it validates, not what it trains
     }
     tuning = pytest.importorskip("fmnist_ignite.experiments.search_space")
     assert set(tuning.RUN_SETTINGS) == {"output_dir", "resume", "score_test", "progress", "plots"} | {

@@ -143,8 +143,13 @@ def scaled(probabilities: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of ``labels`` (Guo et al. 2017), found
-    by SciPy's bounded scalar minimiser on its logarithm; fit it on the validation split, never the test.
+    """The temperature that minimises the negative log-likelihood of ``labels`` (Guo et al. 2017); fit it on
+    the validation split, never the test.
+
+    The likelihood is convex in the inverse temperature (a log-sum-exp of linear functions less a linear
+    one), so torch's L-BFGS with a strong-Wolfe line search finds its one minimum in a few steps, in float64,
+    and the minimum within ``files.calibration.TEMPERATURES`` is that one clamped to the range. torch, not
+    SciPy: ``scipy.optimize``'s import alone took 0.3 s of a 15 s default run.
 
     Args:
         probabilities: the model's class probabilities on the validation images (N x 10).
@@ -153,22 +158,28 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     Returns:
         The temperature, within ``files.calibration.TEMPERATURES``; 1.0 for no images.
     """
-    from scipy.optimize import minimize_scalar
+    import torch
 
     if len(labels) == 0:
         return 1.0
-    z = _log_probabilities(probabilities)
-    y = np.asarray(labels).astype(np.int64)
-    rows = np.arange(len(y))
+    z = torch.from_numpy(_log_probabilities(probabilities))
+    y = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    inverse = torch.ones((), dtype=torch.float64, requires_grad=True)
+    solver = torch.optim.LBFGS(
+        [inverse], lr=1.0, max_iter=100, tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe"
+    )
 
-    def nll(log_t: float) -> float:
-        s = z / math.exp(log_t)
-        s = s - s.max(axis=1, keepdims=True)
-        return float((np.log(np.exp(s).sum(axis=1)) - s[rows, y]).mean())
+    def nll() -> torch.Tensor:
+        solver.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z * inverse, y)
+        loss.backward()
+        return loss
 
-    low, high = (math.log(b) for b in TEMPERATURES)
-    found = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-6})
-    return float(math.exp(found.x))
+    with torch.enable_grad():
+        solver.step(nll)
+    low, high = TEMPERATURES
+    found = inverse.item()
+    return high if found <= 1 / high else min(max(1 / found, low), high)
 
 
 def calibration_report(probabilities: np.ndarray, labels: np.ndarray, temperature: float | None) -> dict:
