@@ -69,6 +69,24 @@ def test_temperature_scaling_finds_how_much_too_sure_a_model_is_and_lowers_its_e
     assert (calibrated.argmax(axis=1) == probabilities.argmax(axis=1)).all()  # accuracy untouched
 
 
+@pytest.mark.parametrize("sharpness", [0.04, 0.5, 3.0, 15.0, 80.0])  # 80: beyond the range, clamped to 20
+def test_the_fitted_temperature_is_scipy_s_bounded_minimum_of_the_likelihood(sharpness):
+    optimize = pytest.importorskip("scipy.optimize")
+    logits, labels = logits_and_labels(5, n=5000, sharpness=sharpness)
+    probabilities, y = logits.softmax(dim=1).numpy(), labels.numpy()
+    z, rows = np.log(np.clip(probabilities.astype(np.float64), 1e-45, None)), np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        s = z / math.exp(log_t)
+        s = s - s.max(axis=1, keepdims=True)
+        return float((np.log(np.exp(s).sum(axis=1)) - s[rows, y]).mean())
+
+    bounded = optimize.minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    expected = math.exp(bounded.x)
+    assert fit_temperature(probabilities, y) == pytest.approx(expected, rel=1e-4)
+    assert (fit_temperature(probabilities, y) == 20.0) is (sharpness == 80.0)
+
+
 def test_per_class_intervals_are_the_wilson_intervals_of_each_class_s_counts():
     confusion = torch.zeros(10, 10, dtype=torch.long)
     confusion[0, 0], confusion[0, 6], confusion[6, 6], confusion[6, 0] = 900, 100, 700, 300
