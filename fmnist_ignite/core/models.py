@@ -13,13 +13,15 @@ _LEVELS = 1 << 16  # a dropout mask's resolution: one 16-bit random integer an e
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with a mask drawn from 16-bit random integers: the same layer, a fraction of the time on a CPU.
 
-    torch's dropout draws its mask with ``bernoulli_``, 11-16 ns an element on a CPU (held to AVX2 or not):
-    18% of a ``speed`` training step and about 10% of a ``cnn`` one. Here a mask element is one 16-bit lane
-    of 64-bit random integers (``torch.randint``, four elements a draw), compared with a threshold: about
-    1 ns an element. An element is kept with probability ``1 - p'`` and scaled by ``1 / (1 - p')``, where
-    ``p'`` is ``p`` to the nearest 1/65536 (0.115 -> 0.1150055): the expectation is the input's exactly, as
-    with torch's. It draws from torch's generator, so ``torch.manual_seed`` makes it repeat; in evaluation
-    mode, or with ``p == 0``, it is the identity. The state dict is the same as ``nn.Dropout``'s (empty).
+    torch's dropout draws its mask with ``bernoulli_``: forward and backward 11.3-13.6 ns an element on 2
+    cores held to AVX2 (AMD EPYC), 18% of a ``speed`` training step and 7-10% of a ``cnn`` one in torch's
+    profiler. Here a mask element is one 16-bit lane of 64-bit random integers (``torch.randint``, four
+    elements a draw) compared with a threshold: forward and backward 4.1-4.9 ns an element on that CPU.
+    An element is kept with probability ``1 - p'`` and scaled by ``1 / (1 - p')``, where ``p'`` is ``p`` to
+    the nearest 1/65536 (0.115 -> 0.1150055): in fp32 the expectation is the input's; in bf16 the scale is
+    rounded to bf16 first, as torch's dropout rounds it. It draws from torch's generator, so
+    ``torch.manual_seed`` makes it repeat; in evaluation mode, or with ``p == 0``, it is the identity. The
+    state dict is the same as ``nn.Dropout``'s (empty).
 
     Args:
         p: the probability of zeroing an element, 0 to 1 (checked as ``nn.Dropout`` checks it).
@@ -72,7 +74,7 @@ def conv_block(channels_in: int, channels_out: int) -> list[nn.Module]:
 
     ReLU after the pooling computes exactly what ReLU before it does (the maximum of rectified values is the
     rectified maximum, and the gradient reaches the same element), on a quarter of the elements: a CNN
-    training step 11% faster on 2 AVX2 cores (docs/speed.md). The layers' indices, and so the state-dict
+    training step took 0.887 of its time on 2 cores held to AVX2 (AMD EPYC, batch 128; docs/speed.md). The layers' indices, and so the state-dict
     keys, are those of the order before.
     """
     return [
