@@ -74,8 +74,8 @@ def conv_block(channels_in: int, channels_out: int) -> list[nn.Module]:
 
     ReLU after the pooling computes exactly what ReLU before it does (the maximum of rectified values is the
     rectified maximum, and the gradient reaches the same element), on a quarter of the elements: a CNN
-    training step took 0.887 of its time on 2 cores held to AVX2 (AMD EPYC, batch 128; docs/speed.md). The layers' indices, and so the state-dict
-    keys, are those of the order before.
+    training step took 0.887 of its time on 2 cores held to AVX2 (AMD EPYC, batch 128; docs/speed.md). The
+    layers' indices, and so the state-dict keys, are those of the order before.
     """
     return [
         nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False),
