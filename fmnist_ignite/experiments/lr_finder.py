@@ -16,6 +16,7 @@ from ignite.utils import manual_seed
 
 from fmnist_ignite.config.commands import LrFindSettings
 from fmnist_ignite.config.settings import Config
+from fmnist_ignite.core.allocator import keep_freed_memory
 from fmnist_ignite.core.device import choose_precision, resolve_device
 from fmnist_ignite.core.engines import create_trainer
 from fmnist_ignite.core.models import build_model, check_model_output
@@ -112,6 +113,7 @@ def find_lr(
     start_lr, end_lr, iterations = sweep.start_lr, sweep.end_lr, sweep.iterations
     config = config.replace(score_test=False).validate()
     device = resolve_device(config.device)
+    keep_freed_memory()
     apply_threads(plan_threads(config.threads))
     manual_seed(config.seed)
     model = (model if model is not None else build_model(config.model, config.dropout)).to(device)

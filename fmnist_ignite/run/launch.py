@@ -35,6 +35,7 @@ from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 from torch.multiprocessing.spawn import ProcessException
 
 from fmnist_ignite.config.settings import Config
+from fmnist_ignite.core.allocator import keep_freed_memory
 from fmnist_ignite.core.threads import apply_threads, plan_threads
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.run.rundir import find_latest_checkpoint
@@ -65,7 +66,9 @@ def default_backend(config: Config) -> str:
 
 def setup_process(config: Config) -> None:
     """What a run sets for its whole process: torch's threads, the cores that are this process's own
-    (``core.threads``: the processes on one machine share them; other work's cores are left to it)."""
+    (``core.threads``: the processes on one machine share them; other work's cores are left to it), and
+    malloc's keeping of freed memory for the next step (``core.allocator``)."""
+    keep_freed_memory()
     processes = idist.get_nproc_per_node() if idist.get_world_size() > 1 else 1
     apply_threads(plan_threads(config.threads, processes))
 
