@@ -14,7 +14,7 @@ from torch import nn
 from fmnist_ignite import CNN, Config, FmnistError, Net, TrainingInterrupted, evaluate_checkpoint, train
 from fmnist_ignite.analysis.inference import load_images, load_model, predict
 from fmnist_ignite.cli.parser import build_parser, config_from_args
-from fmnist_ignite.core.models import Dropout
+from fmnist_ignite.core.models import Dropout, model_for_state_dict
 from fmnist_ignite.core.optim import make_optimizer
 
 
@@ -97,11 +97,11 @@ def test_the_cnn_runs_channels_last_and_means_what_an_nchw_cnn_means():
         assert torch.allclose(reloaded(x), reference, atol=1e-5)
 
 
-def test_the_cnn_pools_before_its_relu_and_computes_what_relu_then_pool_computes():
-    # The order of the CNN before (conv, batch norm, ReLU, pool), from the same state dict: the same logits and
-    # the same gradients in training mode (batch statistics), so checkpoints of either order mean the same.
+def test_the_cnn_before_2026_12_02_pooled_before_its_relu_and_computed_what_relu_then_pool_computes():
+    # That layout (conv, batch norm, pool, ReLU) against the order before it (conv, batch norm, ReLU, pool),
+    # from the same state dict: the same logits and gradients in training mode (batch statistics).
     torch.manual_seed(0)
-    model = CNN()
+    model = CNN(pool_first=False)
     assert [type(layer) for layer in model.features[:4]] == [nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.ReLU]
     before = copy.deepcopy(model)
     for block in (0, 4):
@@ -113,6 +113,42 @@ def test_the_cnn_pools_before_its_relu_and_computes_what_relu_then_pool_computes
     for (name, param), other in zip(model.named_parameters(), before.parameters(), strict=True):
         assert torch.allclose(param.grad, other.grad, rtol=1e-4, atol=1e-6), name
     assert model.state_dict().keys() == before.state_dict().keys()
+
+
+def test_the_cnn_pools_before_its_batch_norm_and_tells_the_old_layout_s_weights_by_their_keys():
+    torch.manual_seed(0)
+    new, old = CNN(), CNN(pool_first=False).eval()
+    assert [type(layer) for layer in new.features[:4]] == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.ReLU]
+    assert "features.2.running_mean" in new.state_dict() and "features.1.running_mean" in old.state_dict()
+    old.features[1].running_mean.normal_()
+    x = torch.randn(8, 1, 28, 28)
+    loaded = model_for_state_dict(old.state_dict()).eval()
+    loaded.load_state_dict(old.state_dict())
+    assert torch.equal(loaded(x), old(x))
+    with pytest.raises(RuntimeError):  # the current layout does not take the old weights as they are
+        CNN().load_state_dict(old.state_dict())
+    assert type(model_for_state_dict(new.state_dict()).features[1]) is nn.MaxPool2d
+
+
+def test_a_cnn_takes_a_saved_layout_in_place_and_its_optimizer_still_holds_its_parameters():
+    torch.manual_seed(0)
+    old = CNN(pool_first=False)
+    model = CNN()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    held = [id(p) for p in model.parameters()]
+    assert model.match_layout(old.state_dict()) is model
+    assert [id(p) for p in model.parameters()] == held
+    model.load_state_dict(old.state_dict())
+    x = torch.randn(8, 1, 28, 28)
+    model(x).sum().backward()
+    optimizer.step()
+    old(x).sum().backward()
+    with torch.no_grad():
+        for p in old.parameters():
+            p -= 0.1 * p.grad
+    for (name, param), other in zip(model.state_dict().items(), old.state_dict().values(), strict=True):
+        assert torch.allclose(param, other, atol=1e-6), name
+    assert type(model.match_layout(CNN().state_dict()).features[1]) is nn.MaxPool2d  # and back
 
 
 @pytest.mark.parametrize("p", [0.115, 0.3, 0.5])

@@ -15,6 +15,7 @@ from ignite.engine import Events
 
 from fmnist_ignite import FmnistError, Net, TrainingInterrupted, find_latest_checkpoint, train
 from fmnist_ignite.cli.main import train_main as main
+from fmnist_ignite.core import models
 
 
 @pytest.fixture
@@ -61,6 +62,24 @@ def test_a_run_validating_every_third_epoch_validates_at_3_and_the_last_and_resu
     resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
     assert without_times(resumed.history) == without_times(full.history)
     assert_same_weights(final_weights(resumed), final_weights(full))
+
+
+def test_a_cnn_run_saved_in_the_layout_before_2026_12_02_resumes_in_it_to_the_same_end(
+    resumable_config, tmp_path, monkeypatch
+):
+    # A run begun before batch norm moved after the pooling: its checkpoints have the old layout's keys. The
+    # resume, with today's code, puts the model (and its moving average) back in that layout and goes on.
+    config = resumable_config.replace(model="cnn", epochs=2, ema=0.9)
+    with monkeypatch.context() as before:
+        before.setitem(models.MODELS, "cnn", lambda dropout: models.CNN(dropout, pool_first=False))
+        full = train(config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+        cut = config.replace(output_dir=str(tmp_path / "cut"))
+        with pytest.raises(TrainingInterrupted) as info:
+            train(cut, extra_handlers=[signal_at(7)], **QUIET)
+    assert "features.1.running_mean" in final_weights(full)
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
+    assert_same_weights(final_weights(resumed), final_weights(full))
+    assert resumed.test_metrics == full.test_metrics
 
 
 def test_sigterm_saves_and_reports_exit_143(small_config):

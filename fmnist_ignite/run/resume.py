@@ -10,6 +10,7 @@ import ignite.distributed as idist
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.distributed import unwrap
+from fmnist_ignite.core.models import CNN
 from fmnist_ignite.core.threads import applied_threads, apply_threads, plan_threads
 from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.saved_config import SavedConfig
@@ -37,12 +38,21 @@ def load_weights_and_threads(run_dir: RunDirectory, config: Config, engines: Run
         checkpoint = load_checkpoint(resume, map_location="cpu")
     if resume is not None and checkpoint is not None:
         with must_fit(resume):  # before the data is loaded: a wrong file fails at once
+            match_layout(engines, checkpoint)
             unwrap(engines.model).load_state_dict(checkpoint["model"])
     kept = kept_threads(checkpoint) if checkpoint is not None else None
     if kept or config.threads or applied_threads() is None:  # a resume computes as its run did
         processes = idist.get_nproc_per_node() if world_size > 1 else 1
         apply_threads(plan_threads(config.threads, processes, kept))
     return checkpoint
+
+
+def match_layout(engines: RunEngines, checkpoint: dict) -> None:
+    """A built-in CNN (and its moving average) in the layout its checkpoint was saved in: a run saved before
+    2026-12-02 goes on with batch norm before the pooling, as it began (``CNN.match_layout``)."""
+    for model, key in ((unwrap(engines.model), "model"), (engines.ema and engines.ema.ema_model, "ema_model")):
+        if isinstance(model, CNN) and isinstance(checkpoint.get(key), dict):
+            model.match_layout(checkpoint[key])
 
 
 def state_to_save(config: Config, engines: RunEngines, batches_per_epoch: int) -> dict[str, Any]:
