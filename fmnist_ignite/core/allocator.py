@@ -1,9 +1,10 @@
 """Keep the memory a training step frees for the next step, instead of handing it back to the kernel.
 
-glibc's malloc serves a block of more than 128 KiB or so (a batch's activations: 6.4 MB for the CNN's first
-layer at batch 128) with a fresh ``mmap`` and gives it back with ``munmap`` when torch frees it. So every
-step touches new pages, and the kernel faults in and zeroes each of them: in torch's profiler, 89 ms of 718
-in 20 CNN steps went to ``fill_`` zeroing such fresh pages. Raising malloc's mmap threshold (to 32 MiB, the most every
+glibc's malloc serves large blocks (a batch's activations: 6.4 MB for the CNN's first layer at batch 128)
+with ``mmap`` and, once freed, gives them back to the kernel (``munmap``, or a trim of the heap's top), so
+the next step's pages are faulted in and zeroed again: 3,000-4,800 page faults a CNN step at batch 128, on
+and off, against next to none once they are kept; in torch's profiler, 89 ms of 718 in 20 CNN steps went to
+``fill_`` writing such fresh pages. Raising malloc's mmap threshold (to 32 MiB, the most every
 glibc accepts) and its trim threshold keeps the freed blocks in the heap, where the next step reuses them.
 Measured on 2 cores of an AMD EPYC held to AVX2 (fp32): a CNN step at batch 128 took 15-19 ms instead of
 24-31 ms; an MLP step at batch 4096, 104-108 ms instead of 120-124 (docs/speed.md). The arithmetic is the
