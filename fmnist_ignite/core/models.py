@@ -79,9 +79,10 @@ def conv_block(channels_in: int, channels_out: int, pool_first: bool = True) -> 
     Args:
         channels_in: the input's channels.
         channels_out: the convolution's, and so the block's, output channels.
-        pool_first: False: the layout of CNNs saved before 2026-12-02, convolution, batch norm, pooling, ReLU
-            (the same function as ReLU before the pooling, on a quarter of the elements), kept for their
-            checkpoints. Its batch norm is layer 1, not 2, so the state-dict keys tell the layouts apart.
+        pool_first: False: the layout before this change (2026-12-02), convolution, batch norm, pooling, ReLU
+            (the same function as ReLU before the pooling, on a quarter of the elements), kept for the
+            checkpoints saved in it. Its batch norm is layer 1, not 2, so the state-dict keys tell the
+            layouts apart.
     """
     conv = nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False)
     if not pool_first:
@@ -99,8 +100,8 @@ class CNN(nn.Module):
     Args:
         dropout: the dropout probability before each linear layer; 0 (the default): none. The state-dict keys
             do not depend on it.
-        pool_first: False: the blocks' layout before 2026-12-02 (batch norm before the pooling), for the
-            checkpoints saved then; ``CNN.for_state_dict`` picks it from the keys.
+        pool_first: False: the blocks' layout before 2026-12-02's change (batch norm before the pooling), for
+            the checkpoints saved in it; ``CNN.for_state_dict`` picks the layout from the keys.
     """
 
     def __init__(self, dropout: float = 0.0, pool_first: bool = True) -> None:
@@ -121,27 +122,32 @@ class CNN(nn.Module):
 
     @classmethod
     def for_state_dict(cls, state_dict: dict, dropout: float = 0.0) -> CNN:
-        """A CNN in the layout of a saved state dict: batch norm after the pooling, or (saved before
-        2026-12-02) before it."""
+        """A CNN in the layout of a saved state dict, whichever it is: batch norm after the pooling, or (the
+        layout before 2026-12-02's change) before it."""
         return cls(dropout, pool_first=_pools_first(state_dict))
 
     def match_layout(self, state_dict: dict) -> CNN:
         """Put the blocks, in place, in the layout ``state_dict`` was saved in (see ``for_state_dict``).
 
-        Only the order of the layers changes: the modules and their parameters stay the same objects, so the
-        optimizer, moving average or data-parallel wrapper already made for this model still hold them (a
-        resumed run's, built before its checkpoint was read). Returns the model itself.
+        Only the order of each block's pooling and batch norm changes: the modules and their parameters stay
+        the same objects, so the optimizer or data-parallel wrapper already made for this model still hold
+        them (a resumed run's, built before its checkpoint was read). A moving average's copy is a model of
+        its own, to be matched too. A model whose blocks are not this class's (a subclass's own ``features``)
+        is left as it is. Returns the model itself.
         """
+        pools_first = _pools_first(state_dict)
         for block in (0, 4):
-            pools_first = isinstance(self.features[block + 1], nn.MaxPool2d)
-            if pools_first != _pools_first(state_dict):
-                self.features[block + 1], self.features[block + 2] = self.features[block + 2], self.features[block + 1]
+            pair = self.features[block + 1 : block + 3]
+            if len(pair) == 2 and {type(layer) for layer in pair} == {nn.MaxPool2d, nn.BatchNorm2d}:
+                if isinstance(pair[0], nn.MaxPool2d) != pools_first:
+                    self.features[block + 1], self.features[block + 2] = pair[1], pair[0]
         return self
 
 
 def _pools_first(state_dict: dict) -> bool:
-    """Whether a CNN's saved state dict is of the layout with pooling before batch norm (layer 2, not 1)."""
-    return "features.1.running_mean" not in state_dict
+    """Whether a CNN's saved state dict is of the layout with pooling before batch norm: in the layout before,
+    layer 1 is the batch norm, whose entries name it; pooling has none."""
+    return not any(isinstance(key, str) and key.startswith("features.1.") for key in state_dict)
 
 
 MODELS = {"mlp": Net, "cnn": CNN}
@@ -153,14 +159,12 @@ when one is unknown.
 """
 
 
-def build_model(name: str, dropout: float = 0.0, like: dict | None = None) -> nn.Module:
+def build_model(name: str, dropout: float = 0.0) -> nn.Module:
     """The built-in model called ``name``, a new one (``MODELS[name](dropout)``).
 
     Args:
         name: "mlp" (``Net``) or "cnn" (``CNN``), a key of ``MODELS``.
         dropout: the model's dropout probability; 0 (the default): none.
-        like: the state dict the model is to load (a resumed run's): a CNN is built in its layout
-            (``CNN.for_state_dict``); None (the default): the current layout.
 
     Raises:
         FmnistError: ``name`` is not a built-in model ("custom" included: that run's model is one of your own).
@@ -171,8 +175,6 @@ def build_model(name: str, dropout: float = 0.0, like: dict | None = None) -> nn
         )
     if name not in MODELS:
         raise FmnistError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
-    if name == "cnn" and like is not None:
-        return CNN.for_state_dict(like, dropout)
     return MODELS[name](dropout)
 
 

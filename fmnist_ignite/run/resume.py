@@ -48,11 +48,14 @@ def load_weights_and_threads(run_dir: RunDirectory, config: Config, engines: Run
 
 
 def match_layout(engines: RunEngines, checkpoint: dict) -> None:
-    """A built-in CNN (and its moving average) in the layout its checkpoint was saved in: a run saved before
-    2026-12-02 goes on with batch norm before the pooling, as it began (``CNN.match_layout``)."""
-    for model, key in ((unwrap(engines.model), "model"), (engines.ema and engines.ema.ema_model, "ema_model")):
-        if isinstance(model, CNN) and isinstance(checkpoint.get(key), dict):
-            model.match_layout(checkpoint[key])
+    """A CNN (and its moving average) in the layout its checkpoint's weights were saved in: a run begun before
+    2026-12-02's change goes on with batch norm before the pooling, as it began (``CNN.match_layout``). The
+    average follows the model's weights, so that a checkpoint whose two disagree fails here, at once."""
+    weights = checkpoint.get("model")
+    if isinstance(weights, dict):
+        for model in (unwrap(engines.model), engines.ema.ema_model if engines.ema is not None else None):
+            if isinstance(model, CNN):
+                model.match_layout(weights)
 
 
 def state_to_save(config: Config, engines: RunEngines, batches_per_epoch: int) -> dict[str, Any]:
