@@ -51,6 +51,7 @@ def steps(**environ: str) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow  # two processes of their own
 @pytest.mark.skipif(not glibc(), reason="malloc's thresholds are glibc's")
 def test_a_run_s_process_s_steps_reuse_freed_blocks_where_glibc_would_fault_them_in_again():
     kept, default = steps(FMNIST_KEEP_FREED_MEMORY="1"), steps(FMNIST_KEEP_FREED_MEMORY="0")

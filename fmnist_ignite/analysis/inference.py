@@ -15,7 +15,7 @@ from fmnist_ignite.analysis.predictions import PredictionCollector
 from fmnist_ignite.config.settings import EVAL_BATCH_SIZE, check_data_dir
 from fmnist_ignite.core.device import choose_precision, resolve_device
 from fmnist_ignite.core.engines import create_evaluator
-from fmnist_ignite.core.models import CNN, model_for_state_dict
+from fmnist_ignite.core.models import match_saved_layout, model_for_state_dict
 from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from fmnist_ignite.data.idx import NotIdxFile, read_idx
 from fmnist_ignite.data.loaders import make_loader, to_float_images
@@ -57,8 +57,7 @@ def load_model(
         )
     try:
         model = model if model is not None else model_for_state_dict(state)
-        if isinstance(model, CNN):  # weights saved in the layout before 2026-12-02's change load in it
-            model.match_layout(state)
+        match_saved_layout(model, state)
         model.load_state_dict(state)
     except FmnistError as exc:
         raise FmnistError(f"{path}: {exc}") from None

@@ -144,6 +144,14 @@ class CNN(nn.Module):
         return self
 
 
+def match_saved_layout(model: nn.Module, state_dict: dict) -> None:
+    """A CNN (or a subclass of it) put in the layout ``state_dict`` was saved in (``CNN.match_layout``), so
+    that weights of the layout before 2026-12-02's change load into a model built today; any other model is
+    left as it is."""
+    if isinstance(model, CNN):
+        model.match_layout(state_dict)
+
+
 def _pools_first(state_dict: dict) -> bool:
     """Whether a CNN's saved state dict is of the layout with pooling before batch norm: in the layout before,
     layer 1 is the batch norm, whose entries name it; pooling has none."""

@@ -10,7 +10,7 @@ import ignite.distributed as idist
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.distributed import unwrap
-from fmnist_ignite.core.models import CNN
+from fmnist_ignite.core.models import match_saved_layout
 from fmnist_ignite.core.threads import applied_threads, apply_threads, plan_threads
 from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.saved_config import SavedConfig
@@ -53,9 +53,9 @@ def match_layout(engines: RunEngines, checkpoint: dict) -> None:
     average follows the model's weights, so that a checkpoint whose two disagree fails here, at once."""
     weights = checkpoint.get("model")
     if isinstance(weights, dict):
-        for model in (unwrap(engines.model), engines.ema.ema_model if engines.ema is not None else None):
-            if isinstance(model, CNN):
-                model.match_layout(weights)
+        match_saved_layout(unwrap(engines.model), weights)
+        if engines.ema is not None:
+            match_saved_layout(engines.ema.ema_model, weights)
 
 
 def state_to_save(config: Config, engines: RunEngines, batches_per_epoch: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import torch
 from ignite.engine import Engine
 
 from fmnist_ignite.config.settings import Config
-from fmnist_ignite.core.models import CNN
+from fmnist_ignite.core.models import match_saved_layout
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.handlers.loss_logging import Log
 from fmnist_ignite.run.launch import launch, launched_externally
@@ -66,8 +66,7 @@ def train(
             run_dir.release()
     if result is not None and model is not None and result.model is not None and result.model is not model:
         weights = result.model.state_dict()
-        if isinstance(model, CNN):  # a resume of a run begun in the CNN's layout before 2026-12-02
-            model.match_layout(weights)
+        match_saved_layout(model, weights)  # a resume of a run begun in the CNN's layout before 2026-12-02
         model.load_state_dict(weights)  # rank 0's weights, in the caller's own module
         result.model = model
     return result
