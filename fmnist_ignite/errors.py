@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 # A message is written for the command line; in Python the same advice names the API's words (in_python_words).
 _FLAG = r"(?<![\w/.-])--"  # a flag, not two dashes inside a path or a word
 _PYTHON_WORDS = (
-    (r"fmnist-ignite train --resume auto --output-dir (\S+)", r'train(config.replace(resume="auto", output_dir="\1"))'),
+    (
+        r"fmnist-ignite train --resume[ =]auto --output-dir[ =](\S+)",
+        r'train(config.replace(resume="auto", output_dir="\1"))',
+    ),
     (r"fmnist-ignite evaluate (\S+)", r'evaluate_checkpoint("\1")'),
-    (_FLAG + r"resume auto --output-dir ([^\s,;]*/[^\s,;]*)", r'resume="auto", output_dir="\1"'),
-    (_FLAG + r"resume auto\b", 'resume="auto"'),
-    (_FLAG + r"output-dir ([^\s,;]*/[^\s,;]*)", r'output_dir="\1"'),
+    (_FLAG + r"resume[ =]auto --output-dir[ =]([^\s,;]*/[^\s,;]*)", r'resume="auto", output_dir="\1"'),
+    (_FLAG + r"resume[ =]auto\b", 'resume="auto"'),
+    (_FLAG + r"output-dir[ =]([^\s,;]*/[^\s,;]*)", r'output_dir="\1"'),
     (_FLAG + r"no-([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_") + "=False"),
     (_FLAG + r"([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_")),
 )
@@ -31,6 +35,23 @@ def in_python_words(message: str) -> str:
     for pattern, words in _PYTHON_WORDS:
         message = re.sub(pattern, words, message)
     return message
+
+
+def shell_command(program: str, *operands: str | Path, **flags: str | Path) -> str:
+    """A command a message tells the user to run, as a shell runs it: every word quoted (``shlex.quote``),
+    a flag's value joined by ``=`` and an operand made ``./-x`` so that a value starting with ``-`` is never
+    read as a flag. ``program`` is already shell words (``fmnist-ignite train``); a flag's keyword is its
+    setting's name (``output_dir`` is ``--output-dir``).
+
+    Examples:
+        >>> shell_command("fmnist-ignite train", resume="auto", output_dir="-lead")
+        'fmnist-ignite train --resume=auto --output-dir=-lead'
+        >>> shell_command("fmnist-ignite evaluate", "-lead/best model.pt")
+        "fmnist-ignite evaluate './-lead/best model.pt'"
+    """
+    words = [f"./{operand}" if str(operand).startswith("-") else str(operand) for operand in operands]
+    words += [f"--{name.replace('_', '-')}={value}" for name, value in flags.items()]
+    return " ".join([program, *map(shlex.quote, words)])
 
 
 class FmnistError(Exception):

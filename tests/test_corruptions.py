@@ -89,14 +89,35 @@ def test_evaluate_corruptions_of_a_run_writes_the_same_numbers_twice(small_confi
     second = evaluate_corruptions(result.best_checkpoint, **data)
     assert first.to_dict() == second.to_dict()  # deterministic for a checkpoint and a seed
     assert first.clean.accuracy == pytest.approx(result.test_metrics["accuracy"])  # scored as its run scored it
-    from fmnist_ignite.data import fashion_mnist
-
-    real = fashion_mnist.load_fashion_mnist  # the command verifies the data set: not the synthetic one here
-    loading = lambda d, verify=True, **kw: real(d, verify=False, **kw)  # noqa: E731
-    monkeypatch.setattr("fmnist_ignite.analysis.inference.load_fashion_mnist", loading)
-    assert main(["evaluate", str(result.best_checkpoint), "--data-dir", small_config.data_dir, "--corruptions"]) == 0
+    # the command verifies the data set: not the synthetic one here
+    monkeypatch.setattr("fmnist_ignite.analysis.inference.load_fashion_mnist", _unverified_loader())
+    # the run directory, as export takes it: its best model is scored, the files land beside it
+    assert main(["evaluate", str(result.output_dir), "--data-dir", small_config.data_dir, "--corruptions"]) == 0
     out = capsys.readouterr().out
     kept = json.loads((result.output_dir / "corruptions.json").read_text())
     assert kept == json.loads(json.dumps(first.to_dict()))
     assert f"mean corruption accuracy {first.mean_accuracy:.2%}" in out and "gaussian_noise" in out
     assert (result.output_dir / "corruptions.png").stat().st_size > 5_000
+
+
+def test_ctrl_c_during_evaluate_corruptions_says_the_evaluation_stopped(small_config, capsys, monkeypatch):
+    result = train(small_config.replace(epochs=1), **QUIET)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fmnist_ignite.analysis.inference.evaluate_corruptions", interrupted)
+    monkeypatch.setattr("fmnist_ignite.analysis.inference.load_fashion_mnist", _unverified_loader())
+    command = ["evaluate", str(result.best_checkpoint), "--data-dir", small_config.data_dir, "--corruptions"]
+    assert main(command) == 130
+    err = capsys.readouterr().err
+    assert err == "interrupted: the evaluation stopped before it finished; no file was written\n"
+    assert not (result.output_dir / "corruptions.json").exists()
+
+
+def _unverified_loader():
+    """``load_fashion_mnist`` without the check against the upstream files (the data here is synthetic)."""
+    from fmnist_ignite.data import fashion_mnist
+
+    real = fashion_mnist.load_fashion_mnist
+    return lambda d, verify=True, **kw: real(d, verify=False, **kw)

@@ -11,12 +11,13 @@ import torch
 from conftest import real_data_dir, small_run_config, write_idx
 from torch import nn
 
-from fmnist_ignite.analysis.export import ExportFormat, export_model, model_file, read_export_metadata
+from fmnist_ignite.analysis.export import ExportFormat, export_model, read_export_metadata
 from fmnist_ignite.analysis.inference import load_model
 from fmnist_ignite.cli.main import main
 from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from fmnist_ignite.data.loaders import to_float_images
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.files.layout import model_file
 from fmnist_ignite.run.train import train
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")

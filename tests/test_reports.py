@@ -6,11 +6,14 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import small_run_config, write_idx
+from conftest import small_run_config, synthetic_set, write_idx
 from helpers import QUIET
 from ignite.engine import Events
 from PIL import Image
@@ -191,6 +194,59 @@ def test_predict_refuses_wrong_images_with_one_line(trained, tmp_path, capsys, m
     assert main(["predict", str(result.best_checkpoint), str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: ") and message in err and err.count("\n") == 1
+
+
+def test_evaluate_and_predict_take_a_run_directory_and_score_its_best_model(trained, tmp_path, capsys, monkeypatch):
+    config, result, _ = trained
+    from fmnist_ignite.data import fashion_mnist
+
+    real = fashion_mnist.load_fashion_mnist  # the command verifies the data set: not the synthetic one here
+    monkeypatch.setattr(
+        "fmnist_ignite.analysis.inference.load_fashion_mnist", lambda d, verify=True, **kw: real(d, verify=False, **kw)
+    )
+    assert main(["evaluate", str(result.output_dir), "--data-dir", config.data_dir]) == 0
+    by_dir = capsys.readouterr().out
+    assert main(["evaluate", str(result.best_checkpoint), "--data-dir", config.data_dir]) == 0
+    assert by_dir == capsys.readouterr().out and f"{result.test_metrics['accuracy']:.1%}" in by_dir
+
+    images = write_idx(tmp_path / "five-images", real(config.data_dir, verify=False)["test"][0][:5])
+    assert main(["predict", str(result.output_dir), str(images)]) == 0
+    by_dir = capsys.readouterr().out
+    assert main(["predict", str(result.best_checkpoint), str(images)]) == 0
+    assert by_dir == capsys.readouterr().out and len(by_dir.splitlines()) == 5
+
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path / 'empty'}: a directory without a model (no best_model_*.pt or training checkpoint)\n"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="util-linux's prlimit is not installed")
+def test_predict_of_100000_images_runs_in_bounded_memory(trained, tmp_path):
+    _, result, _ = trained
+    idx = write_idx(tmp_path / "many-idx3-ubyte", synthetic_set(100_000, seed=5, marker=0)[0])
+    four_gib = ["prlimit", f"--as={4 << 30}"]  # all of it at once needs more: the float images and activations
+    command = [*four_gib, sys.executable, "-m", "fmnist_ignite", "predict", str(result.output_dir), str(idx)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 100_000 and lines[-1].startswith(f"{idx}[99999]: ")
+
+
+def test_a_directory_where_a_file_is_read_is_named_as_a_directory(tmp_path):
+    from fmnist_ignite.files.checkpoints import load_checkpoint
+    from fmnist_ignite.files.reading import read_json
+
+    (tmp_path / "summary.json").mkdir()
+    with pytest.raises(FmnistError, match=r"summary.json: a directory, not a summary$"):
+        read_json(tmp_path / "summary.json", 1000, "a summary")
+    with pytest.raises(FmnistError, match=r"summary.json: a directory, not a checkpoint$"):
+        load_checkpoint(tmp_path / "summary.json")
 
 
 def test_evaluate_of_a_non_checkpoint_is_one_line(tmp_path, capsys):

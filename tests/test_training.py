@@ -114,6 +114,7 @@ def test_an_unwritable_output_dir_is_reported_before_training(small_config, tmp_
         (["--val-size", "60000"], "validation size must be in [0, 59999]"),
         (["--val-size", "-5"], "validation size must be in [0, 59999]"),
         (["--patience", "2", "--val-size", "0"], "early stopping (patience > 0) needs a validation set"),
+        (["--target-accuracy", "0.5", "--val-size", "0"], "a target accuracy is reached on the validation set"),
         (["--log-interval", "0"], "log interval must be at least 1"),
     ],
 )

@@ -119,7 +119,7 @@ def test_tune_trains_on_train_and_validation_only_and_writes_its_results(small_c
     replayed = read_config_file(result.best_config)
     assert replayed["lr"] == best.params["lr"] and replayed["optimizer"] == "sgd" and "output_dir" not in replayed
     assert Config(**replayed).validate().epochs == 2
-    assert f"Train it: fmnist-ignite train --config {study_dir / 'best.yaml'}" in out
+    assert f"Train it: fmnist-ignite train --config={study_dir / 'best.yaml'}" in out
     assert out.index(f"\n{best.number}  ") < min(out.index(f"\n{t.number}  ") for t in trials if t != best)
     assert {p.name for p in study_dir.glob("*.png")} >= {"history.png", "intermediate_values.png"}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from fmnist_ignite.data.fashion_mnist import CLASS_NAMES
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.calibration import checked_temperature, read_temperature
 from fmnist_ignite.files.durable import replace_atomically
-from fmnist_ignite.files.layout import resumable_checkpoints
+from fmnist_ignite.files.layout import model_file
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 METADATA_FILE = "fmnist_ignite.json"  # in a .pt2 archive: the metadata an ONNX file keeps as metadata_props
@@ -58,33 +57,6 @@ class ExportResult:
 
     def __repr__(self) -> str:
         return f"ExportResult({self.format.value}: {str(self.path)!r}, from {self.source.name})"
-
-
-def model_file(source: str | Path) -> Path:
-    """The checkpoint ``source`` names: the file itself, or in a run directory its best model (else its
-    last training checkpoint).
-
-    Raises:
-        FmnistError: no such file or directory, or a run directory without a model file.
-    """
-    path = Path(source)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FmnistError(f"{path}: no such checkpoint file or run directory")
-    best = sorted(p for p in path.glob("best_model_*.pt") if p.is_file() and not p.is_symlink())
-    if best:
-        return max(best, key=epoch_of)
-    kept = [p for p in resumable_checkpoints(path) if p.is_file() and not p.is_symlink()]
-    if not kept:
-        raise FmnistError(f"{path}: a directory without a model (no best_model_*.pt or training checkpoint)")
-    return max(kept, key=epoch_of)
-
-
-def epoch_of(path: Path) -> int:
-    """The epoch or iteration a checkpoint's name carries (``best_model_7_...``: 7), else 0."""
-    found = re.search(r"_(\d+)(?:_|\.pt$)", path.name)
-    return int(found[1]) if found else 0
 
 
 def export_model(

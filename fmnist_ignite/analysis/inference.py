@@ -22,6 +22,7 @@ from fmnist_ignite.data.loaders import make_loader, to_float_images
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.calibration import read_temperature
 from fmnist_ignite.files.checkpoints import load_checkpoint
+from fmnist_ignite.files.layout import model_file
 from fmnist_ignite.files.saved_config import saved_config
 
 EIGHT_BIT_MODES = ("L", "LA", "1")  # "1": black and white, as 0 and 255
@@ -31,13 +32,14 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # a 32-bit "I" or float "F" imag
 def load_model(
     path: str | Path, device: torch.device | str = "cpu", model: torch.nn.Module | None = None
 ) -> torch.nn.Module:
-    """The model in a best-model file (weights only) or a training checkpoint (its ``model`` entry).
+    """The model in a best-model file (weights only), a training checkpoint (its ``model`` entry) or a run
+    directory (its best model, as ``model_file`` finds it).
 
     Built-in models (mlp, cnn) are rebuilt from the weights' layout; weights of your own model are
     loaded into ``model``.
 
     Args:
-        path: the best-model file or training checkpoint.
+        path: the best-model file, training checkpoint or run directory.
         device: where the model's weights go.
         model: your own model, to load the weights into; None: a built-in model rebuilt from the weights.
 
@@ -48,6 +50,7 @@ def load_model(
         FmnistError: naming the file: unreadable, weights of a model of your own with no ``model`` given, or
             weights that do not fit the model.
     """
+    path = model_file(path)
     checkpoint = load_checkpoint(path, map_location=device)
     state = checkpoint["model"] if isinstance(checkpoint.get("model"), dict) else checkpoint
     if model is None and run_model(path, checkpoint) == "custom":
@@ -92,7 +95,7 @@ def evaluate_checkpoint(
     calibrated ECE and Brier score beside the model's own.
 
     Args:
-        path: the best-model file or training checkpoint (as ``load_model`` takes it).
+        path: the best-model file, training checkpoint or run directory (as ``load_model`` takes it).
         data_dir: the data root the test set is found under (as ``load_fashion_mnist`` takes it).
         device: "auto" (the default), "cpu" or "cuda", as ``resolve_device`` takes it.
         batch_size: the images scored in a batch.
@@ -109,6 +112,7 @@ def evaluate_checkpoint(
         ``temperature`` (None without one).
     """
     check_data_dir(data_dir)
+    path = model_file(path)
     on = resolve_device(device)
     model = load_model(path, on, model)
     run = saved_config(Path(path).parent) or {}
@@ -138,7 +142,7 @@ def evaluate_corruptions(
     scored as its run scored it (its precision, its test-time flips).
 
     Args:
-        path: the best-model file or training checkpoint (as ``load_model`` takes it).
+        path: the best-model file, training checkpoint or run directory (as ``load_model`` takes it).
         data_dir: the data root the test set is found under.
         device: "auto" (the default), "cpu" or "cuda", as ``resolve_device`` takes it.
         seed: the seed of the corruptions' draws: the same checkpoint and seed give the same numbers.
@@ -151,6 +155,7 @@ def evaluate_corruptions(
         their mean; ``write(path)`` keeps them as ``corruptions.json``, ``plot_examples(path)`` draws them.
     """
     check_data_dir(data_dir)
+    path = model_file(path)
     on = resolve_device(device)
     model = load_model(path, on, model)
     run = saved_config(Path(path).parent) or {}
@@ -225,7 +230,9 @@ def _grayscale_pixels(path: Path, image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(pixels.copy()).reshape(1, 28, 28)
 
 
-def predict(model: torch.nn.Module, images: torch.Tensor, temperature: float | None = None) -> list[tuple[str, float]]:
+def predict(
+    model: torch.nn.Module, images: torch.Tensor, temperature: float | None = None, batch_size: int = EVAL_BATCH_SIZE
+) -> list[tuple[str, float]]:
     """Class name and probability of the most likely class for each uint8 28 x 28 image.
 
     Args:
@@ -233,14 +240,18 @@ def predict(model: torch.nn.Module, images: torch.Tensor, temperature: float | N
         images: uint8 N x 28 x 28 pixels, as ``load_images`` gives them.
         temperature: the logits are divided by it before the softmax (its run's, from ``calibration.json``:
             ``read_temperature(checkpoint)``); None: the model's own probabilities.
+        batch_size: the images classified at a time: the memory used does not grow with N.
 
     Returns:
         One ``(class name, probability)`` an image, in order.
     """
     device = next(model.parameters()).device
+    model.eval()
+    found: list[tuple[str, float]] = []
     with torch.no_grad():
-        logits = model.eval()(to_float_images(images).to(device)).float()
-    return predicted_classes(logits, temperature)
+        for batch in images.split(batch_size):
+            found += predicted_classes(model(to_float_images(batch).to(device)).float(), temperature)
+    return found
 
 
 def predicted_classes(logits: torch.Tensor, temperature: float | None = None) -> list[tuple[str, float]]:

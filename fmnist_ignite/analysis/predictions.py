@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.errors import FmnistError, shell_command
 from fmnist_ignite.files.layout import resumable_checkpoints
 from fmnist_ignite.files.predictions import (
     PREDICTIONS_FILE,
@@ -204,7 +204,8 @@ def load_predictions(run: str | Path, split: str = "test") -> dict:
         raise FmnistError(f"{run}: no such run directory")
     if not path.is_file():
         again = (
-            f"score it again from its checkpoints with: fmnist-ignite train --resume auto --output-dir {run}"
+            "score it again from its checkpoints with: "
+            + shell_command("fmnist-ignite train", resume="auto", output_dir=run)
             if run.is_dir() and resumable_checkpoints(run)
             else "it has no checkpoint to score again from: train it again"
         )

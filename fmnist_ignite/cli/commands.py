@@ -17,8 +17,9 @@ from fmnist_ignite.config.commands import (
     PredictSettings,
     TuneSettings,
 )
-from fmnist_ignite.config.settings import Config
-from fmnist_ignite.errors import FmnistError, TrainingInterrupted
+from fmnist_ignite.config.settings import EVAL_BATCH_SIZE, Config
+from fmnist_ignite.errors import FmnistError, TrainingInterrupted, shell_command
+from fmnist_ignite.files.layout import model_file
 
 
 def run_lr_find(args: argparse.Namespace, argv: list[str]) -> int:
@@ -82,8 +83,10 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
     try:
         train(config)
     except TrainingInterrupted as exc:
-        hint = exc.checkpoint and f"\nTo resume: {prog} --resume auto --output-dir {shlex.quote(str(exc.output_dir))}"
-        print(f"{exc}{hint or ''}", file=sys.stderr)
+        if exc.checkpoint and exc.output_dir:
+            print(f"{exc}\nTo resume: {shell_command(prog, resume='auto', output_dir=exc.output_dir)}", file=sys.stderr)
+        else:
+            print(exc, file=sys.stderr)
         return exc.exit_code
     return 0
 
@@ -96,7 +99,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_counts, per_class_table
     from fmnist_ignite.handlers.evaluation import format_metrics
 
-    metrics = evaluate_checkpoint(args.checkpoint, where.data_dir, where.device, calibrate=shown.calibrate)
+    checkpoint = model_file(args.checkpoint)  # a run directory: its best model, as export takes it
+    metrics = evaluate_checkpoint(checkpoint, where.data_dir, where.device, calibrate=shown.calibrate)
     print(format_metrics("Test", metrics))
     print(calibration_line("test", metrics["calibration"], metrics["temperature"]))
     print(per_class_table(per_class_accuracy(metrics["confusion"]), per_class_counts(metrics["confusion"])))
@@ -104,16 +108,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from fmnist_ignite.analysis.corruptions import CORRUPTIONS_FILE
         from fmnist_ignite.analysis.inference import evaluate_corruptions
 
-        results = evaluate_corruptions(args.checkpoint, where.data_dir, where.device, shown.corruption_seed)
+        results = evaluate_corruptions(checkpoint, where.data_dir, where.device, shown.corruption_seed)
         print(results.text())
-        beside = Path(args.checkpoint).parent
+        beside = checkpoint.parent
         results.write(beside / CORRUPTIONS_FILE)
         drawn = results.plot_examples(beside / "corruptions.png") is not None
         print(f"Corruptions: {beside / CORRUPTIONS_FILE}" + (f", {beside / 'corruptions.png'}" if drawn else ""))
     if shown.top_losses:
         from fmnist_ignite.analysis.interpretation import interpret
 
-        grid = interpret(args.checkpoint, where.data_dir, where.device).plot_top_losses(shown.top_k, shown.top_losses)
+        grid = interpret(checkpoint, where.data_dir, where.device).plot_top_losses(shown.top_k, shown.top_losses)
         print(f"Top losses: {shown.top_losses}" if grid else "Top losses skipped (pip install 'fmnist-ignite[plot]')")
     return 0
 
@@ -136,14 +140,17 @@ def run_predict(args: argparse.Namespace) -> int:
     if exported is not None:
         temperature = exported.temperature() if shown.calibrate else None
     else:
-        model = load_model(args.checkpoint)
-        temperature = read_temperature(Path(args.checkpoint)) if shown.calibrate else None
+        checkpoint = model_file(args.checkpoint)  # a run directory: its best model
+        model = load_model(checkpoint)
+        temperature = read_temperature(checkpoint) if shown.calibrate else None
     for image in args.images:
         names, pixels = load_images(image)
-        if exported is not None:
-            found = predicted_classes(exported.logits(to_float_images(pixels)), temperature)
-        else:
-            found = predict(model, pixels, temperature)
+        found: list[tuple[str, float]] = []
+        for batch in pixels.split(EVAL_BATCH_SIZE):  # the memory used does not grow with the file
+            if exported is not None:
+                found += predicted_classes(exported.logits(to_float_images(batch)), temperature)
+            else:
+                found += predict(model, batch, temperature)
         for name, (label, probability) in zip(names, found, strict=False):
             if shown.json:
                 print(json.dumps({"image": name, "class": label, "probability": probability}))

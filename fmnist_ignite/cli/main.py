@@ -6,7 +6,6 @@ the modules that do the work are imported when a command runs.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -22,6 +21,18 @@ from fmnist_ignite.cli.commands import (
 )
 from fmnist_ignite.cli.parser import build_command_parser, build_parser
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.ui.console import guard_console
+
+# What a Ctrl-C outside a training run stopped, by command.
+STOPPED = {
+    "train": "before training started; nothing was saved",
+    "lr-find": "the learning-rate finder stopped before it finished; nothing was written",
+    "tune": "before the study started; nothing was saved",
+    "evaluate": "the evaluation stopped before it finished; no file was written",
+    "predict": "the predictions stopped; each line printed above is complete",
+    "export": "the export stopped before it finished; no file was written",
+    "compare": "the comparison stopped before it finished",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,30 +48,37 @@ def main(argv: list[str] | None = None) -> int:
         "export": lambda: run_export(args),
         "compare": lambda: run_compare(args),
     }
-    return guarded(runners[args.command])
+    return guarded(runners[args.command], STOPPED[args.command])
 
 
 def train_main(argv: list[str] | None = None) -> int:
     """``examples/run.py``: training flags only, return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    return guarded(lambda: run_train(args, shlex.join(["python", sys.argv[0]])))
+    return guarded(lambda: run_train(args, shlex.join(["python", sys.argv[0]])), STOPPED["train"])
 
 
-def guarded(run: Callable[[], int]) -> int:
-    """Run a command; a user's mistake becomes one line on stderr and exit code 2, never a traceback."""
+def guarded(run: Callable[[], int], stopped: str) -> int:
+    """Run a command; a user's mistake becomes one line on stderr and exit code 2, never a traceback; Ctrl-C
+    outside training says what ``stopped`` (exit code 130). Output never fails it (``guard_console``)."""
+    with guard_console():
+        return _guarded(run, stopped)
+
+
+def _guarded(run: Callable[[], int], stopped: str) -> int:
     try:
         return run()
     except FmnistError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before training started: nothing to save yet
-        print("interrupted before training started; nothing was saved", file=sys.stderr)
+    except KeyboardInterrupt:  # outside training (a run's own stop is a TrainingInterrupted)
+        print(f"interrupted: {stopped}", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader of the output went away (| head): nothing more to say, to anyone
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except MemoryError:
+    except (MemoryError, RuntimeError) as exc:  # torch's CPU allocator says so as a RuntimeError
+        from fmnist_ignite.core.device import out_of_memory
+
+        if not out_of_memory(exc):
+            raise
         print("error: out of memory: lower --batch-size or --eval-batch-size, or use a larger machine", file=sys.stderr)
         return 2
     except OSError as exc:  # a directory not writable, a read-only file system, a full disk outside a run

@@ -185,14 +185,20 @@ def build_command_parser() -> Parser:
         help="test accuracy, loss and per-class table of a checkpoint",
         argument_default=argparse.SUPPRESS,
     )
-    evaluate.add_argument("checkpoint", help="best_model_*.pt or a training checkpoint")
+    evaluate.add_argument(
+        "checkpoint",
+        metavar="RUN_OR_CHECKPOINT",
+        help="a run directory (its best model), best_model_*.pt or a training checkpoint",
+    )
     train = settings()
     add_setting_arguments(evaluate, [train["data_dir"], train["device"], *settings(EvaluateSettings).values()])
     predict_parser = commands.add_parser(
         "predict", help="classify 28x28 grayscale images (PNG, or IDX files)", argument_default=argparse.SUPPRESS
     )
     predict_parser.add_argument(
-        "checkpoint", help="best_model_*.pt, a training checkpoint, or a model.onnx from fmnist-ignite export"
+        "checkpoint",
+        metavar="RUN_OR_CHECKPOINT",
+        help="a run directory (its best model), best_model_*.pt, a training checkpoint, or a model.onnx from export",
     )
     predict_parser.add_argument(
         "images",

@@ -12,6 +12,7 @@ from fmnist_ignite.config.settings import Config, settings
 from fmnist_ignite.errors import FmnistError
 
 MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few hundred bytes; 1 MiB is more than any needs
+PATH_SETTINGS = ("data_dir", "output_dir", "resume")  # a ~ in them is the home directory, as a shell makes it
 
 
 def parse_settings_file(path: Path) -> object:
@@ -74,7 +75,8 @@ def read_config_file(path: str | Path, with_recipe: bool = True) -> dict:
 
     The file is YAML, JSON or TOML (by its suffix): a mapping of ``Config`` settings and, optionally, a
     ``recipe`` key naming one of ``RECIPES``. Each key and value is checked, so a typo is one line naming the
-    file and the key.
+    file and the key. A path setting (``data_dir``, ``output_dir``, ``resume``) starting with ``~`` is under
+    the home directory.
 
     Args:
         path: the configuration file.
@@ -102,6 +104,9 @@ def read_config_file(path: str | Path, with_recipe: bool = True) -> dict:
         if not known[key].accepts(value):
             expected = known[key].annotation.replace(" | None", " or null")
             raise FmnistError(f"{path}: {key}: expected {expected}, got {value!r}")
+    for key in PATH_SETTINGS:  # no shell reads a file: its ~ is expanded here, as a shell expands a flag's
+        if isinstance(given.get(key), str) and given[key].startswith("~"):
+            given[key] = str(Path(given[key]).expanduser())
     merged = {**(RECIPES[name] if name else {}), **given}
     try:
         Config(**merged).validate()

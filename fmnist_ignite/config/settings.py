@@ -350,6 +350,10 @@ class Config:
                 self.patience == 0 or self.val_size > 0,
                 "early stopping (patience > 0) needs a validation set: set a validation size > 0",
             ),
+            (
+                self.target_accuracy is None or self.val_size > 0,
+                "a target accuracy is reached on the validation set: set a validation size > 0",
+            ),
         ]
         raise_first(checks)
         if check_paths:

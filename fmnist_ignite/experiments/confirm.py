@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from fmnist_ignite.analysis.predictions import load_predictions
 from fmnist_ignite.analysis.statistics import MeanInterval, accuracy_interval, holm, mcnemar, mean_interval
 from fmnist_ignite.config.settings import Config
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.errors import FmnistError, shell_command
 from fmnist_ignite.experiments.seeds import SeedsResult, mean_text, parse_seeds, train_seeds
 from fmnist_ignite.files.durable import open_log, write_durably
 from fmnist_ignite.files.saved_config import check_saved_config
@@ -151,7 +151,7 @@ def confirm_top(
     write_confirmed_best(path, study.study_name, picked, evidence)
     write_durably(Path(study_dir) / CONFIRM_DIR / "summary.json", json.dumps(evidence, indent=2) + "\n")
     log(evidence["verdict"])
-    log(f"Its settings: {path}; train it: fmnist-ignite train --config {path}")
+    log(f"Its settings: {path}; train it: {shell_command('fmnist-ignite train', config=path)}")
     return path, evidence
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fmnist_ignite.analysis.statistics import MeanInterval, mean_interval, percent_range
 from fmnist_ignite.config.settings import MAX_SEED, Config, best_row
-from fmnist_ignite.errors import DirectoryInUse, FmnistError
+from fmnist_ignite.errors import DirectoryInUse, FmnistError, shell_command
 from fmnist_ignite.files.layout import resumable_checkpoints
 from fmnist_ignite.files.saved_config import config_differences, saved_config, storable_config
 from fmnist_ignite.files.summary import SUMMARY_FILE as RUN_SUMMARY_FILE
@@ -310,7 +310,6 @@ def train_seeds(
 
 def run_seeds_command(config: Config, prog: str) -> int:
     """``train --seeds``: the seeds' runs, then their statistics; a stop says how to go on."""
-    import shlex
     import sys
 
     from fmnist_ignite.errors import TrainingInterrupted
@@ -322,7 +321,7 @@ def run_seeds_command(config: Config, prog: str) -> int:
     try:
         train_seeds(config)
     except TrainingInterrupted as exc:
-        again = f"the same {prog} command with --output-dir {shlex.quote(config.output_dir)}"
+        again = f"the same {prog} command with {shell_command('', output_dir=config.output_dir).strip()}"
         print(f"{exc}\nTo go on (finished seeds are kept, this one continues): {again}", file=sys.stderr)
         return exc.exit_code
     return 0

@@ -28,7 +28,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from fmnist_ignite.analysis.predictions import keep_validation_predictions
 from fmnist_ignite.config.commands import TuneSettings
 from fmnist_ignite.config.settings import Config, best_row
-from fmnist_ignite.errors import CouldNotWrite, DirectoryInUse, FmnistError, NonFiniteLoss, TrainingInterrupted
+from fmnist_ignite.errors import (
+    CouldNotWrite,
+    DirectoryInUse,
+    FmnistError,
+    NonFiniteLoss,
+    TrainingInterrupted,
+    shell_command,
+)
 from fmnist_ignite.experiments.confirm import best_versus_rest, confirm_top, trial_predictions_path
 from fmnist_ignite.experiments.search_space import (
     DEFAULT_SPACE,
@@ -296,7 +303,7 @@ class Worker:
             best_config = self.study_dir / "best.yaml"
             write_best_config(best, best_config, self.study.study_name)
             self.log(f"Best: trial {best.number}, validation accuracy {best.value:.4f}; its settings: {best_config}")
-            self.log(f"Train it: fmnist-ignite train --config {best_config}")
+            self.log(f"Train it: {shell_command('fmnist-ignite train', config=best_config)}")
             if self.keep_trials == "best":
                 for trial in trials:
                     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and trial.number != best.number:

@@ -32,14 +32,15 @@ def open_regular(path: Path, limit: int, what: str, follow_links: bool = False) 
             refused = f"{path}: a symbolic link, not {what}: refused (files are read from the directory)"
             raise FmnistError(refused) from None
         raise FmnistError(f"{path}: cannot read it ({exc.strerror})") from None
-    stream = os.fdopen(fd, "rb")
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-        stream.close()
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise FmnistError(f"{path}: a directory, not {what}")
         if not stat.S_ISREG(info.st_mode):
             raise FmnistError(f"{path}: not a regular file, so not {what}")
         raise FmnistError(f"{path}: {info.st_size:,} bytes, more than {what} may be ({limit:,})")
-    return stream
+    return os.fdopen(fd, "rb")  # checked first: Python cannot open a directory's descriptor as a file
 
 
 def read_bounded(path: Path, limit: int, what: str) -> bytes | None:

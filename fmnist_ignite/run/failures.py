@@ -10,7 +10,7 @@ from ignite.engine import Engine
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.device import out_of_memory
-from fmnist_ignite.errors import CouldNotWrite, FmnistError, NonFiniteLoss
+from fmnist_ignite.errors import CouldNotWrite, FmnistError, NonFiniteLoss, shell_command
 from fmnist_ignite.run.rundir import find_latest_checkpoint
 
 
@@ -43,7 +43,7 @@ def stopped_outside_training(
         return f"{said} before training started; " + (safe or "nothing was trained")
     return (
         f"{said} after training, while {phase}: the trained weights are in "
-        f"{weights}; score them with: fmnist-ignite evaluate {weights}"
+        f"{weights}; score them with: {shell_command('fmnist-ignite evaluate', weights or output_dir)}"
     )
 
 

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.handlers.loss_logging import Log
 from fmnist_ignite.handlers.progress import attach_progress_bar
+from fmnist_ignite.ui.console import safe_stdout, say
 from fmnist_ignite.ui.display import choose_display
 
 if TYPE_CHECKING:  # the view's module is imported when a notebook shows one
@@ -49,4 +50,9 @@ def route_output(config: Config, trainer: Engine, rank: int, log: Log | None) ->
 
         view = NotebookView(MetricsHistory(), f"Training {config.model}", config.monitor, config.progress)
         log = tee(log, view.log) if log else view.log  # the text lines: kept, shown folded at the end
-    return RunOutput(display, bar, view, log or (tqdm.write if bar else print))
+    return RunOutput(display, bar, view, log or (above_bar if bar else say))
+
+
+def above_bar(line: str) -> None:
+    """A line printed above the progress bar, through a ``SafeStream``."""
+    tqdm.write(line, file=safe_stdout())

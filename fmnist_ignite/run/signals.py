@@ -1,11 +1,12 @@
-"""Ctrl-C, SIGTERM and SIGUSR1 at any point of a run, and ``Training.stop()`` from any thread: during
+"""Ctrl-C, SIGTERM, SIGHUP and SIGUSR1 at any point of a run, and ``Training.stop()`` from any thread: during
 training they stop the trainer at a safe point; before and after it they end the run where it is, so it
 can say what is safe on disk.
 
 Handlers are installed only in the main thread (Python allows no other), chained with those already
 there (a handler of the application's own still runs), and restored when the run ends. Off the main
 thread a run trains normally and only ``Training.stop()`` can stop it. SIGUSR1 is SLURM's usual warning
-before a job's time limit (``#SBATCH --signal=USR1@120``).
+before a job's time limit (``#SBATCH --signal=USR1@120``); SIGHUP is a closed terminal (an SSH session to a
+login node that dropped), which would otherwise end the run with nothing saved.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from fmnist_ignite.errors import TrainingInterrupted
 from fmnist_ignite.files.checkpoints import DurableDiskSaver
 from fmnist_ignite.handlers.loss_logging import Log
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal
 STOP_CALL = signal.SIGTERM  # Training.stop() stops a run as SIGTERM would
 
