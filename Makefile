@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 SYSTEM_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 ARGS ?=
@@ -11,9 +12,11 @@ TORCH_INDEX ?=
 
 .PHONY: run test quick lint docs data slurm browser postgresql clean
 
-# The environment, and its Jupyter kernel "python3" (this environment's python, by its full path: the
-# notebook tests run in it).
-$(STAMP): setup.cfg pyproject.toml
+# The environment in two steps. `make run` installs what a run needs: the package and its plotting extra.
+# `make test` (and lint, quick, docs) adds the rest: the dev, docs, tracking, tuning, PostgreSQL and ONNX
+# extras, and the Jupyter kernel "python3" (this environment's python, by its full path: the notebook tests
+# run in it).
+$(RUN_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@echo "Installing the environment in $(VENV): torch is the long part (minutes; pip shows each download)"
 	@if [ -z "$(TORCH_INDEX)" ] && ! command -v nvidia-smi >/dev/null; then \
@@ -21,13 +24,18 @@ $(STAMP): setup.cfg pyproject.toml
 	       "make run TORCH_INDEX=https://download.pytorch.org/whl/cpu"; \
 	fi
 	@if [ -n "$(TORCH_INDEX)" ]; then $(PY) -m pip install --progress-bar on --index-url $(TORCH_INDEX) torch torchvision; fi
+	$(PY) -m pip install --progress-bar on -e '.[plot]'
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	@echo "Installing the test, docs, tracking, tuning and export extras in $(VENV)"
 	$(PY) -m pip install --progress-bar on -e '.[dev,docs,plot,tensorboard,tune,postgresql,mlflow,wandb,onnx]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 # Make sure the data can be found: already under data/, a system copy, or (as root with apt) Debian's
 # dataset-fashion-mnist package. Otherwise torchvision downloads it at the first run.
-data: $(STAMP)
+data: $(RUN_STAMP)
 	@if [ -z "$$FMNIST_DATA_DIR" ] && [ ! -e $(SYSTEM_DATA) ] && [ ! -d data/FashionMNIST/raw ] \
 	    && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "Installing Debian's dataset-fashion-mnist"; \
@@ -68,7 +76,7 @@ postgresql:
 run: data
 	$(PY) examples/run.py $(ARGS)
 
-test: data slurm browser postgresql lint
+test: $(STAMP) data slurm browser postgresql lint
 	$(PY) -m pytest $(ARGS)
 
 # The quick tier: what needs no subprocess, kernel, cluster or real data (about a minute on 2 cores).

@@ -24,6 +24,20 @@ def run_script(args: list[str], cwd: Path, data_dir: Path, timeout: float = 600)
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def cli(
+    *args: object, timeout: float = 300, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m fmnist_ignite ARGS`` (each argument as ``str``) with one OpenMP thread, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "fmnist_ignite", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env or {**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:

@@ -14,23 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import small_config_file, small_run_config
-from helpers import QUIET, free_port, load_study
+from helpers import QUIET, cli, free_port, load_study
 
 from fmnist_ignite import FmnistError, TuneSettings, train
 from fmnist_ignite.cli.main import main
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def cli(*args: object, timeout: float = 300, **kwargs: object) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fmnist_ignite", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-        **kwargs,
-    )
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:

@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import IMAGE_MAGIC, synthetic_set
+from helpers import cli
 from PIL import Image
 
 from fmnist_ignite import FmnistError, Net, load_images, load_model, train
 from fmnist_ignite.data.idx import MAX_IDX_BYTES, read_idx
-
-
-def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fmnist_ignite", *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
-
 
 # This process's peak resident memory in kB (VmHWM: unlike getrusage's ru_maxrss, not inherited from
 # the parent that forked it).

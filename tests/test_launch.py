@@ -84,7 +84,8 @@ if __name__ == "__main__":
 """
 
 
-def run_script(tmp_path, config, handler: str, iteration: int) -> subprocess.CompletedProcess:
+def run_kill_script(tmp_path, config, handler: str, iteration: int) -> subprocess.CompletedProcess:
+    """KILL_SCRIPT: a spawned run whose ``handler`` acts at ``iteration`` (a worker killed, the launcher signalled)."""
     script = tmp_path / "launch.py"
     script.write_text(KILL_SCRIPT.format(config=config.__dict__, handler=handler, iteration=iteration))
     return subprocess.run(
@@ -105,7 +106,7 @@ def spawned_config(tmp_path):
 
 
 def test_a_worker_killed_mid_epoch_is_one_line_and_the_run_resumes(spawned_config, tmp_path):
-    proc = run_script(tmp_path, spawned_config, "kill_rank_1", iteration=30)  # bounded by run_script's timeout
+    proc = run_kill_script(tmp_path, spawned_config, "kill_rank_1", iteration=30)  # bounded by its timeout
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: training process 1 was killed by SIGKILL; the checkpoints in {spawned_config.output_dir} are intact "
@@ -125,7 +126,7 @@ def test_sigterm_to_the_launcher_stops_every_worker_once_and_the_resume_is_bitwi
     full = spawned_config.replace(output_dir=str(tmp_path / "full"), master_port=free_port())
     train(full, log=lambda line: None)
 
-    proc = run_script(tmp_path, spawned_config, "signal_launcher", iteration=30)
+    proc = run_kill_script(tmp_path, spawned_config, "signal_launcher", iteration=30)
     assert proc.returncode == 143, proc.stderr
     out = Path(spawned_config.output_dir)
     # The processes agree every 20 iterations: they stop together at the next check, mid-epoch 2.
