@@ -92,10 +92,11 @@ def config_reference(table: dict[str, Setting] | None = None) -> str:
 
 
 def help_text(setting: Setting) -> str:
-    """A setting's help as a table cell: its default said, and no ``|`` that would split the cell."""
-    return setting.help.replace("{default}", repr(setting.default)).replace(
-        "|", "\\|"
-    )
+    """A setting's help as a table cell: its default and its range said, and no ``|`` that would split the cell."""
+    text = setting.help.replace("{default}", repr(setting.default))
+    if setting.range_words:
+        text += f" (must be {setting.range_words})"
+    return text.replace("|", "\\|")
 
 
 def api_reference() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 # A message is written for the command line; in Python the same advice names the API's words (in_python_words).
@@ -64,6 +65,46 @@ class FmnistError(Exception):
     def _render_traceback_(self) -> list[str]:
         """The lines IPython shows instead of the traceback."""
         return [f"{type(self).__name__}: {in_python_words(str(self))}"]
+
+    def on_command_line(self) -> str:
+        """The message as the command line prints it."""
+        return str(self)
+
+
+class SettingError(FmnistError):
+    """A setting's value refused: the error names the setting (its field) and the value, so each front end
+    says it in its own words: Python ``batch_size=0: must be at least 1``, the command line ``--batch-size 0:
+    must be at least 1`` (``on_command_line``).
+
+    Args:
+        setting: the field's name (``batch_size``).
+        value: the value refused.
+        problem: what is wrong with it; another setting it names is written ``{name}`` (``set {val_size} above
+            0``) and shown as that front end shows it.
+        flags: the command-line flag of ``setting`` and of each setting ``problem`` names (None: it has none, so
+            the command line shows its settings-file key).
+    """
+
+    def __init__(self, setting: str, value: object, problem: str, flags: Mapping[str, str | None]) -> None:
+        self.setting, self.value, self.problem, self.flags = setting, value, problem, dict(flags)
+        super().__init__(self._words(python=True))
+
+    def _words(self, python: bool) -> str:
+        shown = {name: flag if flag and not python else name for name, flag in self.flags.items()}
+        problem = self.problem.format(**shown)
+        flag = self.flags.get(self.setting)
+        if python or not flag:
+            return f"{self.setting}={self.value!r}: {problem}"
+        return f"{flag} {self.value}: {problem}"
+
+    def on_command_line(self) -> str:
+        return self._words(python=False)
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+    def __reduce__(self) -> tuple[type[SettingError], tuple[str, object, str, dict[str, str | None]]]:
+        return type(self), (self.setting, self.value, self.problem, self.flags)
 
 
 class UnknownSetting(FmnistError, TypeError):

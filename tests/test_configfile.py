@@ -56,7 +56,7 @@ def test_a_run_replayed_from_its_saved_config_ends_bitwise_equal(small_config, t
         ("bad.yaml", "lr: [0.1\n", "not valid yaml: "),
         ("bad.json", '{"lr": 0.1,}', "not valid json: "),
         ("bad.yaml", "- lr\n- 0.1\n", "expected a mapping of settings (key: value), got list"),
-        ("bad.yaml", "lr: -1\n", "learning rate must be > 0, got -1"),
+        ("bad.yaml", "lr: -1\n", "bad.yaml: lr=-1: must be > 0"),
         ("bad.yaml", "recipe: fastest\n", "recipe: unknown recipe 'fastest': choose one of tutorial, best, fast"),
         ("missing.yaml", None, "missing.yaml: no such file"),
     ],

@@ -39,9 +39,9 @@ def run_without_torch(*argv: str) -> subprocess.CompletedProcess:
     [
         ([str(ROOT / "examples" / "run.py"), "--help"], 0, "usage: run.py", ""),
         ([str(ROOT / "examples" / "run.py"), "--version"], 0, "fmnist-ignite 0.1.0\n", ""),
-        ([str(ROOT / "examples" / "run.py"), "--lr", "-1"], 2, "", "error: learning rate must be > 0, got -1.0\n"),
+        ([str(ROOT / "examples" / "run.py"), "--lr", "-1"], 2, "", "error: --lr -1.0: must be > 0\n"),
         ([str(ROOT / "examples" / "run.py"), "--data-dir", "/no/such/dir"], 2, "", "error: --data-dir /no/such/dir:"),
-        (["fmnist_ignite", "train", "--batch-size", "0"], 2, "", "error: batch size must be at least 1, got 0\n"),
+        (["fmnist_ignite", "train", "--batch-size", "0"], 2, "", "error: --batch-size 0: must be at least 1\n"),
         (["fmnist_ignite", "--help"], 0, "usage: fmnist-ignite", ""),
     ],
 )

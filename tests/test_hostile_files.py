@@ -326,11 +326,11 @@ def test_a_batch_too_large_for_memory_is_one_line_naming_the_setting(real_data, 
 @pytest.mark.parametrize(
     "flags, expected",
     [
-        (["--seed", "-1"], "seed must be in [0, 4294967295], got -1"),
-        (["--seed", "4294967296"], "seed must be in [0, 4294967295], got 4294967296"),
-        (["--peer-timeout", "100000000000000"], "peer timeout must be in [1, 604800] seconds"),
-        (["--lr", "inf"], "lr must be a finite number, got inf"),
-        (["--master-port", "70000"], "master port must be in [1, 65535]"),
+        (["--seed", "-1"], "--seed -1: must be in [0, 4294967295]"),
+        (["--seed", "4294967296"], "--seed 4294967296: must be in [0, 4294967295]"),
+        (["--peer-timeout", "100000000000000"], "--peer-timeout 100000000000000: must be in [1, 604800] seconds"),
+        (["--lr", "inf"], "--lr inf: must be a finite number"),
+        (["--master-port", "70000"], "--master-port 70000: must be in [1, 65535]"),
         (["--seeds", "1000000000"], "a count of seeds must be in [1, 1000]"),
     ],
 )

@@ -229,8 +229,8 @@ def test_a_worker_with_other_settings_is_refused_by_the_study_the_first_one_pinn
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--timeout", "-1"], "--timeout must be at least 1 second, got -1"),
-        (["--heartbeat", "0"], "--heartbeat must be at least 1 second, got 0"),
+        (["--timeout", "-1"], "--timeout -1.0: must be at least 1 seconds"),
+        (["--heartbeat", "0"], "--heartbeat 0: must be at least 1 seconds"),
     ],
 )
 def test_tune_flags_below_one_are_refused_as_flags(tmp_path, flags, message):

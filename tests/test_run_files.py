@@ -189,7 +189,7 @@ BAD_CONFIGS = {
     "nested-30k": ("[" * 30_000 + "]" * 30_000, "nested too deep"),
     "nested-100k": ("[" * 100_000 + "]" * 100_000, "more than a saved configuration may be"),
     "unknown-key": ('{"lr": 0.001, "shiny": 1}', "unknown setting 'shiny'"),
-    "a-bad-value": ('{"dropout": 1.5}', "dropout must be in [0, 1)"),
+    "a-bad-value": ('{"dropout": 1.5}', "dropout=1.5: must be in [0, 1)"),
     "nan": ('{"lr": NaN}', "not valid JSON"),
 }
 

@@ -171,7 +171,7 @@ def test_the_job_script_outside_slurm_says_what_it_is_for_and_trains_in_the_fore
     assert proc.stderr.splitlines() == [
         "train.sbatch is a SLURM job script (sbatch examples/slurm/train.sbatch [flags]); "
         "outside SLURM it trains in the foreground",
-        "error: learning rate must be > 0, got -1.0",
+        "error: --lr -1.0: must be > 0",
     ]
 
 

@@ -106,16 +106,22 @@ def test_an_unwritable_output_dir_is_reported_before_training(small_config, tmp_
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--lr", "0"], "learning rate must be > 0"),
-        (["--lr", "-1"], "learning rate must be > 0"),
-        (["--batch-size", "0"], "batch size must be at least 1"),
-        (["--epochs", "0"], "epochs must be at least 1"),
-        (["--patience", "-1"], "patience must be >= 0"),
-        (["--val-size", "60000"], "validation size must be in [0, 59999]"),
-        (["--val-size", "-5"], "validation size must be in [0, 59999]"),
-        (["--patience", "2", "--val-size", "0"], "early stopping (patience > 0) needs a validation set"),
-        (["--target-accuracy", "0.5", "--val-size", "0"], "a target accuracy is reached on the validation set"),
-        (["--log-interval", "0"], "log interval must be at least 1"),
+        (["--lr", "0"], "--lr 0.0: must be > 0"),
+        (["--lr", "-1"], "--lr -1.0: must be > 0"),
+        (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["--epochs", "0"], "--epochs 0: must be in [1, 1000000]"),
+        (["--patience", "-1"], "--patience -1: must be at least 0"),
+        (["--val-size", "60000"], "--val-size 60000: must be in [0, 60000)"),
+        (["--val-size", "-5"], "--val-size -5: must be in [0, 60000)"),
+        (
+            ["--patience", "2", "--val-size", "0"],
+            "--patience 2: early stopping needs a validation set: set --val-size above 0",
+        ),
+        (
+            ["--target-accuracy", "0.5", "--val-size", "0"],
+            "--target-accuracy 0.5: a target accuracy is reached on the validation set",
+        ),
+        (["--log-interval", "0"], "--log-interval 0: must be at least 1"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_code_2(flags, message, tmp_path, capsys):
@@ -147,8 +153,8 @@ def test_a_data_dir_named_but_not_a_directory_is_refused_before_anything_is_writ
     if kind == "file":
         named.write_text("not a directory")
     assert main(["--data-dir", str(named), "--output-dir", str(tmp_path / "out")]) == 2
-    expected = "is a file, not a directory" if kind == "file" else "no such directory"
-    assert capsys.readouterr().err == f"error: --data-dir {named}{':' if kind == 'missing' else ''} {expected}\n"
+    expected = "a file, not a directory" if kind == "file" else "no such directory"
+    assert capsys.readouterr().err == f"error: --data-dir {named}: {expected}\n"
     assert not (tmp_path / "out").exists()
 
 

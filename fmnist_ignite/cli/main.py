@@ -69,7 +69,7 @@ def _guarded(run: Callable[[], int], stopped: str) -> int:
     try:
         return run()
     except FmnistError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.on_command_line()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside training (a run's own stop is a TrainingInterrupted)
         print(f"interrupted: {stopped}", file=sys.stderr)

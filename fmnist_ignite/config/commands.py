@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from fmnist_ignite.config.fields import check_values, raise_first, refusing_unknown_fields, setting
+from fmnist_ignite.config.fields import check_values, refuse, refusing_unknown_fields, setting
 from fmnist_ignite.config.settings import MAX_SEED
 
 KEEP_TRIALS = ("all", "best", "none")
@@ -24,8 +24,10 @@ EXPORT_FORMATS = ("onnx", "torch-export")  # analysis.export.ExportFormat's valu
 class TuneSettings:
     """How an Optuna study runs (``fmnist-ignite tune``); the training settings of its trials are a ``Config``."""
 
-    trials: int = setting(dataclasses.MISSING, "trials of the study, all workers together", metavar="N")
-    timeout: float | None = setting(None, "this worker starts no trial after S seconds", metavar="S")
+    trials: int = setting(dataclasses.MISSING, "trials of the study, all workers together", metavar="N", at_least=1)
+    timeout: float | None = setting(
+        None, "this worker starts no trial after S seconds", metavar="S", at_least=1, unit="seconds"
+    )
     storage: str | None = setting(
         None,
         "where the study lives: a journal file's path, a SQLAlchemy URL (postgresql+psycopg://...), or an "
@@ -37,33 +39,23 @@ class TuneSettings:
     space: str | None = setting(None, "YAML search space replacing the default", metavar="FILE")
     keep_trials: str = setting("all", "trial directories to keep ({default})", choices=KEEP_TRIALS)
     heartbeat: int = setting(
-        30, "seconds between a worker's heartbeats; 3 missed: trial retried ({default})", metavar="S"
+        30,
+        "seconds between a worker's heartbeats; 3 missed: trial retried ({default})",
+        metavar="S",
+        at_least=1,
+        unit="seconds",
     )
     confirm_top: int = setting(
         0,
         "then re-train the top K trials once per seed of --seeds (a count: the seeds after --seed), on the "
         "validation split only, and write the best mean to best.yaml ({default}: off)",
         metavar="K",
+        at_least=0,
     )
 
     def validate(self) -> TuneSettings:
-        """Raise FmnistError naming the first bad setting; return self."""
+        """Raise ``SettingError`` naming the first bad setting; return self."""
         check_values(self)
-        raise_first(
-            [
-                (self.trials >= 1, f"--trials must be at least 1, got {self.trials}"),
-                (
-                    self.timeout is None or self.timeout >= 1,
-                    f"--timeout must be at least 1 second, got {self.timeout or 0:g}",
-                ),
-                (self.heartbeat >= 1, f"--heartbeat must be at least 1 second, got {self.heartbeat}"),
-                (
-                    self.keep_trials in KEEP_TRIALS,
-                    f"unknown --keep-trials {self.keep_trials!r}: choose one of {', '.join(KEEP_TRIALS)}",
-                ),
-                (self.confirm_top >= 0, f"--confirm-top must be at least 0 (0: off), got {self.confirm_top}"),
-            ]
-        )
         return self
 
 
@@ -72,22 +64,15 @@ class TuneSettings:
 class LrFindSettings:
     """The range and length of a learning-rate finder's sweep (``fmnist-ignite lr-find``)."""
 
-    start_lr: float = setting(1e-6, "the first learning rate tried ({default})")
-    end_lr: float = setting(1.0, "the last ({default})")
-    iterations: int = setting(300, "training batches, lr rising exponentially ({default})")
+    start_lr: float = setting(1e-6, "the first learning rate tried ({default})", above=0)
+    end_lr: float = setting(1.0, "the last ({default})", above=0)
+    iterations: int = setting(300, "training batches, lr rising exponentially ({default})", at_least=3)
 
     def validate(self) -> LrFindSettings:
-        """Raise FmnistError naming the first bad setting; return self."""
+        """Raise ``SettingError`` naming the first bad setting; return self."""
         check_values(self)
-        raise_first(
-            [
-                (
-                    0 < self.start_lr < self.end_lr,
-                    f"the learning rates must rise from start to end, got {self.start_lr} to {self.end_lr}",
-                ),
-                (self.iterations >= 3, f"the finder needs at least 3 iterations, got {self.iterations}"),
-            ]
-        )
+        if self.end_lr <= self.start_lr:
+            raise refuse(LrFindSettings, "end_lr", self.end_lr, "the learning rates must rise: above {start_lr}")
         return self
 
 
@@ -100,7 +85,7 @@ class EvaluateSettings:
     top_losses: str | None = setting(
         None, "save a grid of the test images the model got most confidently wrong", metavar="FILE.png"
     )
-    top_k: int = setting(16, "images in that grid ({default})", metavar="K")
+    top_k: int = setting(16, "images in that grid ({default})", metavar="K", at_least=1)
     calibrate: bool = setting(
         True,
         "the model's own probabilities only: no calibrated ECE and Brier score from its run's temperature",
@@ -113,17 +98,13 @@ class EvaluateSettings:
         "checkpoint",
         flag="switch",
     )
-    corruption_seed: int = setting(0, "seed of the corruptions' random draws ({default})", metavar="SEED")
+    corruption_seed: int = setting(
+        0, "seed of the corruptions' random draws ({default})", metavar="SEED", at_least=0, at_most=MAX_SEED
+    )
 
     def validate(self) -> EvaluateSettings:
-        """Raise FmnistError naming the first bad setting; return self."""
+        """Raise ``SettingError`` naming the first bad setting; return self."""
         check_values(self)
-        raise_first(
-            [
-                (self.top_k >= 1, f"--top-k must be at least 1, got {self.top_k}"),
-                (0 <= self.corruption_seed <= MAX_SEED, f"--corruption-seed must be in [0, {MAX_SEED}]"),
-            ]
-        )
         return self
 
 
@@ -140,7 +121,7 @@ class PredictSettings:
     )
 
     def validate(self) -> PredictSettings:
-        """Raise FmnistError naming the first bad setting; return self."""
+        """Raise ``SettingError`` naming the first bad setting; return self."""
         check_values(self)
         return self
 
@@ -160,6 +141,6 @@ class ExportSettings:
     )
 
     def validate(self) -> ExportSettings:
-        """Raise FmnistError naming the first bad setting; return self."""
+        """Raise ``SettingError`` naming the first bad setting; return self."""
         check_values(self)
         return self

@@ -14,15 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmnist_ignite.config.fields import (
-    Setting,
-    check_values,
-    raise_first,
-    refusing_unknown_fields,
-    setting,
-    settings_of,
-)
-from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.config.fields import Setting, check_values, refuse, refusing_unknown_fields, setting, settings_of
 
 MODEL_NAMES = ("mlp", "cnn")  # built in: fmnist_ignite.core.models; "custom" is a model of your own
 OPTIMIZERS = ("sgd", "adam", "adamw", "muon")  # muon: Muon for the weight matrices, AdamW for the rest
@@ -60,9 +52,9 @@ def check_data_dir(data_dir: str) -> None:
     """A data directory the user named must exist; only the default may be absent (then it is looked for elsewhere)."""
     path = Path(data_dir).expanduser()
     if path.exists() and not path.is_dir():
-        raise FmnistError(f"--data-dir {data_dir} is a file, not a directory")
+        raise refuse(Config, "data_dir", data_dir, "a file, not a directory")
     if not path.exists() and data_dir != DEFAULT_DATA_DIR:
-        raise FmnistError(f"--data-dir {data_dir}: no such directory")
+        raise refuse(Config, "data_dir", data_dir, "no such directory")
 
 
 def download_allowed(environ: Mapping[str, str]) -> bool:
@@ -94,10 +86,10 @@ def environment_settings() -> dict[str, object]:
 class Config:
     """Everything one training run needs; ``validate()`` turns a bad value into a one-line error."""
 
-    epochs: int = setting(5, "maximum number of epochs ({default})", on_resume=True)
-    batch_size: int = setting(64, "training batch size ({default})")
-    lr: float = setting(1e-3, "learning rate ({default})")
-    momentum: float = setting(0.9, "SGD momentum ({default})")
+    epochs: int = setting(5, "maximum number of epochs ({default})", on_resume=True, at_least=1, at_most=MAX_COUNT)
+    batch_size: int = setting(64, "training batch size ({default})", at_least=1)
+    lr: float = setting(1e-3, "learning rate ({default})", above=0)
+    momentum: float = setting(0.9, "SGD momentum ({default})", at_least=0)
     optimizer: str = setting(
         "sgd",
         "optimizer ({default}); muon: torch.optim.Muon for the weight matrices, AdamW for the rest",
@@ -107,12 +99,18 @@ class Config:
         5,
         "Newton-Schulz iterations a step of --optimizer muon orthogonalises with ({default}; 3 is cheaper: on a "
         "CPU they are most of a Muon step)",
+        at_least=1,
+        at_most=10,
     )
-    weight_decay: float = setting(0.0, "weight decay ({default})")
-    dropout: float = setting(0.0, "dropout after each ReLU ({default}: the tutorial's model)")
+    weight_decay: float = setting(0.0, "weight decay ({default})", at_least=0)
+    dropout: float = setting(0.0, "dropout after each ReLU ({default}: the tutorial's model)", at_least=0, below=1)
     # "custom" (no flag) when train() is given a model of your own
-    model: str = setting("mlp", "the tutorial's MLP ({default}, the default) or a small CNN", choices=MODEL_NAMES)
-    label_smoothing: float = setting(0.0, "of the training loss only; validation and test loss stay plain ({default})")
+    model: str = setting(
+        "mlp", "the tutorial's MLP ({default}, the default) or a small CNN", choices=MODEL_NAMES, accepted=("custom",)
+    )
+    label_smoothing: float = setting(
+        0.0, "of the training loss only; validation and test loss stay plain ({default})", at_least=0, below=1
+    )
     scheduler: str = setting(
         "constant",
         "learning-rate schedule ({default}); onecycle: warm up to --lr over the first quarter, then anneal",
@@ -128,11 +126,16 @@ class Config:
         0,
         "shift each training image by up to N pixels each way, zero-filled (like --hflip: seeded per batch, "
         "training batches only; {default}: off)",
+        at_least=0,
+        at_most=8,
+        unit="pixels",
     )
     ema: float = setting(
         0.0,
         "keep an exponential moving average of the weights with this momentum per step (Ignite's EMAHandler; "
         "e.g. 0.01), and validate, select, checkpoint as best and test it ({default}: off)",
+        at_least=0,
+        below=1,
     )
     tta: bool = setting(
         False,
@@ -140,24 +143,34 @@ class Config:
         "(test-time flips; training never sees them)",
         flag="switch",
     )
-    patience: int = setting(0, "early-stopping patience in validations ({default}: off)")
+    patience: int = setting(0, "early-stopping patience in validations ({default}: off)", at_least=0)
     validate_every: int = setting(
         1,
         "validate (and so select the best weights, stop early, check the target) every N epochs and after the "
         "last ({default}: every epoch)",
         metavar="N",
         on_resume=True,
+        at_least=1,
+        unit="epochs",
     )
     target_accuracy: float | None = setting(
         None,
         "stop once validation accuracy reaches this fraction (e.g. 0.9) and say at which epoch and after how "
         "many seconds: time to target quality",
         metavar="FRACTION",
+        above=0,
+        below=1,
     )
     monitor: str = setting("loss", "validation metric that selects ({default})", choices=MONITORS)
-    val_size: int = setting(5_000, "training images held out for validation ({default})")
+    val_size: int = setting(
+        5_000, "training images held out for validation ({default})", at_least=0, below=TRAIN_SET_SIZE
+    )
     split_seed: int = setting(
-        0, "seed of the validation split, apart from seed: every run selects on the same images", flag=None
+        0,
+        "seed of the validation split, apart from seed: every run selects on the same images",
+        flag=None,
+        at_least=0,
+        at_most=MAX_SEED,
     )
     data_dir: str = setting(
         DEFAULT_DATA_DIR,
@@ -165,7 +178,7 @@ class Config:
         on_resume=True,  # the data is verified by checksum wherever it lies
     )
     output_dir: str | None = setting(None, "checkpoint directory (runs/<date>-<time>)", on_resume=True, tunable=False)
-    seed: int = setting(0, "seed of the initial weights and the data order ({default})")
+    seed: int = setting(0, "seed of the initial weights and the data order ({default})", at_least=0, at_most=MAX_SEED)
     seeds: str | None = setting(
         None,
         "train once per seed, each run in OUTPUT_DIR/seed-N, then the mean, sd and t-interval of the accuracy "
@@ -176,7 +189,7 @@ class Config:
         tunable=False,
     )
     device: str = setting("auto", "device to run on ({default})", choices=DEVICES, on_resume=True)
-    log_interval: int = setting(100, "print the loss every N batches ({default})", on_resume=True)
+    log_interval: int = setting(100, "print the loss every N batches ({default})", on_resume=True, at_least=1)
     one_hot: bool = setting(False, "use the tutorial's one-hot float targets", flag="switch")
     loader: str = setting("tensor", "in-memory tensors, or torchvision-style ({default})", choices=LOADERS)
     progress: bool = setting(
@@ -190,14 +203,18 @@ class Config:
         on_resume=True,
         tunable=False,
     )
-    n_saved: int = setting(2, "training-state checkpoints kept ({default})", flag=None)
-    threads: int | None = setting(None, "CPU threads for torch (torch's default: one per core)", on_resume=True)
+    n_saved: int = setting(2, "training-state checkpoints kept ({default})", flag=None, at_least=1)
+    threads: int | None = setting(
+        None, "CPU threads for torch (torch's default: one per core)", on_resume=True, at_least=1, at_most=MAX_THREADS
+    )
     precision: str = setting(
         "auto",
         "bf16 autocast or fp32; {default} (the default): bf16 only where the CPU or GPU computes bf16 natively",
         choices=PRECISIONS,
     )
-    eval_batch_size: int = setting(EVAL_BATCH_SIZE, "evaluation batch size ({default})", flag=None, on_resume=True)
+    eval_batch_size: int = setting(
+        EVAL_BATCH_SIZE, "evaluation batch size ({default})", flag=None, on_resume=True, at_least=1
+    )
     verify_data: bool = setting(True, "check shapes and checksums of the real data set", flag=None)
     tensorboard: bool = setting(
         False, "log to OUTPUT_DIR/tb (needs the tensorboard package)", flag="switch", on_resume=True
@@ -211,20 +228,25 @@ class Config:
         tunable=False,
     )
     plots: bool = setting(True, "skip curves.png and confusion.png", flag="negated", on_resume=True, tunable=False)
-    nproc_per_node: int = setting(1, "data-parallel processes on this machine ({default})")
+    nproc_per_node: int = setting(
+        1, "data-parallel processes on this machine ({default})", at_least=1, at_most=MAX_PROCESSES
+    )
     backend: str | None = setting(
         None, "torch.distributed backend (nccl with CUDA, else gloo)", choices=BACKENDS[1:], on_resume=True
     )
-    nnodes: int = setting(1, "machines taking part ({default})")
-    node_rank: int = setting(0, "this machine's rank among them ({default})", on_resume=True)
+    nnodes: int = setting(1, "machines taking part ({default})", at_least=1, at_most=MAX_PROCESSES)
+    node_rank: int = setting(0, "this machine's rank among them ({default})", on_resume=True, at_least=0)
     master_addr: str = setting("127.0.0.1", "address of the node-rank-0 machine ({default})", on_resume=True)
-    master_port: int = setting(29500, "a free port on it ({default})", on_resume=True)
+    master_port: int = setting(29500, "a free port on it ({default})", on_resume=True, at_least=1, at_most=65535)
     peer_timeout: int = setting(
         300,
         "seconds a data-parallel process waits for the others (to join, or at any exchange) before it gives up "
         "({default})",
         on_resume=True,
         tunable=False,
+        at_least=1,
+        at_most=MAX_PEER_TIMEOUT,
+        unit="seconds",
     )
     resume: str | None = setting(
         None,
@@ -267,95 +289,43 @@ class Config:
     )
 
     def validate(self, check_paths: bool = True) -> Config:
-        """Raise FmnistError naming the first bad field; return self so calls can chain. Without
+        """Raise ``SettingError`` naming the first bad setting; return self so calls can chain. Each field's own
+        rules (type, choices, range) are its ``Setting``'s; here are the rules between fields. Without
         ``check_paths`` the data directory need not exist here (a run's saved settings, read on another machine)."""
         check_values(self)
-        checks = [
-            (self.epochs <= MAX_COUNT, f"epochs must be at most {MAX_COUNT:,}, got {self.epochs}"),
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
-            (0 <= self.seed <= MAX_SEED, f"seed must be in [0, {MAX_SEED}], got {self.seed}"),
-            (0 <= self.split_seed <= MAX_SEED, f"split seed must be in [0, {MAX_SEED}], got {self.split_seed}"),
-            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (self.eval_batch_size >= 1, f"evaluation batch size must be at least 1, got {self.eval_batch_size}"),
-            (self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
-            (self.momentum >= 0, f"momentum must be >= 0, got {self.momentum}"),
-            (1 <= self.ns_steps <= 10, f"ns steps must be in [1, 10], got {self.ns_steps}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
-            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (0 <= self.shift <= 8, f"shift must be in [0, 8] pixels, got {self.shift}"),
-            (0 <= self.ema < 1, f"ema momentum must be in [0, 1) (0: off), got {self.ema}"),
-            (self.loader == "tensor" or not (self.hflip or self.shift), "--hflip and --shift need --loader tensor"),
-            (self.threads is None or self.threads >= 1, f"threads must be at least 1, got {self.threads}"),
-            (self.patience >= 0, f"patience must be >= 0 (0 turns early stopping off), got {self.patience}"),
-            (self.validate_every >= 1, f"validate every must be at least 1 epoch, got {self.validate_every}"),
-            (
-                self.target_accuracy is None or 0 < self.target_accuracy < 1,
-                f"target accuracy must be a fraction in (0, 1), e.g. 0.9, got {self.target_accuracy}",
-            ),
-            (
-                0 <= self.val_size < TRAIN_SET_SIZE,
-                f"validation size must be in [0, {TRAIN_SET_SIZE - 1}], got {self.val_size}",
-            ),
-            (self.log_interval >= 1, f"log interval must be at least 1, got {self.log_interval}"),
-            (self.n_saved >= 1, f"checkpoints kept must be at least 1, got {self.n_saved}"),
-            (
-                self.model in (*MODEL_NAMES, "custom"),
-                f"unknown model {self.model!r}: choose one of {', '.join(MODEL_NAMES)}",
-            ),
-            (
-                self.optimizer in OPTIMIZERS,
-                f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}",
-            ),
-            (self.device in DEVICES, f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}"),
-            (self.loader in LOADERS, f"unknown loader {self.loader!r}: choose one of {', '.join(LOADERS)}"),
-            (self.monitor in MONITORS, f"unknown monitor {self.monitor!r}: choose one of {', '.join(MONITORS)}"),
-            (
-                self.scheduler in SCHEDULERS,
-                f"unknown scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}",
-            ),
-            (
-                self.precision in PRECISIONS,
-                f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}",
-            ),
-            (self.display in DISPLAYS, f"unknown display {self.display!r}: choose one of {', '.join(DISPLAYS)}"),
-            (self.nproc_per_node >= 1, f"processes per node must be at least 1, got {self.nproc_per_node}"),
-            (self.nnodes >= 1, f"number of nodes must be at least 1, got {self.nnodes}"),
-            (0 <= self.node_rank < self.nnodes, f"node rank must be in [0, {self.nnodes - 1}], got {self.node_rank}"),
-            (self.backend in BACKENDS, f"unknown backend {self.backend!r}: choose gloo or nccl"),
+        rules = [
+            (self.node_rank < self.nnodes, "node_rank", "must be below {nnodes}"),
+            (self.loader == "tensor" or not self.hflip, "hflip", "needs {loader} tensor"),
+            (self.loader == "tensor" or not self.shift, "shift", "needs {loader} tensor"),
             (
                 all(name in TRACKERS for name in self.trackers) and len(set(self.trackers)) == len(self.trackers),
-                f"unknown --tracker {self.tracker!r}: one or both of {', '.join(TRACKERS)}, comma-separated",
+                "tracker",
+                f"one or both of {', '.join(TRACKERS)}, comma-separated",
             ),
-            (
-                1 <= self.peer_timeout <= MAX_PEER_TIMEOUT,
-                f"peer timeout must be in [1, {MAX_PEER_TIMEOUT}] seconds (a week), got {self.peer_timeout}",
-            ),
-            (1 <= self.master_port <= 65535, f"master port must be in [1, 65535], got {self.master_port}"),
-            (
-                self.nproc_per_node <= MAX_PROCESSES and self.nnodes <= MAX_PROCESSES,
-                f"processes per node and nodes must each be at most {MAX_PROCESSES}",
-            ),
-            (self.threads is None or self.threads <= MAX_THREADS, f"threads must be at most {MAX_THREADS}"),
             (
                 self.loader == "tensor" or self.world_size == 1,
-                "data-parallel training shards the tensor loader: use --loader tensor with several processes",
+                "loader",
+                "data-parallel training shards the tensor loader: use tensor with several processes",
             ),
             (
                 self.batch_size % self.world_size == 0,
-                f"batch size {self.batch_size} is the total over {self.world_size} processes: "
-                "make it a multiple of the number of processes",
+                "batch_size",
+                f"the total over {self.world_size} processes: make it a multiple of the number of processes",
             ),
             (
                 self.patience == 0 or self.val_size > 0,
-                "early stopping (patience > 0) needs a validation set: set a validation size > 0",
+                "patience",
+                "early stopping needs a validation set: set {val_size} above 0",
             ),
             (
                 self.target_accuracy is None or self.val_size > 0,
-                "a target accuracy is reached on the validation set: set a validation size > 0",
+                "target_accuracy",
+                "a target accuracy is reached on the validation set: set {val_size} above 0",
             ),
         ]
-        raise_first(checks)
+        for holds, name, problem in rules:
+            if not holds:
+                raise refuse(Config, name, getattr(self, name), problem)
         if check_paths:
             check_data_dir(self.data_dir)
         return self
