@@ -6,6 +6,7 @@ signature order, and no argument that is not there; a class's constructor argume
 from __future__ import annotations
 
 import dataclasses
+import doctest
 import inspect
 import re
 
@@ -98,3 +99,19 @@ def python_options() -> dict:
 
 def test_the_site_renders_google_style_docstrings():
     assert python_options()["docstring_style"] == "google"
+
+
+EXAMPLED = sorted(name for name in fmnist_ignite.__all__ if name.startswith(("attach_", "create_")))
+
+
+@pytest.mark.parametrize("name", EXAMPLED)
+def test_every_public_attach_and_create_function_shows_an_example_that_runs(name, tmp_path, monkeypatch):
+    function = getattr(fmnist_ignite, name)
+    assert "\nExamples:\n" in inspect.cleandoc(function.__doc__ or ""), f"{name} has no Examples: section"
+    monkeypatch.chdir(tmp_path)  # an example that writes files writes them here
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    tests = doctest.DocTestFinder(recurse=False).find(function, name, globs={})
+    assert sum(len(test.examples) for test in tests) >= 3
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0

@@ -71,6 +71,16 @@ def create_trainer(
         device: where the batches go (those already there are not moved).
         label_smoothing: ``CrossEntropyLoss``'s label smoothing; 0 (the default): none.
         precision: "fp32" (the default), or "bf16": the forward pass under bf16 autocast, fp32 logits out.
+
+    Examples:
+        >>> import torch
+        >>> from fmnist_ignite import Net, create_trainer
+        >>> model = Net()
+        >>> trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=1e-3))
+        >>> batch = (torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,)))
+        >>> state = trainer.run([batch], max_epochs=1)
+        >>> state.iteration, float(state.output) > 0
+        (1, True)
     """
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     apply = model_fn_for(precision, device)
@@ -136,6 +146,15 @@ def create_evaluator(
         confusion_matrix: also the metric ``confusion`` (10 x 10 counts, rows are the true classes).
         tta: each image scored on the mean logits of it and its mirror image (the flipped copy is made from the
             batch; the images the loader holds are not changed).
+
+    Examples:
+        >>> import torch
+        >>> from fmnist_ignite import Net, create_evaluator
+        >>> evaluator = create_evaluator(Net())
+        >>> batch = (torch.rand(20, 1, 28, 28), torch.arange(20) % 10)
+        >>> metrics = evaluator.run([batch]).metrics
+        >>> sorted(metrics), metrics["count"], 0 <= metrics["accuracy"] <= 1
+        (['accuracy', 'count', 'loss'], 20, True)
     """
     model_fn = model_fn_for(precision, device)
     metrics = {"accuracy": Accuracy(), "loss": Loss(nn.CrossEntropyLoss()), "count": ExampleCount()}

@@ -45,6 +45,20 @@ def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path,
     Returns:
         Ignite's ``Checkpoint`` handler (it saves its own list of files too, so a resumed run keeps deleting
         the oldest).
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from fmnist_ignite import Net, attach_checkpointing
+        >>> model, run_dir = Net(), Path(tempfile.mkdtemp())
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> checkpoint = attach_checkpointing(trainer, {"model": model, "trainer": trainer}, run_dir, n_saved=2)
+        >>> _ = trainer.run([0], max_epochs=3)
+        >>> sorted(path.name for path in run_dir.glob("*.pt"))
+        ['training_checkpoint_2.pt', 'training_checkpoint_3.pt']
     """
     checkpoint = Checkpoint(
         to_save,
@@ -72,6 +86,26 @@ def attach_best_model_checkpoint(
 
     Returns:
         Ignite's ``Checkpoint`` handler, keeping one file.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import Net, create_evaluator
+        >>> model = Net()
+        >>> images, labels = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+        >>> loader = DataLoader(TensorDataset(images, labels), batch_size=10)
+        >>> evaluator = create_evaluator(model)
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from fmnist_ignite import attach_best_model_checkpoint
+        >>> run_dir = Path(tempfile.mkdtemp())
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(loader))
+        >>> best = attach_best_model_checkpoint(evaluator, trainer, model, run_dir, monitor="loss")
+        >>> _ = trainer.run([0], max_epochs=2)
+        >>> best.last_checkpoint.name.startswith("best_model_")
+        True
     """
     checkpoint = Checkpoint(
         {"model": model},

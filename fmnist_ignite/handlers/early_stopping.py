@@ -25,6 +25,22 @@ def attach_early_stopping(trainer: Engine, evaluator: Engine, patience: int, mon
 
     Returns:
         Ignite's ``EarlyStopping`` handler.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from ignite.engine import Events
+        >>> from fmnist_ignite import attach_early_stopping
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> evaluator = Engine(lambda engine, batch: None)
+        >>> @evaluator.on(Events.COMPLETED)
+        ... def never_better(engine):
+        ...     engine.state.metrics["loss"] = 1.0
+        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run([0]))
+        >>> stopper = attach_early_stopping(trainer, evaluator, patience=2)
+        >>> trainer.run([0], max_epochs=10).epoch
+        3
     """
     early_stopping = EarlyStopping(patience=patience, score_function=score_function(monitor), trainer=trainer)
     early_stopping.logger.setLevel(logging.WARNING)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import cast
 
 import ignite.distributed as idist
 import torch
+from ignite.base import Serializable
 from ignite.engine import Engine, Events
 
 from fmnist_ignite.core.distributed import agreed_max
@@ -14,7 +17,7 @@ from fmnist_ignite.handlers.history import MetricsHistory
 NAN_CHECK_EVERY = 50  # iterations between checks of the running loss sum for a NaN or an infinity
 
 
-class EpochLossAverage:
+class EpochLossAverage(Serializable):
     """The mean training loss over the epoch so far (Keras' running average), kept as a tensor sum.
 
     Written by hand rather than with Ignite's ``Average`` because that one resets whenever an epoch
@@ -72,11 +75,14 @@ class EpochLossAverage:
             total, count = idist.all_reduce(self.total.clone()), idist.all_reduce(count)
         return float(total) / max(float(count), 1.0)
 
-    def state_dict(self) -> dict:
-        return {"total": self.total.cpu(), "count": self.count}
+    _state_dict_all_req_keys = ("total", "count")
 
-    def load_state_dict(self, state: dict) -> None:
-        self.total, self.count = state["total"], state["count"]
+    def state_dict(self) -> OrderedDict:
+        return OrderedDict(total=self.total.cpu(), count=self.count)
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        super().load_state_dict(state_dict)  # Ignite's check of the keys
+        self.total, self.count = state_dict["total"], state_dict["count"]
 
 
 def attach_epoch_stats(
@@ -93,6 +99,20 @@ def attach_epoch_stats(
 
     Returns:
         The loss average, which a checkpoint should save for an exact resume mid-epoch.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import MetricsHistory, Net, attach_epoch_stats
+        >>> model = Net()
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(float(batch)))
+        >>> history = MetricsHistory()
+        >>> average = attach_epoch_stats(trainer, history, optimizer)
+        >>> _ = trainer.run([1, 2, 3], max_epochs=1)
+        >>> history.epochs[0]["train_loss"], history.epochs[0]["lr"]
+        (2.0, 0.1)
     """
     params = [param for group in optimizer.param_groups for param in group["params"]]
     average = EpochLossAverage(nan_check_every, params).attach(trainer)

@@ -61,6 +61,22 @@ def attach_evaluation(
 
     Returns:
         The history the metrics are recorded in.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import Net, create_evaluator
+        >>> model = Net()
+        >>> images, labels = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+        >>> loader = DataLoader(TensorDataset(images, labels), batch_size=10)
+        >>> evaluator = create_evaluator(model)
+        >>> from fmnist_ignite import attach_evaluation
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> history = attach_evaluation(trainer, evaluator, loader, log=lambda line: None)
+        >>> _ = trainer.run([0], max_epochs=2)
+        >>> [row["epoch"] for row in history.epochs], 0 <= history.epochs[-1]["val_accuracy"] <= 1
+        ([1, 2], True)
     """
     history = history if history is not None else MetricsHistory()
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Mapping
+
+from ignite.base import Serializable
+
 from fmnist_ignite.config.settings import best_row
 
 
-class MetricsHistory:
+class MetricsHistory(Serializable):
     """The per-epoch history of a run: one row per epoch, filled in by handlers as the epoch ends.
 
     A row is a dict, e.g. ``{"epoch": 3, "val_loss": ..., "val_accuracy": ..., ...}``. The history is saved
@@ -25,8 +30,11 @@ class MetricsHistory:
         """The row with the best ``key`` (lowest for a loss, else highest); the first one on ties."""
         return best_row(self.epochs, key)
 
-    def state_dict(self) -> dict:
-        return {"epochs": [dict(row) for row in self.epochs]}
+    _state_dict_all_req_keys = ("epochs",)
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    def state_dict(self) -> OrderedDict:
+        return OrderedDict(epochs=[dict(row) for row in self.epochs])
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        super().load_state_dict(state_dict)  # Ignite's check of the keys
         self.epochs = [dict(row) for row in state_dict["epochs"]]

@@ -26,6 +26,17 @@ def attach_epoch_header(trainer: Engine, log: Log = print) -> Callable[[Engine],
 
     Returns:
         The handler, as attached on ``EPOCH_STARTED`` (to remove it, or to call it).
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import attach_epoch_header
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> _ = attach_epoch_header(trainer)
+        >>> _ = trainer.run([0, 1], max_epochs=1)
+        Epoch 1
+        -------------------------------
     """
 
     def print_header(engine: Engine) -> None:
@@ -48,6 +59,18 @@ def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> 
 
     Returns:
         The handler, as attached on ``ITERATION_COMPLETED`` (to remove it, or to call it).
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import attach_loss_logging
+        >>> loader = DataLoader(TensorDataset(torch.zeros(8, 1)), batch_size=2)
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> _ = attach_loss_logging(trainer, every=2)
+        >>> _ = trainer.run(loader, max_epochs=1)
+        loss: 0.250000  [    0/    8]
+        loss: 0.250000  [    4/    8]
     """
 
     def every_n_in_epoch(engine: Engine, iteration: int) -> bool:

@@ -42,5 +42,23 @@ def attach_metrics_csv(trainer: Engine, history: MetricsHistory, path: Path) -> 
         trainer: the trainer after whose epochs it writes.
         history: the history it writes, one row per epoch.
         path: the CSV file (``metrics.csv``), written durably.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from fmnist_ignite import MetricsHistory, attach_metrics_csv
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> history = MetricsHistory()
+        >>> @trainer.on(Events.EPOCH_COMPLETED)
+        ... def record(engine):
+        ...     history.record(engine.state.epoch, train_loss=0.5)
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.csv"
+        >>> attach_metrics_csv(trainer, history, path)
+        >>> _ = trainer.run([0], max_epochs=2)
+        >>> path.read_text().splitlines()[1:]
+        ['1,0.5,,,,,,', '2,0.5,,,,,,']
     """
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: write_durably(path, metrics_csv(history)))

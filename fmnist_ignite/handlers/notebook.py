@@ -336,6 +336,27 @@ def attach_notebook_view(
 
     Returns:
         The view, attached; ``Training`` closes it at the end.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import Net, create_evaluator
+        >>> model = Net()
+        >>> images, labels = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+        >>> loader = DataLoader(TensorDataset(images, labels), batch_size=10)
+        >>> evaluator = create_evaluator(model)
+        >>> from fmnist_ignite import attach_notebook_view
+        >>> class Shown:  # where the view draws: in a notebook, by default, the running cell's output area
+        ...     def show(self, bundle):
+        ...         self.bundle = bundle
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(loader))
+        >>> shown = Shown()
+        >>> view = attach_notebook_view(trainer, evaluator=evaluator, curves=False, output=shown)
+        >>> _ = trainer.run([0, 1], max_epochs=2)
+        >>> sorted(shown.bundle), len(view.history.epochs)
+        (['text/html', 'text/plain'], 2)
     """
     if history is None:
         history = MetricsHistory()

@@ -20,6 +20,15 @@ def attach_progress_bar(trainer: Engine, enabled: bool | None = None) -> Progres
 
     Returns:
         The bar, as attached; None when it is not shown.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import attach_progress_bar
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> attach_progress_bar(trainer, enabled=False) is None  # on a terminal (enabled=None) a tqdm bar
+        True
     """
     if enabled is None:
         enabled = choose_display("auto") == "terminal"

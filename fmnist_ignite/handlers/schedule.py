@@ -24,6 +24,22 @@ def attach_one_cycle_lr(
 
     Returns:
         The scheduler, as attached.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import Net, attach_one_cycle_lr
+        >>> optimizer = torch.optim.SGD(Net().parameters(), lr=0.1)
+        >>> trainer = Engine(lambda engine, batch: optimizer.step())
+        >>> scheduler = attach_one_cycle_lr(trainer, optimizer, max_lr=0.1, total_steps=8)
+        >>> rates = []
+        >>> @trainer.on(Events.ITERATION_COMPLETED)
+        ... def keep_rate(engine):
+        ...     rates.append(optimizer.param_groups[0]["lr"])
+        >>> _ = trainer.run([0] * 8, max_epochs=1)
+        >>> [round(rate, 4) for rate in rates]  # up over the first quarter, then down
+        [0.004, 0.1, 0.0933, 0.075, 0.05, 0.025, 0.0067, 0.0]
     """
     scheduler = LRScheduler(
         torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=0.25)

@@ -4,15 +4,18 @@ as MLPerf's "time to target quality" does."""
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
+from ignite.base import Serializable
 from ignite.engine import Engine, Events
 
 from fmnist_ignite.handlers.history import MetricsHistory
 from fmnist_ignite.handlers.loss_logging import Log
 
 
-class TargetAccuracy:
+class TargetAccuracy(Serializable):
     """Stops the trainer at the end of the first epoch whose validation accuracy reaches ``target``, and
     keeps when: the epoch, the seconds of training to it (the epochs' times summed, validation included,
     so a resumed run counts its earlier epochs), and the seconds since this process set the run up.
@@ -65,11 +68,14 @@ class TargetAccuracy:
             "process_s": self.process_s,
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "training_s": self.training_s}
+    _state_dict_all_req_keys = ("epoch", "training_s")
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.training_s = state["epoch"], state["training_s"]
+    def state_dict(self) -> OrderedDict:
+        return OrderedDict(epoch=self.epoch, training_s=self.training_s)
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        super().load_state_dict(state_dict)  # Ignite's check of the keys
+        self.epoch, self.training_s = state_dict["epoch"], state_dict["training_s"]
         self.process_s = None  # an earlier process's
 
 

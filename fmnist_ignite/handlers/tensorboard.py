@@ -42,6 +42,27 @@ def attach_tensorboard(
 
     Raises:
         FmnistError: the tensorboard package is missing.
+
+    Examples:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import Net, create_evaluator
+        >>> model = Net()
+        >>> images, labels = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+        >>> loader = DataLoader(TensorDataset(images, labels), batch_size=10)
+        >>> evaluator = create_evaluator(model)
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from fmnist_ignite import attach_tensorboard
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(loader))
+        >>> log_dir = Path(tempfile.mkdtemp())
+        >>> logger = attach_tensorboard(trainer, evaluator, optimizer, log_dir, every=1)
+        >>> _ = trainer.run([0, 1], max_epochs=1)
+        >>> any(path.name.startswith("events.out.tfevents") for path in log_dir.iterdir())  # tensorboard --logdir
+        True
     """
     try:
         from ignite.handlers.tensorboard_logger import TensorboardLogger
