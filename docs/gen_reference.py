@@ -16,6 +16,8 @@ from fmnist_ignite.config.commands import (
     ExportSettings,
     LrFindSettings,
     PredictSettings,
+    ReportSettings,
+    RunsSettings,
     TuneSettings,
 )
 from fmnist_ignite.config.fields import Setting
@@ -75,6 +77,8 @@ def config_reference(table: dict[str, Setting] | None = None) -> str:
         ("evaluate", EvaluateSettings, None),
         ("predict", PredictSettings, None),
         ("export", ExportSettings, "`export_model(source, format, output)`"),
+        ("runs", RunsSettings, "`list_runs(*dirs, sort=..., status=...)`"),
+        ("report", ReportSettings, "`report(run_dir, data_dir, output, top_k)`"),
     ):
         rows += [
             f"\n## fmnist-ignite {command}\n",

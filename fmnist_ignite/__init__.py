@@ -35,6 +35,7 @@ _PUBLIC = {  # the module that defines them -> the public names
     "analysis.inference": ("evaluate_checkpoint", "evaluate_corruptions", "load_images", "load_model", "predict"),
     "analysis.interpretation": ("interpret", "Interpretation", "most_confused"),
     "analysis.export": ("export_model", "ExportResult"),
+    "analysis.report": ("report",),
     "handlers.loss_logging": ("attach_epoch_header", "attach_loss_logging"),
     "handlers.history": ("MetricsHistory",),
     "handlers.evaluation": ("attach_evaluation", "format_metrics"),
@@ -56,6 +57,7 @@ _PUBLIC = {  # the module that defines them -> the public names
     "experiments.seeds": ("SeedsResult", "train_seeds"),
     "experiments.search_space": ("DEFAULT_SPACE", "read_search_space"),
     "experiments.tuning": ("attach_pruning", "tune", "TuneResult"),
+    "experiments.listing": ("list_runs",),
     "errors": ("FmnistError", "NonFiniteLoss", "TrainingInterrupted"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}  # public name -> its module

@@ -86,3 +86,50 @@ def load_study(study_dir: Path, name: str = "fmnist", storage: str | None = None
     from fmnist_ignite.experiments.storage import open_storage, resolve_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(resolve_storage(study_dir, storage), 30))
+
+
+def runs_of_every_kind(root: Path, plots: bool = False) -> dict[str, Path]:
+    """Small real runs under ``root/runs``, one of each kind a table of runs and a report page must show:
+    finished, resumed (interrupted at iteration 13, then continued), stopped early, failed (a full disk at
+    iteration 12), damaged (the finished run's files copied, its summary.json cut short) and tampered (the
+    finished run's files copied, a symbolic link to /etc/passwd planted as its curves.png and its predictions
+    file grown to 100 MB); by kind."""
+    import errno
+    import shutil
+
+    from conftest import small_run_config
+
+    from fmnist_ignite import train
+
+    base = small_run_config(root).replace(plots=plots)
+    kinds = ("finished", "resumed", "early", "failed", "damaged", "tampered")
+    runs = {kind: root / "runs" / kind for kind in kinds}
+    train(base.replace(output_dir=str(runs["finished"])), **QUIET)
+    cut = base.replace(output_dir=str(runs["resumed"]), epochs=4)
+    try:
+        train(cut, extra_handlers=[signal_at(13)], **QUIET)
+    except Exception as exc:  # noqa: BLE001 (TrainingInterrupted, as asked)
+        assert "interrupted" in str(exc).lower() or "stopped" in str(exc).lower(), exc
+    train(cut.replace(resume="auto"), **QUIET)
+    early = base.replace(output_dir=str(runs["early"]), epochs=10, patience=1, monitor="accuracy", lr=0.05)
+    assert train(early, **QUIET).stopped_early, "the synthetic data reaches 100% and stops improving"
+
+    def disk_full_at_12(trainer: Engine) -> None:
+        def fail(engine: Engine) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device", str(runs["failed"] / "metrics.csv"))
+
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=12), fail)
+
+    try:
+        train(base.replace(output_dir=str(runs["failed"])), extra_handlers=[disk_full_at_12], **QUIET)
+    except Exception:  # noqa: BLE001, S110 (the disk full said in one line, as asked)
+        pass
+    for kind in ("damaged", "tampered"):
+        shutil.copytree(runs["finished"], runs[kind], ignore=shutil.ignore_patterns(".lock", "report.html"))
+    summary = runs["damaged"] / "summary.json"
+    summary.write_bytes(summary.read_bytes()[:200])
+    (runs["tampered"] / "curves.png").unlink(missing_ok=True)
+    (runs["tampered"] / "curves.png").symlink_to("/etc/passwd")
+    with (runs["tampered"] / "test_predictions.npz").open("r+b") as big:
+        big.truncate(100 << 20)  # sparse: 100 MB that take no room
+    return runs

@@ -96,3 +96,14 @@ def test_the_overhead_benchmark_times_each_per_iteration_item(monkeypatch, capsy
     for item in ("EpochLossAverage._add", "stop_mid_epoch", "log_loss (through its event filter)", "update function"):
         assert item in out, item
     assert "TerminateOnNan" not in out  # its per-step check is folded into the loss sum's
+
+
+def test_the_runs_listing_benchmark_times_the_command_over_synthetic_runs(tmp_path, monkeypatch, capsys):
+    benchmark = load("runs_listing")
+    out = tmp_path / "runs_listing.json"
+    monkeypatch.setattr("sys.argv", ["runs_listing.py", "--runs", "40", "--repeats", "1", "--out", str(out)])
+    benchmark.main()
+    result = json.loads(out.read_text())
+    assert result["runs"] == result["rows_listed"] == 40 and result["process_s_median"] > 0
+    assert result["statuses"] == {"damaged": 2, "failed": 2, "finished": 32, "interrupted": 4}
+    assert result["cpu"] and "40 runs" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""What a reader sees, through a real browser: the example notebook run in JupyterLab, and the docs site.
+"""What a reader sees, through a real browser: the example notebook run in JupyterLab, the docs site, and the
+report pages and table of runs (at a desktop's width and a phone's).
 
 Debian's Chromium, headless, driven by selenium through Debian's chromedriver (``make browser`` installs
 both); JupyterLab and a static server for the site on 127.0.0.1, started and stopped here. Skipped, with the
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_synthetic
-from helpers import ROOT, free_port
+from helpers import ROOT, free_port, runs_of_every_kind
 
 pytestmark = pytest.mark.slow  # a browser, a Jupyter server, a docs build
 
@@ -274,3 +275,71 @@ def test_no_docs_page_scrolls_sideways_nor_asks_another_host(browser, site, serv
             if elsewhere:
                 problems.append(f"{page}: asks another host: {elsewhere[:3]}")
     assert not problems, json.dumps(problems, indent=1)
+
+
+@pytest.fixture(scope="module")
+def run_pages(tmp_path_factory) -> dict[str, Path]:
+    """The report page of a run of each kind (helpers.py: finished, resumed, stopped early, failed, damaged,
+    tampered), the finished ones' written at their end with their figures, and the table of them all."""
+    from fmnist_ignite import list_runs, report
+
+    root = tmp_path_factory.mktemp("pages")
+    runs = runs_of_every_kind(root, plots=True)
+    pages = {kind: report(path) for kind, path in runs.items() if kind in ("failed", "damaged", "tampered")}
+    pages.update({kind: runs[kind] / "report.html" for kind in ("finished", "resumed", "early")})  # their own
+    pages["table"] = list_runs(root / "runs").write_html(root / "runs.html")
+    return pages
+
+
+PAGE_STATE = """
+const page = document.documentElement;
+const images = [...document.images].map(image => ({
+  alt: image.alt, loaded: image.complete && image.naturalWidth > 0, inside: image.getBoundingClientRect().right
+    <= window.innerWidth + 1}));
+const requests = performance.getEntriesByType('resource').map(entry => entry.name)
+  .filter(name => !name.startsWith('data:'));
+const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
+return {scrolls: page.scrollWidth > window.innerWidth, width: page.scrollWidth, inner: window.innerWidth,
+        images: images, requests: requests, svgs: document.querySelectorAll('svg').length, links: links,
+        text: document.body.innerText};
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 390], ids=["desktop", "phone"])
+def test_report_pages_and_the_table_of_runs_fit_the_screen_ask_no_host_and_show_every_figure(browser, run_pages, width):
+    browser.set_window_size(width, 900)
+    problems = []
+    seen = {}
+    for kind, path in run_pages.items():
+        browser.get(path.as_uri())
+        found = browser.execute_script(PAGE_STATE)
+        seen[kind] = found
+        if found["scrolls"]:
+            problems.append(f"{kind} at {width} px: scrolls sideways ({found['width']} > {found['inner']})")
+        if found["requests"]:
+            problems.append(f"{kind}: asks for {found['requests'][:3]}")
+        for image in found["images"]:
+            if not (image["loaded"] and image["inside"]):
+                problems.append(f"{kind}: image {image['alt']!r} not shown whole: {image}")
+        source = browser.page_source
+        if re.search(r"""<[^>]+\s(src|href)=["']?(https?:|//)""", source):
+            problems.append(f"{kind}: an element names another host")
+    assert not problems, json.dumps(problems, indent=1)
+    figures = ["loss and validation accuracy per epoch", "test-set confusion matrix", "reliability diagram"]
+    for kind in ("finished", "resumed", "early", "tampered"):
+        alts = [image["alt"] for image in seen[kind]["images"]]
+        assert alts[:3] == figures, (kind, alts[:5])
+        mistakes = [alt for alt in alts if alt.startswith("test image ")]  # the top losses, as images
+        assert len(mistakes) == (16 if kind in ("finished", "resumed") else 0), (kind, alts)
+    assert "The model got every test image right." in seen["early"]["text"]
+    assert "Resumed" in seen["resumed"]["text"] and "stopped-early" in seen["early"]["text"]
+    assert "disk full" in seen["failed"]["text"] and "--resume=auto" in seen["failed"]["text"]
+    assert "No verdict: its summary.json cannot be read" in seen["damaged"]["text"]
+    assert "a symbolic link, not a figure: refused" in seen["tampered"]["text"]
+    table = seen["table"]
+    assert sorted(Path(link).parent.name for link in table["links"]) == sorted(
+        ["finished", "resumed", "early", "failed", "damaged", "tampered"]
+    )  # each run's report, linked from the table, relative to it
+    assert all(link.startswith("file://") and link.endswith("/report.html") for link in table["links"])
+    for status in ("finished", "stopped-early", "failed", "damaged"):
+        assert status in table["text"]

@@ -51,7 +51,7 @@ def test_two_gloo_processes_train_one_model_and_score_the_whole_validation_set(t
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(
         [".lock", "config.json", "metrics.csv", "summary.json", "training_checkpoint_1.pt", "training_checkpoint_2.pt"]
-        + ["test_predictions.npz", "calibration.json"]  # written by rank 0 alone, once
+        + ["test_predictions.npz", "calibration.json", "report.html"]  # written by rank 0 alone, once
         + [p.name for p in out.glob("best_model_*.pt")]
     )
     assert len(list(out.glob("best_model_*.pt"))) == 1

@@ -40,6 +40,10 @@ TESTED_COMMANDS = {
     "fmnist-ignite tune": "tests/test_tuning.py::"
     "test_two_workers_share_one_study_and_its_budget_running_no_trial_twice",
     "fmnist-ignite compare": "tests/test_compare.py::test_two_trained_runs_compare_from_the_predictions_they_kept",
+    "fmnist-ignite runs": "tests/test_runs_listing.py::test_csv_and_json_parse_and_say_the_same_rows",
+    "fmnist-ignite runs --html": "tests/test_runs_listing.py::"
+    "test_the_table_shows_itself_in_a_notebook_as_pandas_and_as_a_page_linking_each_report",
+    "fmnist-ignite report": "tests/test_report_page.py::test_the_report_command_draws_the_figures_a_run_did_not",
     ".venv/bin/python benchmarks/throughput.py": "tests/test_benchmarks.py::"
     "test_throughput_benchmark_measures_all_three_pipelines",
     ".venv/bin/python benchmarks/time_to_accuracy.py": "tests/test_benchmarks.py::"

@@ -109,11 +109,11 @@ def test_display_is_a_setting_with_a_flag_a_checked_value_and_may_change_on_resu
 
     assert config_from_args(build_parser().parse_args(["--display", "plain"])).display == "plain"
     assert Config().display == "auto" and settings()["display"].on_resume and not settings()["display"].tunable
-    with pytest.raises(FmnistError, match="unknown display 'fancy'"):
+    with pytest.raises(FmnistError, match="display='fancy': choose one of auto, notebook, terminal, plain"):
         Config(display="fancy").validate()
     path = tmp_path / "run.yaml"
     path.write_text("display: fancy\n")
-    with pytest.raises(FmnistError, match=r"run.yaml: unknown display 'fancy'"):
+    with pytest.raises(FmnistError, match=r"run.yaml: display='fancy': choose one of"):
         read_config_file(path)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--display", "fancy"])

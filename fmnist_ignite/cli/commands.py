@@ -15,6 +15,8 @@ from fmnist_ignite.config.commands import (
     ExportSettings,
     LrFindSettings,
     PredictSettings,
+    ReportSettings,
+    RunsSettings,
     TuneSettings,
 )
 from fmnist_ignite.config.settings import EVAL_BATCH_SIZE, Config
@@ -168,4 +170,32 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"Input: {result.metadata['input']}")
     if "temperature" in result.metadata:
         print(f"Temperature (fitted on validation; divide the logits by it): {result.metadata['temperature']}")
+    return 0
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    from fmnist_ignite.experiments.listing import list_runs
+
+    shown = settings_from(args, RunsSettings)
+    table = list_runs(*args.dirs, sort=shown.sort, status=shown.status)
+    if shown.csv:
+        print(table.to_csv(), end="")
+    elif shown.json:
+        print(table.to_json())
+    else:
+        print(table)
+    if shown.html:
+        written = table.write_html(shown.html)
+        print(f"Page: {written}", file=sys.stderr if shown.csv or shown.json else sys.stdout)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    shown = settings_from(args, ReportSettings)
+    if shown.output and len(args.runs) > 1:
+        raise FmnistError(f"--output names one page: give one RUN with it, not {len(args.runs)}")
+    from fmnist_ignite.analysis.report import report
+
+    for run in args.runs:
+        print(f"Report: {report(run, shown.data_dir, shown.output, shown.top_k)}")
     return 0

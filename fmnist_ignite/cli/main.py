@@ -16,6 +16,8 @@ from fmnist_ignite.cli.commands import (
     run_export,
     run_lr_find,
     run_predict,
+    run_report,
+    run_runs,
     run_train,
     run_tune,
 )
@@ -32,6 +34,8 @@ STOPPED = {
     "predict": "the predictions stopped; each line printed above is complete",
     "export": "the export stopped before it finished; no file was written",
     "compare": "the comparison stopped before it finished",
+    "runs": "the listing stopped before it finished; no file was written",
+    "report": "the reports stopped; each one printed above is complete",
 }
 
 
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         "predict": lambda: run_predict(args),
         "export": lambda: run_export(args),
         "compare": lambda: run_compare(args),
+        "runs": lambda: run_runs(args),
+        "report": lambda: run_report(args),
     }
     return guarded(runners[args.command], STOPPED[args.command])
 

@@ -14,6 +14,8 @@ from fmnist_ignite.config.commands import (
     ExportSettings,
     LrFindSettings,
     PredictSettings,
+    ReportSettings,
+    RunsSettings,
     TuneSettings,
 )
 from fmnist_ignite.config.fields import Setting
@@ -110,7 +112,14 @@ def add_setting_arguments(p: argparse.ArgumentParser, table: Iterable[Setting]) 
 
 
 SubcommandSettings = TypeVar(
-    "SubcommandSettings", TuneSettings, LrFindSettings, EvaluateSettings, PredictSettings, ExportSettings
+    "SubcommandSettings",
+    TuneSettings,
+    LrFindSettings,
+    EvaluateSettings,
+    PredictSettings,
+    ExportSettings,
+    RunsSettings,
+    ReportSettings,
 )
 
 
@@ -166,13 +175,13 @@ def fixed_settings(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def build_command_parser() -> Parser:
-    """``fmnist-ignite {train,evaluate,predict,export,compare,lr-find,tune}``."""
+    """``fmnist-ignite {train,evaluate,predict,export,compare,runs,report,lr-find,tune}``."""
     parser = Parser(prog="fmnist-ignite", description="Fashion-MNIST with PyTorch-Ignite.")
     parser.add_argument("--version", action="version", version=f"fmnist-ignite {__version__}")
     commands = parser.add_subparsers(
         dest="command",
         required=True,
-        metavar="{train,evaluate,predict,export,compare,lr-find,tune}",
+        metavar="{train,evaluate,predict,export,compare,runs,report,lr-find,tune}",
         parser_class=Parser,
     )
     add_train_arguments(
@@ -221,6 +230,26 @@ def build_command_parser() -> Parser:
         help="is one run better than another? paired tests on the test images, from each run's kept predictions",
     )
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two run directories or more")
+    runs = commands.add_parser(
+        "runs",
+        help="a table of the runs under directories: status, epochs, accuracies, ECE, time, the settings that differ",
+        argument_default=argparse.SUPPRESS,
+    )
+    runs.add_argument(
+        "dirs",
+        nargs="*",
+        default=["runs"],
+        metavar="DIR",
+        help="directories to look in for run directories, recursively (default: runs)",
+    )
+    add_setting_arguments(runs, settings(RunsSettings).values())
+    report = commands.add_parser(
+        "report",
+        help="write each run's report.html: one self-contained page of all its results",
+        argument_default=argparse.SUPPRESS,
+    )
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    add_setting_arguments(report, settings(ReportSettings).values())
     lr_find = commands.add_parser(
         "lr-find",
         help="suggest a learning rate with Ignite's FastaiLRFinder (the training flags, a few hundred batches)",

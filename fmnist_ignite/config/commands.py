@@ -1,5 +1,5 @@
 """The settings of the subcommands that are not a training run's: ``tune``, ``lr-find``, ``evaluate``,
-``predict`` and ``export``.
+``predict``, ``export``, ``runs`` and ``report``.
 
 Each is a dataclass whose fields are defined with ``setting()``, like ``Config``'s: the flags of the
 subcommand, their help, their defaults, their checks and the reference page are derived from these
@@ -10,13 +10,16 @@ like the rest of ``config``: ``--help`` and a bad flag answer at once.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 
 from fmnist_ignite.config.fields import check_values, refuse, refusing_unknown_fields, setting
-from fmnist_ignite.config.settings import MAX_SEED
+from fmnist_ignite.config.settings import MAX_SEED, settings
 
 KEEP_TRIALS = ("all", "best", "none")
 EXPORT_FORMATS = ("onnx", "torch-export")  # analysis.export.ExportFormat's values
+RUN_STATUSES = ("finished", "stopped-early", "interrupted", "failed", "running", "damaged")  # files.runstate's
+RUN_COLUMNS = ("run", "status", "epochs", "validation", "test", "ece", "wall")  # the columns of fmnist-ignite runs
 
 
 @refusing_unknown_fields
@@ -141,6 +144,60 @@ class ExportSettings:
     )
 
     def validate(self) -> ExportSettings:
+        """Raise ``SettingError`` naming the first bad setting; return self."""
+        check_values(self)
+        return self
+
+
+@refusing_unknown_fields
+@dataclass(frozen=True)
+class RunsSettings:
+    """How ``fmnist-ignite runs`` shows the table of runs (``list_runs()`` in Python)."""
+
+    sort: str = setting(
+        "run",
+        "sort by a column (run, status, epochs, validation, test, ece, wall) or a setting's name (lr, ...): "
+        "accuracies best first, the rest smallest first ({default})",
+        metavar="COLUMN",
+    )
+    status: str | None = setting(
+        None, f"only the runs of this status: {', '.join(RUN_STATUSES)}", choices=RUN_STATUSES, metavar="STATUS"
+    )
+    csv: bool = setting(False, "the table as CSV, for scripts", flag="switch")
+    json: bool = setting(False, "the table as JSON (a list of rows), for scripts", flag="switch")
+    html: str | None = setting(
+        None, "also write the table as a page of its own, each run linked to its report.html", metavar="FILE"
+    )
+
+    def validate(self) -> RunsSettings:
+        """Raise ``SettingError`` naming the first bad setting; return self."""
+        check_values(self)
+        if self.sort not in RUN_COLUMNS and self.sort not in settings():
+            near = difflib.get_close_matches(self.sort, [*RUN_COLUMNS, *settings()], n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise refuse(RunsSettings, "sort", self.sort, f"not a column nor a setting{hint}")
+        if self.csv and self.json:
+            raise refuse(RunsSettings, "json", self.json, "choose one of {csv} and {json}")
+        return self
+
+
+@refusing_unknown_fields
+@dataclass(frozen=True)
+class ReportSettings:
+    """What ``fmnist-ignite report`` writes (``report()`` in Python)."""
+
+    data_dir: str | None = setting(
+        None,
+        "where the test images of the top losses are (default: where the run found them, then the system copy; "
+        "never downloaded)",
+        metavar="DIR",
+    )
+    top_k: int = setting(16, "test images it got most confidently wrong, shown ({default})", metavar="K", at_least=1)
+    output: str | None = setting(
+        None, "the page to write, for one RUN only (default: RUN/report.html)", metavar="FILE.html"
+    )
+
+    def validate(self) -> ReportSettings:
         """Raise ``SettingError`` naming the first bad setting; return self."""
         check_values(self)
         return self

@@ -44,6 +44,7 @@ class RunSummary:
     config: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     device: str = ""
+    cpu: str = ""  # the CPU's capability as torch sees it (AVX2, AVX512 AVX512-BF16 AMX, ...)
     model: str = ""
     precision: dict = field(default_factory=dict)
     threads: int = 1
@@ -99,6 +100,7 @@ class RunSummary:
             config=shape.mapping(data.get("config", {}), "config"),
             versions=shape.mapping(data.get("versions", {}), "versions"),
             device=shape.text(data.get("device", ""), "device") or "",
+            cpu=shape.text(data.get("cpu", ""), "cpu") or "",
             model=shape.text(data.get("model", ""), "model") or "",
             precision=shape.mapping(data.get("precision", {}), "precision"),
             threads=shape.integer(data.get("threads", 1), "threads", low=1) or 1,

@@ -12,6 +12,7 @@ import torch
 from fmnist_ignite.analysis.calibration import calibration_line, calibration_report, fit_temperature, plot_reliability
 from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_counts, per_class_intervals, per_class_table
 from fmnist_ignite.analysis.predictions import PREDICTIONS_FILE, PredictionCollector
+from fmnist_ignite.analysis.report import report_at_finish
 from fmnist_ignite.analysis.statistics import accuracy_interval
 from fmnist_ignite.core.distributed import broadcast_weights, unwrap
 from fmnist_ignite.files.calibration import write_calibration
@@ -159,6 +160,7 @@ def finish(training: Training, weights: str, scored: Scored) -> TrainResult:
         if training.config.score_test
         else None,
     )
+    report_at_finish(training)  # report.html, from the files just written
     return TrainResult(
         history=list(training.handlers.history.epochs),
         test_metrics=test,

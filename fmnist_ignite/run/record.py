@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from fmnist_ignite.config.settings import Config
+from fmnist_ignite.core.device import cpu_capability
 from fmnist_ignite.core.distributed import unwrap
 from fmnist_ignite.files.summary import SUMMARY_FILE, RunSummary, write_summary
 from fmnist_ignite.handlers.standard import StandardHandlers
@@ -37,6 +38,7 @@ class RunRecord:
             config=dataclasses.asdict(config),
             versions=versions(),
             device=str(engines.device),
+            cpu=cpu_capability(),
             model=f"{config.model} ({module.__module__}.{module.__qualname__})",
             precision={"used": engines.precision, "why": engines.precision_reason},
             threads=torch.get_num_threads(),
