@@ -1,15 +1,23 @@
 """--tracker mlflow|wandb through Ignite's MLflowLogger and WandBLogger, offline: every epoch logged once,
 also across a resume (the same tracked run continued), the test accuracy with its interval, the best
-checkpoint as an artifact; read back with MlflowClient and from W&B's offline run files."""
+checkpoint as an artifact; read back with MlflowClient and from W&B's offline run files. A server that cannot
+be reached is one line within a bound, and runs started at once share one store."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from helpers import QUIET, signal_at
+from conftest import small_config_file
+from helpers import QUIET, free_port, run_script, signal_at
 
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.run.train import train
@@ -133,8 +141,9 @@ def test_a_missing_tracker_package_is_one_line_naming_its_extra(tracked, monkeyp
 
 @pytest.mark.parametrize("given", ["tensorboard", "mlflow,mlflow", "mlflow;wandb"])
 def test_an_unknown_tracker_is_refused_in_one_line(tracked, given):
-    with pytest.raises(FmnistError, match=r"^unknown --tracker .*: one or both of mlflow, wandb"):
+    with pytest.raises(FmnistError, match=r"^tracker=.*: one or both of mlflow, wandb") as info:
         tracked.replace(tracker=given).validate()
+    assert info.value.on_command_line().startswith(f"--tracker {given}: one or both of mlflow, wandb")
 
 
 @pytest.mark.parametrize(
@@ -184,3 +193,158 @@ def test_an_epoch_checkpointed_but_not_yet_tracked_when_killed_is_tracked_on_res
     by_step = {m.step: m.value for m in logged}
     assert by_step[2] == pytest.approx(first.history[1]["val_accuracy"])
     assert by_step[3] == pytest.approx(resumed.history[2]["val_accuracy"])
+
+
+def test_a_failing_tracker_leaves_no_half_started_run_of_the_other_open(tracked, monkeypatch):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    from fmnist_ignite.handlers import tracking
+
+    def no_server(output_dir, run_id, params):
+        raise ConnectionRefusedError("no W&B here")
+
+    monkeypatch.setattr(tracking, "start_wandb", no_server)
+    with pytest.raises(FmnistError, match=r"^--tracker wandb: could not start its run"):
+        train(tracked.replace(tracker="mlflow,wandb", epochs=1), **QUIET)
+    assert mlflow.active_run() is None
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{Path(tracked.output_dir).parent / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("fmnist-ignite").experiment_id])
+    assert run.info.status == "KILLED"
+
+
+def test_client_defaults_give_way_to_the_users_and_leave_nothing_behind(monkeypatch):
+    from fmnist_ignite.handlers.tracking import environment_defaults, shown_uri, sqlite_file
+
+    monkeypatch.setenv("MINE", "user")
+    monkeypatch.delenv("OURS", raising=False)
+    with environment_defaults({"MINE": "ours", "OURS": "ours"}):
+        assert os.environ["MINE"] == "user" and os.environ["OURS"] == "ours"
+    assert os.environ["MINE"] == "user" and "OURS" not in os.environ
+    assert shown_uri("https://me:secret@host:5000/x") == "https://me:***@host:5000/x"
+    assert shown_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert sqlite_file("sqlite:////runs/mlflow.db") == Path("/runs/mlflow.db")
+    assert sqlite_file("sqlite:///:memory:") is None and sqlite_file("http://host") is None
+
+
+@pytest.fixture
+def silent_server():
+    """A port on 127.0.0.1 that accepts TCP connections (the kernel's backlog) and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+@pytest.fixture
+def no_client_settings(monkeypatch):
+    """None of MLflow's HTTP client settings in the environment: ours apply."""
+    for name in ("TIMEOUT", "MAX_RETRIES", "BACKOFF_FACTOR"):
+        monkeypatch.delenv(f"MLFLOW_HTTP_REQUEST_{name}", raising=False)
+
+
+def train_in_a_process(tmp_path: Path, tracker: str, timeout: float, epochs: int = 1) -> subprocess.CompletedProcess:
+    """``fmnist-ignite train --tracker TRACKER`` on synthetic data in a process of its own, into ``tmp_path/out``."""
+    config = small_config_file(tmp_path, epochs=epochs)
+    args = ["-m", "fmnist_ignite", "train", "--config", str(config), "--tracker", tracker, "--output-dir", "out"]
+    return run_script([*args, "--no-progress", "--no-plots"], tmp_path, tmp_path / "data", timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("server", "why", "bound"),
+    [
+        ("closed", "connection refused", (0, 6)),
+        ("silent", "no answer within 10 s a request", (28, 40)),
+        ("unresolvable", "its host name does not resolve", (0, 6)),
+    ],
+)
+def test_an_mlflow_server_that_cannot_be_reached_is_one_line_before_any_epoch(
+    tracked, tmp_path, monkeypatch, no_client_settings, silent_server, server, why, bound
+):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    uri = {
+        "closed": f"http://127.0.0.1:{free_port()}",
+        "silent": f"http://127.0.0.1:{silent_server}",
+        "unresolvable": "http://no-such-host.invalid:5000",
+    }[server]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    proc = train_in_a_process(tmp_path, "mlflow", timeout=120)  # MLflow's own client: minutes, or for ever
+    assert proc.returncode == 2, proc.stderr
+    said = re.fullmatch(
+        rf"error: --tracker mlflow: no MLflow tracking server answers at {re.escape(uri)} \(MLFLOW_TRACKING_URI\): "
+        rf"{why}; gave up after (\d+) s\n",
+        proc.stderr,
+    )
+    assert said, proc.stderr
+    assert bound[0] <= int(said.group(1)) <= bound[1]
+    assert "Epoch 1" not in proc.stdout and not list((tmp_path / "out").glob("*checkpoint*"))
+
+
+def test_a_users_own_mlflow_client_settings_win(tracked, monkeypatch, silent_server):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{silent_server}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
+    started = time.monotonic()
+    with pytest.raises(
+        FmnistError, match=r"^--tracker mlflow: no MLflow tracking server answers .*: no answer within 1 s"
+    ):
+        train(tracked.replace(tracker="mlflow", epochs=1), **QUIET)
+    assert time.monotonic() - started < 8  # one try of 1 s, not ours (3 of 10 s)
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1" and "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR" not in os.environ
+
+
+@pytest.mark.slow
+def test_runs_started_at_once_in_one_new_parent_share_one_store_quietly(tracked, tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    config = small_config_file(tmp_path, epochs=1)
+    env = {**os.environ, "FMNIST_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    parent = tmp_path / "array"  # new: the first runs to start create its store
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "fmnist_ignite", "train", "--config", str(config), "--tracker", "mlflow"]
+            + ["--output-dir", str(parent / name), "--no-progress", "--no-plots"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in "abc"
+    ]  # as a SLURM array's tasks: one moment, three processes
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], [err for _, err in outputs]
+    for out, err in outputs:
+        assert err == "" and "INFO" not in out and "alembic" not in out.lower()  # no MLflow or alembic lines
+        assert out.startswith("Tracking: mlflow run ") and f"in sqlite:///{parent / 'mlflow.db'}\n" in out
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{parent / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name("fmnist-ignite").experiment_id])
+    assert sorted(run.info.run_name for run in found) == ["a", "b", "c"]
+    assert {run.info.status for run in found} == {"FINISHED"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("given", "bound"), [(None, (28, 34)), ("5", (3, 8))])
+def test_wandb_online_without_its_server_is_one_line_of_ours(tracked, tmp_path, monkeypatch, given, bound):
+    pytest.importorskip("wandb", reason="the wandb extra is not installed")
+    url = f"http://127.0.0.1:{free_port()}"  # a closed port: as no network, without waiting on one
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef0123456789abcdef01234567")
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
+    if given is None:
+        monkeypatch.delenv("WANDB_INIT_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_INIT_TIMEOUT", given)  # the user's own wins
+    proc = train_in_a_process(tmp_path, "wandb", timeout=90)  # W&B's own: 90 s, then its line and ours
+    assert proc.returncode == 2, proc.stderr
+    said = re.fullmatch(
+        rf"error: --tracker wandb: W&B could not start its online run at {re.escape(url)} \(\w+: [^\n]*; "
+        r"gave up after (\d+) s\); WANDB_MODE=offline keeps the run on disk for wandb sync\n",
+        proc.stderr,
+    )
+    assert said, proc.stderr
+    assert bound[0] <= int(said.group(1)) <= bound[1]
+    assert "wandb:" not in proc.stdout and "Epoch 1" not in proc.stdout
