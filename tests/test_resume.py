@@ -46,6 +46,19 @@ def test_interrupted_and_resumed_run_ends_bitwise_equal_to_the_uninterrupted_one
     assert len(list((tmp_path / "cut").glob("training_checkpoint_*.pt"))) == 2
 
 
+def test_a_checkpoint_saved_before_runs_had_their_own_generator_resumes_bitwise(resumable_config, tmp_path):
+    # Such a checkpoint holds only torch's process-wide states: its CPU one is what dropout drew from then.
+    full = train(resumable_config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    cut = resumable_config.replace(output_dir=str(tmp_path / "cut"))
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cut, extra_handlers=[signal_at(13)], **QUIET)
+    checkpoint = torch.load(info.value.checkpoint, weights_only=True)
+    checkpoint["random_state"] = {"cpu": checkpoint["random_state"].pop("generator")}
+    torch.save(checkpoint, info.value.checkpoint)
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
+    assert_same_weights(final_weights(resumed), final_weights(full))
+
+
 def test_a_run_validating_every_third_epoch_validates_at_3_and_the_last_and_resumes_to_the_same_end(
     resumable_config, tmp_path
 ):

@@ -3,12 +3,16 @@ heartbeat (a dead worker's trial retried), and optuna-dashboard opening our jour
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import small_config_file
 from helpers import load_study
+from ignite.engine import Events
 
 optuna = pytest.importorskip("optuna", reason="the tune extra is not installed")
 
@@ -17,6 +21,8 @@ from optuna.trial import TrialState  # noqa: E402
 from fmnist_ignite.cli.main import main  # noqa: E402
 from fmnist_ignite.config.commands import TuneSettings  # noqa: E402
 from fmnist_ignite.errors import FmnistError  # noqa: E402
+from fmnist_ignite.experiments import storage as storage_module  # noqa: E402
+from fmnist_ignite.experiments import tuning  # noqa: E402
 from fmnist_ignite.experiments.storage import (  # noqa: E402
     HEARTBEAT_ATTR,
     HeartbeatJournalStorage,
@@ -187,3 +193,137 @@ def test_a_journal_over_its_bound_is_refused_unread(tmp_path, monkeypatch):
     monkeypatch.setattr(storage_module, "MAX_JOURNAL_BYTES", 1024)
     with pytest.raises(FmnistError, match=r"s\.journal is over 1,024 bytes: refused unread"):
         open_storage(StudyStorage(StorageKind.JOURNAL, str(journal)), 30)
+
+
+class Lock:
+    """Another connection's ``BEGIN EXCLUSIVE`` on a SQLite study, as another process takes it: taken once, and
+    let go after ``hold`` seconds (a timer) or when the test says (``release``)."""
+
+    def __init__(self, database: Path, hold: float | None = None) -> None:
+        self.database, self.hold = database, hold
+        self.connection: sqlite3.Connection | None = None
+        self.taken_at = self.released_at = 0.0
+
+    def take(self) -> None:
+        if self.connection is None:
+            self.connection = sqlite3.connect(self.database, isolation_level=None, check_same_thread=False)
+            self.connection.execute("BEGIN EXCLUSIVE")
+            self.taken_at = time.monotonic()
+            if self.hold is not None:
+                threading.Timer(self.hold, self.release).start()
+
+    def release(self) -> None:
+        if self.connection is not None and not self.released_at:
+            self.released_at = time.monotonic()
+            self.connection.execute("ROLLBACK")
+            self.connection.close()
+
+
+@pytest.fixture
+def sqlite_tune(tmp_path, monkeypatch, capsys):
+    """``fmnist-ignite tune --storage sqlite:///study.db`` (one 2-epoch trial on synthetic data, a heartbeat a
+    second) in this process; returns its exit code and standard error."""
+    config = small_config_file(tmp_path, epochs=2)
+    space = tmp_path / "space.yaml"
+    space.write_text("lr: {low: 0.01, high: 0.1}\n")
+    crashed: list[BaseException | None] = []  # what any thread (Optuna's heartbeat) ended with, unhandled
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashed.append(args.exc_value))
+    args = ["tune", "--config", config, "--storage", f"sqlite:///{tmp_path / 'study.db'}", "--trials", "1"]
+    args += ["--output-dir", tmp_path / "study", "--space", space, "--heartbeat", "1"]
+
+    def run() -> tuple[int, str]:
+        capsys.readouterr()
+        code = main([str(arg) for arg in args])
+        assert crashed == []
+        return code, capsys.readouterr().err.strip()
+
+    return run
+
+
+def test_a_sqlite_study_locked_for_less_than_the_wait_is_waited_for_and_the_trial_carries_on(
+    sqlite_tune, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(storage_module, "SQLITE_TIMEOUT_S", 3)
+    lock, epoch_2 = Lock(tmp_path / "study.db", hold=1.0), []
+    real_training = tuning.Training
+
+    class LockingTraining(real_training):  # the study is locked from the trial's second step, for a second
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=2), lambda engine: lock.take())
+            self.trainer.add_event_handler(Events.EPOCH_STARTED(once=2), lambda e: epoch_2.append(time.monotonic()))
+
+    monkeypatch.setattr(tuning, "Training", LockingTraining)
+    try:
+        code, err = sqlite_tune()
+    finally:
+        lock.release()  # already let go by its timer, unless the run failed first
+    assert code == 0 and "Traceback" not in err, err
+    assert lock.taken_at < lock.released_at <= epoch_2[0]  # epoch 1's report waited for the lock to go
+    (trial,) = load_study(tmp_path, storage=f"sqlite:///{tmp_path / 'study.db'}").get_trials()
+    assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2]
+
+
+@pytest.mark.parametrize("locked_in", ["a trial", "the report"])
+def test_a_sqlite_study_locked_past_the_wait_stops_the_worker_with_one_line_naming_it_and_no_trial_is_lost(
+    sqlite_tune, tmp_path, monkeypatch, locked_in
+):
+    monkeypatch.setattr(storage_module, "SQLITE_TIMEOUT_S", 1)
+    database = tmp_path / "study.db"
+    lock = Lock(database)  # held until the worker has stopped
+    real_training, real_report = tuning.Training, tuning.Worker.report
+
+    class LockingTraining(real_training):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if locked_in == "a trial":
+                self.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=2), lambda engine: lock.take())
+
+    def locking_report(worker):
+        lock.take()
+        return real_report(worker)
+
+    monkeypatch.setattr(tuning, "Training", LockingTraining)
+    if locked_in == "the report":
+        monkeypatch.setattr(tuning.Worker, "report", locking_report)
+    try:
+        code, err = sqlite_tune()
+    finally:
+        lock.release()
+    assert code != 0 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(
+        f"error: this worker stopped: the study's database sqlite:///{database} stayed locked for over 1 s, longer "
+        "than a worker waits ((sqlite3.OperationalError) database is locked); "
+    ), err
+    assert err.endswith("run the same command again when it can go on"), err
+    if locked_in == "a trial":
+        assert "; trial 0 goes back to the queue" in err
+        time.sleep(max(0.0, lock.taken_at + 4.5 - time.monotonic()))  # the last heartbeat (to the second) 3 s old
+        monkeypatch.setattr(tuning, "Training", real_training)
+        code, err = sqlite_tune()  # the same command again: the trial is continued, not lost
+        assert code == 0, err
+    trials = load_study(tmp_path, storage=f"sqlite:///{database}").get_trials()
+    if locked_in == "a trial":  # failed as its worker stopped, and finished by its retry
+        assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+        assert trials[1].system_attrs["failed_trial"] == 0
+    else:
+        assert [t.state for t in trials] == [TrialState.COMPLETE]
+
+
+def test_a_sqlite_study_locked_when_a_worker_opens_it_is_waited_for_once_then_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage_module, "SQLITE_TIMEOUT_S", 1)
+    database = tmp_path / "study.db"
+    lock = Lock(database)
+    lock.take()
+    started = time.monotonic()
+    try:
+        with pytest.raises(FmnistError) as info:
+            open_study(StudyStorage(StorageKind.RDB, f"sqlite:///{database}"), "fmnist", heartbeat=1)
+    finally:
+        lock.release()
+    assert str(info.value) == (
+        f"cannot open the study 'fmnist': the study's database sqlite:///{database} stayed locked for over 1 s, "
+        "longer than a worker waits ((sqlite3.OperationalError) database is locked)"
+    )
+    assert time.monotonic() - started < 4  # one wait, not one for each of the five tries a race for the tables gets
+    open_study(StudyStorage(StorageKind.RDB, f"sqlite:///{database}"), "fmnist", heartbeat=1)  # let go: it opens

@@ -19,16 +19,23 @@ class Dropout(nn.Dropout):
     elements a draw) compared with a threshold: forward and backward 4.1-4.9 ns an element on that CPU.
     An element is kept with probability ``1 - p'`` and scaled by ``1 / (1 - p')``, where ``p'`` is ``p`` to
     the nearest 1/65536 (0.115 -> 0.1150055): in fp32 the expectation is the input's; in bf16 the scale is
-    rounded to bf16 first, as torch's dropout rounds it. It draws from torch's generator, so
-    ``torch.manual_seed`` makes it repeat; in evaluation mode, or with ``p == 0``, it is the identity. The
-    state dict is the same as ``nn.Dropout``'s (empty).
+    rounded to bf16 first, as torch's dropout rounds it. It draws from ``generator`` when one is set (a run
+    sets its own, ``use_generator``, so that runs in threads of one process do not draw from each other's),
+    else from torch's process-wide generator, which ``torch.manual_seed`` makes repeat; in evaluation mode, or
+    with ``p == 0``, it is the identity. The state dict is the same as ``nn.Dropout``'s (empty): the
+    generator's state is not in it.
 
     Args:
         p: the probability of zeroing an element, 0 to 1 (checked as ``nn.Dropout`` checks it).
+
+    Attributes:
+        generator: the generator the masks are drawn from, on the device of the inputs; None (the default):
+            torch's process-wide one.
     """
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__(p)
+        self.generator: torch.Generator | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
@@ -37,10 +44,22 @@ class Dropout(nn.Dropout):
         if dropped >= _LEVELS:
             return x * 0
         count = x.numel()
-        lanes = torch.randint(-(1 << 63), (1 << 63) - 1, ((count + 3) // 4,), dtype=torch.int64, device=x.device)
+        lanes = torch.randint(
+            -(1 << 63), (1 << 63) - 1, ((count + 3) // 4,), generator=self.generator, dtype=torch.int64, device=x.device
+        )
         bits = lanes.view(torch.int16)[:count].view(x.shape)
         scale = torch.where(bits >= dropped - _LEVELS // 2, _LEVELS / (_LEVELS - dropped), 0.0).to(x.dtype)
         return x * scale
+
+
+def use_generator(model: nn.Module, generator: torch.Generator) -> int:
+    """Make every ``Dropout`` of ``model`` draw its masks from ``generator`` (on the device the model computes
+    on); returns how many there are. torch's own ``nn.Dropout`` has no generator of its own: it keeps drawing
+    from torch's process-wide one."""
+    layers = [layer for layer in model.modules() if isinstance(layer, Dropout)]
+    for layer in layers:
+        layer.generator = generator
+    return len(layers)
 
 
 class Net(nn.Module):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -132,19 +133,28 @@ def plan_threads(
     return ThreadPlan(share, cores, "the machine's other work leaves them free")
 
 
-_applied: ThreadPlan | None = None
+class _Applied(threading.local):
+    plan: ThreadPlan | None = None
+
+
+_applied = _Applied()
 
 
 def apply_threads(plan: ThreadPlan) -> ThreadPlan:
-    """Set torch's threads for this process to ``plan``'s; remember it for ``applied_threads``."""
+    """Set torch's threads for this process to ``plan``'s; remember it for ``applied_threads``.
+
+    torch keeps a count for each thread (OpenMP's and MKL's are per thread), but gives a thread, at its first
+    computation, the count last set in any thread: reading the count first makes that happen now, so that a
+    run in a thread keeps its own count when another thread beside it sets another.
+    """
     import torch  # noqa: PLC0415 (the choice itself needs no torch)
 
-    global _applied
+    torch.get_num_threads()  # this thread's first: its count set now, not at its first computation
     torch.set_num_threads(plan.threads)
-    _applied = plan
+    _applied.plan = plan
     return plan
 
 
 def applied_threads() -> ThreadPlan | None:
-    """The plan this process last applied, or None when none was."""
-    return _applied
+    """The plan this thread last applied (a run in a thread of its own has its own), or None when none was."""
+    return _applied.plan

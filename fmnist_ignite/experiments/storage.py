@@ -10,6 +10,12 @@ Optuna's journal storage has no heartbeat of its own (only ``RDBStorage`` has), 
 one to retry a dead worker's trial: ``HeartbeatJournalStorage`` records each running trial's heartbeat in
 the journal (a system attribute, the worker's clock) so that Optuna's heartbeat thread, its
 ``fail_stale_trials`` and the retry callback work the same on both storages.
+
+A SQLite study that another process holds locked (a write, a backup, ``BEGIN EXCLUSIVE`` in a shell) is
+waited for: each access of a worker waits up to ``SQLITE_TIMEOUT_S`` (SQLite's busy timeout; Optuna does
+not retry) and goes on once the lock is gone. Locked for longer, the access fails, and the worker stops with
+one line that names the database and the lock (``storage_trouble``); a heartbeat that cannot be written is
+missed, not a traceback of Optuna's heartbeat thread (``WaitingRDBStorage``).
 """
 
 from __future__ import annotations
@@ -17,17 +23,18 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from fmnist_ignite.errors import FmnistError
 
@@ -35,7 +42,7 @@ JOURNAL_NAME = "study.journal"  # a new study's storage, in its directory
 OLD_DATABASE_NAME = "study.db"  # the storage of a study created before the journal was the default
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 SQLITE_HEADER = b"SQLite format 3\x00"
-SQLITE_TIMEOUT_S = 60  # how long a worker waits for a SQLite study another worker is writing
+SQLITE_TIMEOUT_S = 60  # how long a worker's access waits for a SQLite study another process holds locked
 MAX_JOURNAL_BYTES = 1 << 30  # Optuna reads a journal whole; a study of thousands of trials is a few MB
 HEARTBEAT_ATTR = "fmnist:heartbeat"  # a running trial's last heartbeat in a journal, seconds since the epoch
 
@@ -114,7 +121,7 @@ def open_storage(storage: StudyStorage, heartbeat: int) -> BaseStorage:
         engine_kwargs: dict[str, object] = (
             {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if storage.location.startswith("sqlite") else {}
         )
-        return RDBStorage(
+        return WaitingRDBStorage(
             storage.location,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat,
@@ -133,6 +140,71 @@ def open_storage(storage: StudyStorage, heartbeat: int) -> BaseStorage:
     except OSError as exc:
         raise FmnistError(f"cannot make the study's directory {path.parent}: {exc.strerror}") from None
     return HeartbeatJournalStorage(path, heartbeat, 3 * heartbeat, retry)
+
+
+class WaitingRDBStorage(RDBStorage):
+    """Optuna's ``RDBStorage`` whose heartbeat, when the database cannot be written now (a SQLite file locked
+    for longer than ``SQLITE_TIMEOUT_S``, a server away), is missed: Optuna's heartbeat thread goes on to the
+    next one instead of ending with a traceback. Three missed in a row, and another worker retries the trial,
+    as a dead worker's; the trial's own accesses (its reports, its end) are what stop the worker if the
+    database stays out of reach."""
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """Write the trial's heartbeat, or miss this one if the database cannot be written now."""
+        with suppress(StorageInternalError, SQLAlchemyError):
+            super().record_heartbeat(trial_id)
+
+
+def storage_error(exc: BaseException) -> BaseException | None:
+    """The error of a study's storage that ``exc`` is, or was raised from (also while Optuna handled it): the
+    database's own (SQLAlchemy's), else Optuna's wrapper of it; None where there is none."""
+    seen: BaseException | None = exc
+    wrapper = None
+    while seen is not None:
+        if isinstance(seen, SQLAlchemyError):
+            return seen
+        if isinstance(seen, StorageInternalError):
+            wrapper = wrapper or seen
+        seen = seen.__cause__ if seen.__cause__ is not None else None if seen.__suppress_context__ else seen.__context__
+    return wrapper
+
+
+def is_locked(error: BaseException) -> bool:
+    """Whether a storage's error (``storage_error``'s) is SQLite's busy timeout running out: the database was
+    held locked by another connection for longer than ``SQLITE_TIMEOUT_S``."""
+    first = (str(error).splitlines() or [""])[0]
+    return "database is locked" in first or "database table is locked" in first
+
+
+def storage_trouble(error: BaseException, storage: StudyStorage) -> str:
+    """A storage's ``error`` (``storage_error``'s) in words that name the storage: "the study's database
+    sqlite:///s.db stayed locked for over 60 s, longer than a worker waits ((sqlite3.OperationalError) database
+    is locked)" for a SQLite lock; else the storage and the error's first line."""
+    words = (str(error).splitlines() or [type(error).__name__])[0][:200] or type(error).__name__
+    if is_locked(error):
+        return (
+            f"the study's database {storage} stayed locked for over {SQLITE_TIMEOUT_S:g} s, longer than a worker "
+            f"waits ({words})"
+        )
+    return f"the study's storage {storage}: {words}"
+
+
+@contextmanager
+def failures_in_one_line(storage: StudyStorage) -> Iterator[None]:
+    """Turn an error of the study's storage (``storage_error``) raised in the block into one line that names
+    the storage (``storage_trouble``): a worker that reads or writes its study outside a trial (before the
+    first, in the report after the last) stops with it, not a traceback. ``FmnistError`` passes as it is."""
+    try:
+        yield
+    except FmnistError:
+        raise
+    except Exception as exc:
+        error = storage_error(exc)
+        if error is None:
+            raise
+        raise FmnistError(
+            f"this worker stopped: {storage_trouble(error, storage)}; run the same command again when it can go on"
+        ) from None
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
+from fmnist_ignite.experiments import storage as study_storage
 from fmnist_ignite.experiments.storage import StudyStorage, open_storage
 from fmnist_ignite.files.saved_config import CHANGEABLE_ON_RESUME, storable_config
 
@@ -35,10 +36,16 @@ def open_study(
     pruner: optuna.pruners.BasePruner | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
 ) -> optuna.Study:
-    """The study in ``storage``, created by the first worker and joined by the others."""
+    """The study in ``storage``, created by the first worker and joined by the others.
+
+    Raises:
+        FmnistError: the study cannot be opened; a SQLite database another process holds locked for longer than
+            ``SQLITE_TIMEOUT_S`` is said as such (``storage_trouble``).
+    """
     from sqlalchemy.exc import DBAPIError
 
     error: Exception  # set by every try that does not return
+    started = time.monotonic()
     for attempt in range(5):  # workers starting together race to create the tables: the losers try again
         try:
             return optuna.create_study(
@@ -51,13 +58,18 @@ def open_study(
             )
         except DBAPIError as exc:
             error = exc
+            if time.monotonic() - started >= study_storage.SQLITE_TIMEOUT_S:  # a lock that outlasted the wait
+                break
             time.sleep(0.2 * (attempt + 1))
         except FmnistError:
             raise
-        except Exception as exc:  # a bad URL, a missing driver, a damaged journal, ...
+        except Exception as exc:  # a bad URL, a missing driver, a damaged journal, a locked database, ...
             error = exc
             break
-    words = str(error).splitlines()[0] if str(error) else type(error).__name__
+    found = study_storage.storage_error(error) or error  # the database's words, not Optuna's wrapper's
+    if study_storage.is_locked(found):
+        raise FmnistError(f"cannot open the study {study_name!r}: {study_storage.storage_trouble(found, storage)}")
+    words = str(found).splitlines()[0] if str(found) else type(found).__name__
     raise FmnistError(f"cannot open the study {study_name!r} in {storage}: {words}")
 
 

@@ -45,7 +45,12 @@ from fmnist_ignite.experiments.search_space import (
     suggest,
 )
 from fmnist_ignite.experiments.seeds import parse_seeds
-from fmnist_ignite.experiments.storage import StudyStorage, resolve_storage
+from fmnist_ignite.experiments.storage import (
+    StudyStorage,
+    failures_in_one_line,
+    resolve_storage,
+    storage_trouble,
+)
 from fmnist_ignite.experiments.study import (
     counted_trials,
     default_pruner,
@@ -174,7 +179,8 @@ class Worker:
         self.config, self.space, self.log = config, space, log
         self.trials, self.keep_trials = study.trials, study.keep_trials
         self.study_dir = study_directory(config, study)
-        self.study = open_study(storage_of(self.study_dir, study), study.study, study.heartbeat, pruner, sampler)
+        self.storage = storage_of(self.study_dir, study)
+        self.study = open_study(self.storage, study.study, study.heartbeat, pruner, sampler)
         pin_study_settings(self.study, study_settings(config, space))
         self.running: optuna.Trial | None = None
 
@@ -267,8 +273,8 @@ class Worker:
                 reason = f"{cause.filename}: " * bool(cause.filename) + str(cause.strerror or cause)
             elif isinstance(cause, FmnistError):
                 reason = str(cause)
-            else:  # the database's words, whose first line says it
-                reason = (str(cause).splitlines() or [type(cause).__name__])[0][:200]
+            else:  # the storage's: named, with the database's words
+                reason = storage_trouble(cause, self.storage)
             raise FmnistError(
                 f"this worker stopped: {reason}; {what}; run the same command again when it can go on"
             ) from None
@@ -378,13 +384,15 @@ def tune(
     study_dir = study_directory(config, study)
     study_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported in one line, below
-    worker = Worker(config, study, space, pruner or default_pruner(config.epochs), sampler, log)
-    log(f"Study {study.study!r} in {storage_of(study_dir, study)}: {study.trials} trials, searching {', '.join(space)}")
-    started = time.perf_counter()
-    worker.run(study.timeout)
-    log(f"This worker's part: {time.perf_counter() - started:.0f} s")
-    best_config = worker.report()
-    if confirm and best_config is not None:
-        confirmed = confirm_top(worker.study, study_dir, config, confirm, log)
-        best_config = confirmed[0] if confirmed else best_config
+    storage = storage_of(study_dir, study)
+    with failures_in_one_line(storage):
+        worker = Worker(config, study, space, pruner or default_pruner(config.epochs), sampler, log)
+        log(f"Study {study.study!r} in {storage}: {study.trials} trials, searching {', '.join(space)}")
+        started = time.perf_counter()
+        worker.run(study.timeout)
+        log(f"This worker's part: {time.perf_counter() - started:.0f} s")
+        best_config = worker.report()
+        if confirm and best_config is not None:
+            confirmed = confirm_top(worker.study, study_dir, config, confirm, log)
+            best_config = confirmed[0] if confirmed else best_config
     return TuneResult(worker.study, study_dir, best_config)

@@ -15,21 +15,54 @@ from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.checkpoints import CHECKPOINT_NAME, MAX_CHECKPOINT_BYTES
 from fmnist_ignite.files.durable import write_durably
 from fmnist_ignite.files.reading import read_bounded
+from fmnist_ignite.run.engines import PROCESS_RNG_LOCK
 
 
 class RandomState:
-    """torch's random generators (dropout draws from them), saved so a resumed run draws the same."""
+    """The random generators a run draws from, saved so that a resumed run draws the same: the run's own
+    (``generator``, which the built-in models' dropout draws from; ``run.engines.seeded_model``) and torch's
+    process-wide ones (which a model of your own may draw from, with torch's ``nn.Dropout``).
+
+    Args:
+        generator: the run's own generator; None: only the process-wide ones.
+    """
+
+    def __init__(self, generator: torch.Generator | None = None) -> None:
+        self.generator = generator
 
     def state_dict(self) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        state: dict[str, torch.Tensor | list[torch.Tensor]] = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
+        """The generators' states: "cpu" and "cuda" (torch's process-wide), "generator" (the run's own)."""
+        with PROCESS_RNG_LOCK:
+            state: dict[str, torch.Tensor | list[torch.Tensor]] = {"cpu": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                state["cuda"] = torch.cuda.get_rng_state_all()
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        torch.set_rng_state(state["cpu"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        """Put the generators back as ``state`` has them. A checkpoint saved before runs had their own
+        generator has none for it: the run's goes on from the process-wide one of its device, which is what
+        dropout drew from then. A run resumed on another kind of device than its checkpoint's cannot draw the
+        same: its own generator stays as it was seeded."""
+        with PROCESS_RNG_LOCK:
+            torch.set_rng_state(state["cpu"])
+            if "cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+        if self.generator is not None:
+            own = state["generator"] if "generator" in state else _process_wide_state(state, self.generator.device)
+            if isinstance(own, torch.Tensor) and own.shape == self.generator.get_state().shape:
+                self.generator.set_state(own)
+
+
+def _process_wide_state(state: dict, device: torch.device) -> torch.Tensor | None:
+    """The state a checkpoint holds of torch's process-wide generator of ``device``, if it holds it."""
+    if device.type == "cpu":
+        return state["cpu"]
+    if device.type == "cuda" and "cuda" in state:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return state["cuda"][index] if index < len(state["cuda"]) else None
+    return None
 
 
 @contextmanager

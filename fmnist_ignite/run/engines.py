@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import ignite.distributed as idist
@@ -13,8 +14,12 @@ from ignite.utils import manual_seed
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.device import choose_precision, resolve_device
 from fmnist_ignite.core.engines import create_evaluator, create_trainer
-from fmnist_ignite.core.models import build_model, check_model_output
+from fmnist_ignite.core.models import build_model, check_model_output, use_generator
 from fmnist_ignite.core.optim import make_optimizer
+
+PROCESS_RNG_LOCK = threading.Lock()
+"""Held while a run seeds, draws from, reads or restores torch's process-wide generators, so that runs in
+threads of one process do not change each other's initialisation (``seeded_model``, ``RandomState``)."""
 
 
 @dataclass
@@ -23,7 +28,8 @@ class RunEngines:
 
     ``model`` is wrapped in ``DistributedDataParallel`` with several processes; ``ema`` is Ignite's
     ``EMAHandler`` with ``--ema`` (its average of the weights is then what validation and test score:
-    ``scored_model``); ``precision`` is "bf16" or "fp32", and ``precision_reason`` says why.
+    ``scored_model``); ``precision`` is "bf16" or "fp32", and ``precision_reason`` says why;
+    ``generator`` is the run's own, the one its dropout draws from (``seeded_model``).
     """
 
     device: torch.device
@@ -34,6 +40,7 @@ class RunEngines:
     precision: str
     precision_reason: str
     ema: EMAHandler | None = None
+    generator: torch.Generator | None = None
 
     @property
     def scored_model(self) -> torch.nn.Module:
@@ -41,12 +48,40 @@ class RunEngines:
         return self.ema.ema_model if self.ema is not None else self.model
 
 
+def seeded_model(
+    config: Config, model: torch.nn.Module | None, device: torch.device
+) -> tuple[torch.nn.Module, torch.Generator]:
+    """The run's model, built (unless given) with the weights ``config.seed`` draws, and the run's own
+    generator, on ``device``, which the model's ``Dropout`` layers draw from from now on.
+
+    The initialisation draws from torch's process-wide generator, seeded under ``PROCESS_RNG_LOCK`` and put
+    back afterwards (``torch.random.fork_rng``), so a run in a thread beside another draws what it draws
+    alone. On a CPU the run's generator goes on from where the initialisation left the seeded one, on another
+    device it is seeded with ``config.seed``: the masks dropout drew when it drew from the process-wide
+    generators, so a run trains as it did then. Python's, numpy's and torch's process-wide generators are
+    seeded too, as before, for a model of your own that draws from them (torch's ``nn.Dropout``): such a run
+    shares them with any other run of the process.
+    """
+    with PROCESS_RNG_LOCK:
+        manual_seed(config.seed)
+        with torch.random.fork_rng(devices=[]):
+            model = model if model is not None else build_model(config.model, config.dropout)
+            state = torch.get_rng_state()
+    generator = torch.Generator(device)
+    if generator.device.type == "cpu":
+        generator.set_state(state)
+    else:
+        generator.manual_seed(config.seed)
+    use_generator(model, generator)
+    return model, generator
+
+
 def build_engines(config: Config, model: torch.nn.Module | None, world_size: int) -> RunEngines:
     """Seed, build (or take) the model and check its output, wrap it for data-parallel training, and
     create the optimizer, the trainer (with the EMA of the weights if asked) and the evaluator."""
     device = idist.device() if world_size > 1 else resolve_device(config.device)
-    manual_seed(config.seed)
-    model = (model if model is not None else build_model(config.model, config.dropout)).to(device)
+    model, generator = seeded_model(config, model, device)
+    model = model.to(device)
     check_model_output(model, device)
     if world_size > 1:
         model = idist.auto_model(model)  # DistributedDataParallel: gradients all-reduced
@@ -59,4 +94,4 @@ def build_engines(config: Config, model: torch.nn.Module | None, world_size: int
         ema.attach(trainer, name="ema_momentum", event=Events.ITERATION_COMPLETED)
     scored = ema.ema_model if ema is not None else model
     evaluator = create_evaluator(scored, device, precision, tta=config.tta)
-    return RunEngines(device, model, optimizer, trainer, evaluator, precision, reason, ema)
+    return RunEngines(device, model, optimizer, trainer, evaluator, precision, reason, ema, generator)

@@ -64,7 +64,7 @@ def state_to_save(config: Config, engines: RunEngines, batches_per_epoch: int) -
         "model": engines.model,
         "optimizer": engines.optimizer,
         "trainer": engines.trainer,
-        "random_state": RandomState(),
+        "random_state": RandomState(engines.generator),
         "threads": ThreadCount(),
         "config": SavedConfig(config),
     }
