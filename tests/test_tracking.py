@@ -172,18 +172,18 @@ def test_a_tracker_that_cannot_start_is_one_line(tracked, monkeypatch):
 
 def test_an_epoch_checkpointed_but_not_yet_tracked_when_killed_is_tracked_on_resume(tracked, monkeypatch):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
-    from fmnist_ignite.handlers import tracking
+    from fmnist_ignite.handlers.mlflow_tracker import MlflowTracker
 
     config = tracked.replace(tracker="mlflow", epochs=2)
-    real = tracking.Tracker.log_metrics
+    real = MlflowTracker.log_metrics
 
     def killed_before_epoch_2(self, metrics, step):  # as a kill -9 between the checkpoint and the log
         if step != 2:
             real(self, metrics, step)
 
-    monkeypatch.setattr(tracking.Tracker, "log_metrics", killed_before_epoch_2)
+    monkeypatch.setattr(MlflowTracker, "log_metrics", killed_before_epoch_2)
     first = train(config, **QUIET)
-    monkeypatch.setattr(tracking.Tracker, "log_metrics", real)
+    monkeypatch.setattr(MlflowTracker, "log_metrics", real)
     resumed = train(config.replace(resume="auto", epochs=3), **QUIET)
     store = Path(config.output_dir).parent / "mlflow.db"
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
@@ -198,12 +198,12 @@ def test_an_epoch_checkpointed_but_not_yet_tracked_when_killed_is_tracked_on_res
 def test_a_failing_tracker_leaves_no_half_started_run_of_the_other_open(tracked, monkeypatch):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     pytest.importorskip("wandb", reason="the wandb extra is not installed")
-    from fmnist_ignite.handlers import tracking
+    from fmnist_ignite.handlers.wandb_tracker import WandbTracker
 
     def no_server(output_dir, run_id, params):
         raise ConnectionRefusedError("no W&B here")
 
-    monkeypatch.setattr(tracking, "start_wandb", no_server)
+    monkeypatch.setattr(WandbTracker, "start", staticmethod(no_server))
     with pytest.raises(FmnistError, match=r"^--tracker wandb: could not start its run"):
         train(tracked.replace(tracker="mlflow,wandb", epochs=1), **QUIET)
     assert mlflow.active_run() is None
@@ -213,7 +213,8 @@ def test_a_failing_tracker_leaves_no_half_started_run_of_the_other_open(tracked,
 
 
 def test_client_defaults_give_way_to_the_users_and_leave_nothing_behind(monkeypatch):
-    from fmnist_ignite.handlers.tracking import environment_defaults, shown_uri, sqlite_file
+    from fmnist_ignite.handlers.mlflow_tracker import sqlite_file
+    from fmnist_ignite.handlers.tracker import environment_defaults, shown_uri
 
     monkeypatch.setenv("MINE", "user")
     monkeypatch.delenv("OURS", raising=False)
