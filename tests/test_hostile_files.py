@@ -552,4 +552,4 @@ def test_a_trial_whose_settings_always_fail_is_marked_failed_and_the_study_goes_
     result = tune(config, 2, space={"hflip": [True]}, log=lambda line: None)
     trials = result.study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
-    assert all("--hflip and --shift need --loader tensor" in t.user_attrs["failed"] for t in trials)
+    assert all("hflip=True: needs loader tensor" in t.user_attrs["failed"] for t in trials)

@@ -62,7 +62,7 @@ def test_the_default_space_covers_what_the_issue_asks_and_is_valid():
         ({"lrr": [0.1]}, "'lrr' is not a setting"),
         ({"lr": {"low": 0.1, "high": 0.01}}, "low must be a number below high"),
         ({"lr": {"low": 0.0, "high": 0.1, "log": True}}, "log scale needs low > 0"),
-        ({"optimizer": ["sgd", "rmsprop"]}, "'rmsprop' is refused: unknown optimizer"),
+        ({"optimizer": ["sgd", "rmsprop"]}, "'rmsprop' is refused: optimizer='rmsprop': choose one of sgd"),
         ({"dropout": 0.2}, "expected a list of choices"),
         ({"output_dir": ["a", "b"]}, "not a setting a trial can vary"),
         ({"lr": {"low": 0.01, "high": 0.1, "log": True, "step": 0.01}}, "a step or a log scale, not both"),

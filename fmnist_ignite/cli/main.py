@@ -64,7 +64,7 @@ def train_main(argv: list[str] | None = None) -> int:
     return guarded(lambda: run_train(args, shlex.join(["python", sys.argv[0]])), STOPPED["train"])
 
 
-def guarded(run: Callable[[], int], stopped: str) -> int:
+def guarded(run: Callable[[], int], stopped: str = STOPPED["train"]) -> int:
     """Run a command; a user's mistake becomes one line on stderr and exit code 2, never a traceback; Ctrl-C
     outside training says what ``stopped`` (exit code 130). Output never fails it (``guard_console``)."""
     with guard_console():

@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING
 
 import torch
 from ignite.handlers import FastaiLRFinder
-from ignite.utils import manual_seed
 
 from fmnist_ignite.config.commands import LrFindSettings
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.allocator import keep_freed_memory
 from fmnist_ignite.core.device import choose_precision, resolve_device
 from fmnist_ignite.core.engines import create_trainer
-from fmnist_ignite.core.models import build_model, check_model_output
+from fmnist_ignite.core.models import check_model_output
 from fmnist_ignite.core.optim import make_optimizer
 from fmnist_ignite.core.threads import apply_threads, plan_threads
 from fmnist_ignite.data.loaders import get_data_loaders
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.durable import write_figure
+from fmnist_ignite.run.engines import seeded_model
 from fmnist_ignite.ui.figures import new_figure
 
 if TYPE_CHECKING:
@@ -115,8 +115,7 @@ def find_lr(
     device = resolve_device(config.device)
     keep_freed_memory()
     apply_threads(plan_threads(config.threads))
-    manual_seed(config.seed)
-    model = (model if model is not None else build_model(config.model, config.dropout)).to(device)
+    model = seeded_model(config, model, device)[0].to(device)  # as a run draws it, beside any other in a thread
     check_model_output(model, device)
     optimizer = make_optimizer(config, model)
     precision, _ = choose_precision(config.precision, device)
