@@ -52,7 +52,7 @@ _PUBLIC = {  # the module that defines them -> the public names
     "run.rundir": ("claim_run_directory", "find_latest_checkpoint", "RunDirectory"),
     "run.result": ("TrainResult",),
     "run.training": ("Training",),
-    "run.train": ("train",),
+    "run.launch": ("train",),
     "experiments.lr_finder": ("find_lr", "LRFinderResult"),
     "experiments.seeds": ("SeedsResult", "train_seeds"),
     "experiments.search_space": ("DEFAULT_SPACE", "read_search_space"),

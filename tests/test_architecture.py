@@ -28,7 +28,10 @@ MAY_IMPORT = {
     "cli": {"errors", "config", "files", "data", "core", "ui", "analysis", "handlers", "run", "experiments"},
 }
 TOP_LEVEL = {"__init__", "__main__", "errors"}  # the only modules outside the subpackages
-MAX_LINES = 400
+# A module is one topic. 600 lines lets a topic stay whole (run.training: a run from its set-up to its end, which
+# the issue that cut run/ by topic put together from five modules of a line-count cut); past it, a module holds
+# more than one topic.
+MAX_LINES = 600
 
 
 def modules() -> dict[str, Path]:
@@ -37,9 +40,16 @@ def modules() -> dict[str, Path]:
 
 
 def imports_of(path: Path, top_level_only: bool = False) -> list[tuple[int, str]]:
-    """(line, module) for each ``fmnist_ignite`` module ``path`` imports, in functions too unless told not to."""
+    """(line, module) for each ``fmnist_ignite`` module ``path`` imports, in functions too unless told not to
+    (at the top level: those under ``if TYPE_CHECKING:`` too, so that no circle hides there)."""
     tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else ast.walk(tree)
+    checking = [
+        inner
+        for node in tree.body
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for inner in node.body
+    ]
+    nodes = [*tree.body, *checking] if top_level_only else ast.walk(tree)
     found = []
     for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -103,7 +113,7 @@ def test_no_module_imports_itself_back_through_others():
 
 
 @pytest.mark.parametrize("name", sorted(modules()))
-def test_no_module_is_over_400_lines(name):
+def test_no_module_is_over_600_lines(name):
     assert len(modules()[name].read_text().splitlines()) <= MAX_LINES
 
 

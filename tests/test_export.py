@@ -18,7 +18,7 @@ from fmnist_ignite.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 from fmnist_ignite.data.loaders import to_float_images
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.layout import model_file
-from fmnist_ignite.run.train import train
+from fmnist_ignite.run.launch import train
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 pytest.importorskip("onnxscript", reason="the onnx extra is not installed")

@@ -11,7 +11,7 @@ from torch import nn
 from fmnist_ignite.core.models import build_model
 from fmnist_ignite.core.optim import Fp32Muon, MuonWithAdamW, adjusted_lr, make_optimizer
 from fmnist_ignite.errors import TrainingInterrupted
-from fmnist_ignite.run.train import train
+from fmnist_ignite.run.launch import train
 
 
 def test_matrices_and_kernels_go_to_muon_and_the_rest_to_adamw(small_config):

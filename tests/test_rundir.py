@@ -16,7 +16,7 @@ import torch
 from conftest import small_run_config, without_times
 from helpers import QUIET, ROOT, assert_same_weights, final_weights, signal_at
 
-import fmnist_ignite.run.finish as finish_module
+import fmnist_ignite.run.training as finish_module
 import fmnist_ignite.run.training as training_module
 from fmnist_ignite import (
     DurableDiskSaver,

@@ -10,7 +10,7 @@ import pytest
 from helpers import QUIET
 
 from fmnist_ignite.errors import FmnistError
-from fmnist_ignite.run.train import train
+from fmnist_ignite.run.launch import train
 
 
 def summary(result) -> dict:

@@ -20,7 +20,7 @@ from conftest import small_config_file
 from helpers import QUIET, free_port, run_script, signal_at
 
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
-from fmnist_ignite.run.train import train
+from fmnist_ignite.run.launch import train
 
 
 @pytest.fixture

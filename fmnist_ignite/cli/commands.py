@@ -80,7 +80,7 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
         from fmnist_ignite.experiments.seeds import run_seeds_command
 
         return run_seeds_command(config, prog)
-    from fmnist_ignite.run.train import train
+    from fmnist_ignite.run.launch import train
 
     try:
         train(config)

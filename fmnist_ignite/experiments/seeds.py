@@ -239,7 +239,7 @@ def train_seeds(
         FmnistError: no seeds given, or settings the runs refuse.
         TrainingInterrupted: a stop signal ended the run of the seed in progress, resumably.
     """
-    from fmnist_ignite.run.train import train
+    from fmnist_ignite.run.launch import train
 
     say = log or print
     if not config.seeds:

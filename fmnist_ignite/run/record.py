@@ -12,10 +12,11 @@ import torch
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.device import cpu_capability
 from fmnist_ignite.core.distributed import unwrap
+from fmnist_ignite.core.precision import measured
 from fmnist_ignite.files.summary import SUMMARY_FILE, RunSummary, write_summary
 from fmnist_ignite.handlers.standard import StandardHandlers
 from fmnist_ignite.run.engines import RunEngines
-from fmnist_ignite.run.summary import best_validation, versions
+from fmnist_ignite.run.result import best_validation, versions
 
 
 class RunRecord:
@@ -40,7 +41,7 @@ class RunRecord:
             device=str(engines.device),
             cpu=cpu_capability(),
             model=f"{config.model} ({module.__module__}.{module.__qualname__})",
-            precision={"used": engines.precision, "why": engines.precision_reason},
+            precision={"used": engines.precision, "why": engines.precision_reason, **(measured(engines.model) or {})},
             threads=torch.get_num_threads(),
             seed=config.seed,
             resumed_from=str(resumed_from) if resumed_from else None,

@@ -1,43 +1,61 @@
-"""``Training``: one process's part of a run, composed from the engines and the handlers.
+"""``Training``: one process's part of a run, composed from the engines and the handlers, from its set-up to
+its end (the best weights restored, the temperature fitted, the test set scored once, the plots, the summary).
 
 It also makes the run safe to interrupt: checkpoints every epoch, a checkpoint on Ctrl-C or SIGTERM,
 a stop on a NaN loss, and an exact resume (same batches, same weights) from any of those checkpoints.
+Where its lines go (a notebook's live view, a terminal, a log file) and what ends it early, in one line,
+are here too.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import ignite.distributed as idist
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar
+from tqdm import tqdm
 
+from fmnist_ignite.analysis.calibration import calibration_line, calibration_report, fit_temperature, plot_reliability
+from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_counts, per_class_intervals, per_class_table
+from fmnist_ignite.analysis.predictions import PREDICTIONS_FILE, PredictionCollector
+from fmnist_ignite.analysis.report import report_at_finish
+from fmnist_ignite.analysis.statistics import accuracy_interval
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.device import out_of_memory
+from fmnist_ignite.core.distributed import broadcast_weights, unwrap
 from fmnist_ignite.core.engines import create_evaluator
 from fmnist_ignite.core.threads import applied_threads
 from fmnist_ignite.data.loaders import get_data_loaders
-from fmnist_ignite.errors import TrainingInterrupted
+from fmnist_ignite.errors import CouldNotWrite, FmnistError, NonFiniteLoss, TrainingInterrupted, shell_command
+from fmnist_ignite.files.calibration import write_calibration
+from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.durable import disk_full
 from fmnist_ignite.files.saved_config import storable_config
 from fmnist_ignite.files.summary import RunStatus
+from fmnist_ignite.handlers.evaluation import format_metrics
+from fmnist_ignite.handlers.history import MetricsHistory
 from fmnist_ignite.handlers.loss_logging import Log
+from fmnist_ignite.handlers.notebook import NotebookView, tee
+from fmnist_ignite.handlers.progress import attach_progress_bar
 from fmnist_ignite.handlers.standard import attach_default_handlers
 from fmnist_ignite.handlers.tensorboard import attach_tensorboard, require_tensorboard
 from fmnist_ignite.handlers.tracking import Tracker, attach_trackers, require_trackers
+from fmnist_ignite.run.checkpoints import load_weights_and_threads, resume_state, state_to_save
 from fmnist_ignite.run.engines import build_engines
-from fmnist_ignite.run.failures import in_one_line, non_finite_loss, out_of_memory_error, stopped_outside_training
-from fmnist_ignite.run.finish import calibrate, finish, finish_tracking, plot, restore_best, score_test
-from fmnist_ignite.run.output import route_output
 from fmnist_ignite.run.record import RunRecord
-from fmnist_ignite.run.result import TrainResult
-from fmnist_ignite.run.resume import load_weights_and_threads, resume_state, state_to_save
-from fmnist_ignite.run.rundir import RunDirectory, claim_for_process
+from fmnist_ignite.run.result import TrainResult, test_extras
+from fmnist_ignite.run.rundir import RunDirectory, claim_for_process, find_latest_checkpoint
 from fmnist_ignite.run.signals import (
     Stopped,
     StopRequests,
@@ -46,6 +64,110 @@ from fmnist_ignite.run.signals import (
     save_on_stop,
     stopping_trainer,
 )
+from fmnist_ignite.ui.console import safe_stdout, say
+from fmnist_ignite.ui.display import choose_display
+from fmnist_ignite.ui.plots import plot_confusion, plot_curves
+
+PLOTS = ("curves.png", "confusion.png", "reliability.png")  # what plot() draws in the run directory
+
+
+@dataclass
+class Scored:
+    """What scoring the test split found: its metrics (with their calibration block), the confusion matrix
+    and each image's probabilities with its true class; empty when the test split is kept out."""
+
+    test: dict
+    confusion: torch.Tensor | None
+    probabilities: tuple[np.ndarray, np.ndarray] | None
+
+
+def quiet_log(line: str) -> None:
+    """A ``Log`` that says nothing (the processes but rank 0's)."""
+
+
+@dataclass
+class RunOutput:
+    """How one process's run shows itself: ``display`` ("notebook", "terminal" or "plain"), the progress
+    ``bar`` (a terminal's), the notebook ``view`` (attached once the handlers are), and ``log``, where each
+    line goes."""
+
+    display: str
+    bar: ProgressBar | None
+    view: NotebookView | None
+    log: Log
+
+
+def route_output(config: Config, trainer: Engine, rank: int, log: Log | None) -> RunOutput:
+    """Choose the display (``config.display``, rank 0 only), attach the progress bar it has, and send the
+    lines to ``log`` (default: printed, above the bar), also kept by the notebook view to show folded."""
+    display = choose_display(config.display) if rank == 0 else "plain"
+    bar = attach_progress_bar(trainer, enabled=config.progress and display == "terminal")
+    if rank != 0:  # only rank 0 prints
+        log = quiet_log
+    view = None
+    if display == "notebook":
+        view = NotebookView(MetricsHistory(), f"Training {config.model}", config.monitor, config.progress)
+        log = tee(log, view.log) if log else view.log  # the text lines: kept, shown folded at the end
+    return RunOutput(display, bar, view, log or (above_bar if bar else say))
+
+
+def above_bar(line: str) -> None:
+    """A line printed above the progress bar, through a ``SafeStream``."""
+    tqdm.write(line, file=safe_stdout())
+
+
+def out_of_memory_error(exc: BaseException, config: Config, device: torch.device) -> FmnistError:
+    """Memory ran out (a batch too large for this machine): one line naming the settings that size it."""
+    return FmnistError(
+        f"out of memory on {device} ({str(exc).splitlines()[0][:120]}): lower --batch-size "
+        f"({config.batch_size}) or --eval-batch-size ({config.eval_batch_size}), or use a larger machine"
+    )
+
+
+def could_not_write(exc: OSError, output_dir: Path) -> CouldNotWrite:
+    """A file the run could not write (a full disk, a directory gone), said in one line with what is safe."""
+    latest = find_latest_checkpoint(output_dir)
+    then = (
+        f"the checkpoints already there are intact (newest: {latest.name}): free some space, then continue "
+        "with --resume auto"
+        if latest
+        else "no training checkpoint was kept: free some space, then start again"
+    )
+    return CouldNotWrite(f"could not write {exc.filename or output_dir}: {exc.strerror or exc}; {then}")
+
+
+def stopped_outside_training(
+    said: str, phase: str | None, resumed: bool, weights: Path | None, output_dir: Path
+) -> str:
+    """A stop before training (``phase`` None) or after it (while ``phase``): what it left, in one line."""
+    if phase is None:
+        safe = f"the checkpoints in {output_dir} are as they were" if resumed else ""
+        return f"{said} before training started; " + (safe or "nothing was trained")
+    return (
+        f"{said} after training, while {phase}: the trained weights are in "
+        f"{weights}; score them with: {shell_command('fmnist-ignite evaluate', weights or output_dir)}"
+    )
+
+
+def non_finite_loss(trainer: Engine, last: Path | None) -> NonFiniteLoss:
+    """The loss became NaN or infinite: where, and the last good checkpoint."""
+    loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
+    return NonFiniteLoss(
+        f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
+        f"loss became {loss if not math.isfinite(loss) else 'nan or inf (in this or another process)'} "
+        "at or before it (try a smaller --lr); "
+        + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
+    )
+
+
+def in_one_line(exc: BaseException, config: Config, device: torch.device, output_dir: Path) -> BaseException:
+    """The error a user is shown for ``exc``: a file not written or memory run out said in one line; any
+    other error as it is."""
+    if isinstance(exc, OSError):
+        return could_not_write(exc, output_dir)
+    if out_of_memory(exc):
+        return out_of_memory_error(exc, config, device)
+    return exc
 
 
 class RunPhase(StrEnum):
@@ -226,16 +348,16 @@ class Training:
         self._train()
         self._phase = RunPhase.RESTORING_BEST  # before a stop noted since training raises here
         with raising(self._requests):
-            weights = restore_best(self)
+            weights = self._restore_best()
             self._phase = RunPhase.CALIBRATING
-            temperature = calibrate(self, weights)
+            temperature = self._calibrate(weights)
             self._phase = RunPhase.SCORING_TEST
-            scored = score_test(self, weights, temperature)
+            scored = self._score_test(weights, temperature)
             self._phase = RunPhase.PLOTTING
-            plot(self, scored, temperature)
-            finish_tracking(self, scored)
+            self._plot(scored, temperature)
+            self._finish_tracking(scored)
             self._phase = RunPhase.SUMMARIZING
-            return finish(self, weights, scored)
+            return self._finish(weights, scored)
 
     def _train(self) -> None:
         """Run the trainer to the last epoch; a stop saves a checkpoint, a non-finite loss ends the run."""
@@ -272,3 +394,135 @@ class Training:
             attach(evaluator)
         evaluator.logger.setLevel(logging.CRITICAL)  # an error or a stop signal here is reported in one line
         return dict(evaluator.run(loader).metrics)
+
+    def _restore_best(self) -> str:
+        """Load the best-validation weights (when asked and kept); return which weights the model holds."""
+        best_path = self.handlers.best_saved
+        if not (best_path and self.config.restore_best):
+            if self.ema is not None:  # the last averaged weights are the ones scored
+                unwrap(self.model).load_state_dict(self.ema.ema_model.state_dict())
+            return f"last (epoch {self.trainer.state.epoch}{', averaged' if self.ema is not None else ''})"
+        if self.rank == 0:  # rank 0 wrote it; the others may be on machines that cannot read it
+            unwrap(self.model).load_state_dict(load_checkpoint(best_path, map_location=self.device))
+        broadcast_weights(unwrap(self.model))
+        best = self.handlers.history.best(f"val_{self.config.monitor}")
+        assert best is not None  # a best model was saved, so its epoch's validation row is in the history
+        return f"best (epoch {best['epoch']})"
+
+    def _calibrate(self, scored: str) -> float | None:
+        """Fit the temperature of the weights the model holds on the validation split (Guo et al. 2017), keep
+        it in ``calibration.json`` and say how calibrated the probabilities are, before and after; None (and
+        nothing fitted) without a validation split."""
+        loader = self.loaders.get("validation")
+        if loader is None:
+            return None
+        collector = PredictionCollector()
+        self.evaluate(loader, attach=collector.attach)
+        probabilities, labels = collector.of_split(loader)
+        temperature = fit_temperature(probabilities, labels)
+        report = calibration_report(probabilities, labels, temperature)
+        best = self.handlers.best_saved  # the file that holds the scored weights, when one does
+        holder = best.name if best is not None and scored.startswith("best") else None
+        if self.rank == 0:
+            write_calibration(self.output_dir, temperature, holder, scored, report)
+        self.calibration = {"temperature": temperature, "fitted_on": "validation", "validation": report}
+        self.log(calibration_line("validation", report, temperature))
+        return temperature
+
+    def _score_test(self, scored: str, temperature: float | None) -> Scored:
+        """Test metrics, confusion matrix, calibration and probabilities of the model as it is (none when the
+        test split is kept out)."""
+        if not self.config.score_test:
+            return Scored({}, None, None)
+        collector = PredictionCollector()
+        loader = self.loaders["test"]
+        test = self.evaluate(loader, confusion_matrix=True, attach=collector.attach)
+        confusion = test.pop("confusion").cpu()
+        self.kept_predictions = collector.save(self.output_dir / PREDICTIONS_FILE, loader)
+        probabilities, labels = collector.of_split(loader)
+        test["calibration"] = calibration_report(probabilities, labels, temperature)
+        self.log(format_metrics(f"Test, {scored} weights", test))
+        self.log(calibration_line("test", test["calibration"], temperature))
+        self.log(per_class_table(per_class_accuracy(confusion), per_class_counts(confusion)))
+        return Scored(test, confusion, (probabilities, labels))
+
+    def _plot(self, scored: Scored, temperature: float | None) -> None:
+        last, best = self.handlers.last_saved, self.handlers.best_saved
+        assert last is not None  # training completed (at least one epoch), and each epoch saves a checkpoint
+        self.log(f"Checkpoints in {self.output_dir}: {last.name}" + (f", {best.name}" if best else ""))
+        if not (self.config.plots and self.rank == 0):
+            return
+        history, out, confusion = self.handlers.history, self.output_dir, scored.confusion
+        plotted = plot_curves(history, out / "curves.png") is not None
+        if plotted and confusion is not None and scored.probabilities is not None:
+            plot_confusion(confusion, out / "confusion.png")
+            plot_reliability(*scored.probabilities, temperature, out / "reliability.png")
+        self.log(
+            f"Plots: curves.png{', confusion.png, reliability.png' if confusion is not None else ''}"
+            if plotted
+            else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
+        )
+
+    def _finish_tracking(self, scored: Scored) -> None:
+        """Give each tracked run (``--tracker``) the test accuracy with its 95% Wilson interval, the test loss
+        and ECE, the best checkpoint and the plots, and end it as finished."""
+        if not self.trackers:
+            return
+        metrics: dict[str, float] = {}
+        if scored.test:
+            low, high = accuracy_interval(scored.test["accuracy"], scored.test["count"])
+            metrics = {
+                "test_accuracy": scored.test["accuracy"],
+                "test_accuracy_ci_low": low,
+                "test_accuracy_ci_high": high,
+                "test_loss": scored.test["loss"],
+                "test_ece": scored.test["calibration"]["ece"],
+            }
+        out, best = self.output_dir, self.handlers.best_saved
+        files = [path for path in (best, *(out / name for name in PLOTS)) if path is not None and path.is_file()]
+        for tracker in self.trackers:
+            if metrics:
+                tracker.log_metrics(metrics, self.trainer.state.epoch)
+            tracker.log_files(files)
+            tracker.close(finished=True)
+        self.trackers = []
+
+    def _finish(self, weights: str, scored: Scored) -> TrainResult:
+        """Write the final summary and return the result."""
+        target = self.handlers.target
+        if target is not None and not target.reached:
+            best = max((row.get("val_accuracy", 0.0) for row in self.handlers.history.epochs), default=0.0)
+            epochs = self.trainer.state.epoch
+            self.log(
+                f"Target not reached: validation accuracy {target.target:.2%} not reached in {epochs} epochs "
+                f"(best {best:.2%})"
+            )
+        test, confusion = scored.test, scored.confusion
+        classes = per_class_accuracy(confusion) if confusion is not None else {}
+        stopped_early = self.trainer.state.epoch < self.config.epochs
+        intervals = {"per_class_ci95": per_class_intervals(confusion)} if confusion is not None else {}
+        self.write_summary(
+            status=RunStatus.COMPLETED,
+            stopped_early=stopped_early,
+            scored_weights=weights,
+            calibration=self.calibration,
+            target=target.summary() if target is not None else None,
+            test={**test, **test_extras(test, self.kept_predictions), "per_class_accuracy": classes, **intervals}
+            if self.config.score_test
+            else None,
+        )
+        report_at_finish(self)  # report.html, from the files just written
+        return TrainResult(
+            history=list(self.handlers.history.epochs),
+            test_metrics=test,
+            scored_weights=weights,
+            output_dir=self.output_dir,
+            epochs_run=self.trainer.state.epoch,
+            stopped_early=stopped_early,
+            best_checkpoint=self.handlers.best_saved,
+            last_checkpoint=self.handlers.last_saved,
+            per_class_accuracy=classes,
+            confusion=confusion,
+            model=unwrap(self.model),
+            config=self.config,
+        )
