@@ -91,6 +91,21 @@ def attach_pruning(trial: optuna.Trial, trainer: Engine, evaluator: Engine, metr
 
     Returns:
         A list that holds the epoch it was pruned at, once it is.
+
+    Examples:
+        >>> import optuna
+        >>> from ignite.engine import Engine, Events
+        >>> from fmnist_ignite import attach_pruning
+        >>> study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+        >>> trial = study.ask()
+        >>> trainer, evaluator = Engine(lambda engine, batch: None), Engine(lambda engine, batch: None)
+        >>> @evaluator.on(Events.COMPLETED)
+        ... def score(engine):  # validation accuracy 0.6, then 0.4: below the pruner's threshold
+        ...     engine.state.metrics["accuracy"] = 0.8 - 0.2 * trainer.state.epoch
+        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run([0]))
+        >>> pruned = attach_pruning(trial, trainer, evaluator)
+        >>> trainer.run([0], max_epochs=5).epoch, pruned
+        (2, [2])
     """
     pruned: list[int] = []
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ignite.distributed as idist
@@ -36,6 +36,9 @@ class StandardHandlers:
             split.
         early_stopping: Ignite's ``EarlyStopping``; None without patience (or without a validation split).
         target: when validation reached ``--target-accuracy``; None without one (or without validation).
+        to_save: what the training checkpoints save: the caller's ``to_save`` and the state these handlers keep
+            for an exact resume (``history``, ``train_loss``, and as attached ``best_checkpoint``,
+            ``early_stopping``, ``target_accuracy``); a resume loads the same mapping.
     """
 
     epoch_header: Callable[[Engine], None]
@@ -46,6 +49,7 @@ class StandardHandlers:
     best_checkpoint: Checkpoint | None = None  # best_model_<epoch>_<score>.pt
     early_stopping: EarlyStopping | None = None
     target: TargetAccuracy | None = None
+    to_save: dict = field(default_factory=dict)
 
     @property
     def last_saved(self) -> Path | None:
@@ -94,24 +98,44 @@ def attach_default_handlers(
         evaluator: the evaluator of the validation split (``create_evaluator``'s).
         loaders: the loaders by split, as ``get_data_loaders`` gives them; without "validation", no evaluation,
             best-model checkpoint or early stopping.
-        to_save: what the training checkpoints save, with at least "model" and "optimizer". It gains the state
-            the checkpoints must keep for an exact resume (history, loss average, best-model list, early
-            stopping).
+        to_save: what the training checkpoints save besides the handlers' own state, with at least "model" and
+            "optimizer" (left as given: the handlers' state is added in the returned ``to_save``).
         output_dir: the run directory: the checkpoints and ``metrics.csv`` go there.
         log: where the text lines go (``print`` by default).
         scored_model: the weights the evaluator scores, which the best-model checkpoint keeps; None:
             ``to_save["model"]`` (with ``--ema``, the averaged model is given).
+
+    Examples:
+        >>> import tempfile
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from fmnist_ignite import Config, Net, attach_default_handlers, create_evaluator, create_trainer
+        >>> model = Net()
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        >>> trainer, evaluator = create_trainer(model, optimizer), create_evaluator(model)
+        >>> data = TensorDataset(torch.rand(40, 1, 28, 28), torch.arange(40) % 10)
+        >>> loaders = {"train": DataLoader(data, batch_size=10), "validation": DataLoader(data, batch_size=20)}
+        >>> engines = {"model": model, "optimizer": optimizer, "trainer": trainer}
+        >>> handlers = attach_default_handlers(
+        ...     Config(), trainer, evaluator, loaders, engines, tempfile.mkdtemp(), log=lambda line: None
+        ... )
+        >>> _ = trainer.run(loaders["train"], max_epochs=2)
+        >>> [row["epoch"] for row in handlers.history.epochs], handlers.last_saved.name
+        ([1, 2], 'training_checkpoint_2.pt')
+        >>> sorted(handlers.to_save)  # what its checkpoints save, and a resume loads
+        ['best_checkpoint', 'history', 'model', 'optimizer', 'train_loss', 'trainer']
     """
     output_dir = Path(output_dir)
+    saved = dict(to_save)
     epoch_header = attach_epoch_header(trainer, log)
     loss_logging = attach_loss_logging(trainer, config.log_interval, log)
-    history = to_save["history"] = MetricsHistory()
+    history = saved["history"] = MetricsHistory()
     best_checkpoint = early_stopping = None
     if "validation" in loaders:
         attach_evaluation(
             trainer, evaluator, loaders["validation"], "Validation", log, history=history, every=config.validate_every
         )
-        best_checkpoint = to_save["best_checkpoint"] = attach_best_model_checkpoint(
+        best_checkpoint = saved["best_checkpoint"] = attach_best_model_checkpoint(
             evaluator,
             trainer,
             scored_model if scored_model is not None else to_save["model"],
@@ -119,18 +143,18 @@ def attach_default_handlers(
             config.monitor,
         )
         if config.patience:
-            early_stopping = to_save["early_stopping"] = attach_early_stopping(
+            early_stopping = saved["early_stopping"] = attach_early_stopping(
                 trainer, evaluator, config.patience, config.monitor
             )
     # Its NaN check at an epoch's last iteration stops the trainer before any EPOCH_COMPLETED handler
     # (evaluation, checkpoints) runs: Ignite skips them after a terminate() at ITERATION_COMPLETED.
-    train_loss = to_save["train_loss"] = attach_epoch_stats(trainer, history, to_save["optimizer"], NAN_CHECK_EVERY)
+    train_loss = saved["train_loss"] = attach_epoch_stats(trainer, history, to_save["optimizer"], NAN_CHECK_EVERY)
     if idist.get_rank() == 0:
         attach_metrics_csv(trainer, history, output_dir / "metrics.csv")
     target = None
     if config.target_accuracy is not None and "validation" in loaders:  # before the checkpoint of its epoch
-        target = to_save["target_accuracy"] = attach_target_accuracy(trainer, history, config.target_accuracy, log)
-    checkpoint = attach_checkpointing(trainer, to_save, output_dir, config.n_saved)
+        target = saved["target_accuracy"] = attach_target_accuracy(trainer, history, config.target_accuracy, log)
+    checkpoint = attach_checkpointing(trainer, saved, output_dir, config.n_saved)
     return StandardHandlers(
-        epoch_header, loss_logging, history, train_loss, checkpoint, best_checkpoint, early_stopping, target
+        epoch_header, loss_logging, history, train_loss, checkpoint, best_checkpoint, early_stopping, target, saved
     )

@@ -268,11 +268,11 @@ class Training:
         checkpoint = load_weights_and_threads(self.run_dir, config, self.engines, self.world_size)
         self.loaders = get_data_loaders(config, self.device, self.rank, self.world_size)
         batches = len(self.loaders["train"])
-        self._to_save = state_to_save(config, self.engines, batches)
-        scored = self.engines.scored_model
+        scored, engines_state = self.engines.scored_model, state_to_save(config, self.engines, batches)
         self.handlers = attach_default_handlers(
-            config, trainer, self.evaluator, self.loaders, self._to_save, self.output_dir, self.log, scored
+            config, trainer, self.evaluator, self.loaders, engines_state, self.output_dir, self.log, scored
         )
+        self._to_save = self.handlers.to_save  # the engines' state and the handlers': what a resume loads
         self.tensorboard = None  # Ignite's TensorboardLogger, with --tensorboard
         if config.tensorboard:
             self.tensorboard = attach_tensorboard(
