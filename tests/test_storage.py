@@ -142,6 +142,27 @@ def test_a_running_trial_without_heartbeats_is_failed_and_queued_again(tmp_path,
     assert [t._trial_id for t in counted] == [alive]
 
 
+def test_the_heartbeat_adapter_is_what_the_installed_optuna_calls_within_the_versions_allowed(tmp_path):
+    """The one private name the library uses (``BaseHeartbeat``): Optuna within setup.cfg's bound, every method
+    Optuna's heartbeat thread and ``fail_stale_trials`` call implemented, and the journal seen as heartbeat-enabled.
+    Run with another Optuna first on ``PYTHONPATH`` (``pip install --target``) to check that version: 5.0.0 passes
+    this file and test_tuning.py's quick tier, as 5.1.0 does."""
+    import configparser
+
+    from helpers import ROOT
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    extras = configparser.ConfigParser()
+    extras.read(ROOT / "setup.cfg")
+    (requirement,) = [line for line in extras["options.extras_require"]["tune"].splitlines() if "optuna" in line]
+    assert Version(optuna.__version__) in SpecifierSet(requirement.strip().removeprefix("optuna"))
+    assert BaseHeartbeat.__abstractmethods__ <= set(vars(HeartbeatJournalStorage))
+    storage = HeartbeatJournalStorage(tmp_path / "s.journal", 1, 3, None)
+    assert is_heartbeat_enabled(storage) and storage.get_heartbeat_interval() == 1
+
+
 def test_a_retried_trial_is_not_stale_for_the_heartbeat_it_inherited(tmp_path):
     study = open_study(StudyStorage(StorageKind.JOURNAL, str(tmp_path / "s.journal")), "fmnist", heartbeat=1)
     storage = study._storage
