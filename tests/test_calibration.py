@@ -190,7 +190,7 @@ def test_a_damaged_or_planted_calibration_file_is_one_line_never_a_silent_temper
 
 
 def test_the_temperature_is_fitted_on_the_validation_split_and_never_reads_the_test_split(small_config, monkeypatch):
-    from fmnist_ignite.run import finish
+    from fmnist_ignite.run import training as finish
 
     seen = []
     real_fit = finish.fit_temperature

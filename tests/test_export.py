@@ -51,6 +51,7 @@ def onnx_run(path, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_onnx_runtime_gives_the_checkpoints_logits_on_1000_images(runs, name, tmp_path):
     result = export_model(runs[name], "onnx", tmp_path / f"{name}.onnx")

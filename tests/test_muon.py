@@ -86,6 +86,7 @@ def test_a_one_cycle_schedule_drives_both_halves(small_config):
     assert muon_lrs == adamw_lrs and max(muon_lrs) == pytest.approx(0.02, rel=0.05) and muon_lrs[-1] < 1e-4
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_muon_run_resumed_mid_epoch_is_bitwise_the_uninterrupted_one(small_config, tmp_path, precision):
     if precision == "bf16" and not torch.cpu._is_avx512_bf16_supported():

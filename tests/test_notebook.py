@@ -572,6 +572,7 @@ def test_runs_again_and_again_in_one_kernel_leak_no_threads_handlers_or_lock(ker
     assert found["after"] == found["before"] and found["after"]["sigint_is_the_kernel_s"]
 
 
+@pytest.mark.slow  # a real Jupyter kernel
 def test_the_example_notebook_runs_in_a_real_kernel_and_shows_its_views_and_figures(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -117,6 +117,7 @@ def test_without_matplotlib_the_page_has_its_tables_and_says_what_to_install(run
     assert [alt for alt in alts(page) if not alt.startswith("test image")] == []
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 def test_each_kind_of_run_has_a_page_that_says_how_it_stands(runs, tmp_path):
     pages = {kind: report(path, output=tmp_path / f"{kind}.html").read_text() for kind, path in runs.items()}
     for page in pages.values():

@@ -261,6 +261,7 @@ def sqlite_tune(tmp_path, monkeypatch, capsys):
     return run
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 def test_a_sqlite_study_locked_for_less_than_the_wait_is_waited_for_and_the_trial_carries_on(
     sqlite_tune, tmp_path, monkeypatch
 ):
@@ -285,6 +286,7 @@ def test_a_sqlite_study_locked_for_less_than_the_wait_is_waited_for_and_the_tria
     assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2]
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 @pytest.mark.parametrize("locked_in", ["a trial", "the report"])
 def test_a_sqlite_study_locked_past_the_wait_stops_the_worker_with_one_line_naming_it_and_no_trial_is_lost(
     sqlite_tune, tmp_path, monkeypatch, locked_in

@@ -39,6 +39,7 @@ def interrupted_then_resumed(config):
     return train(config.replace(resume=str(info.value.checkpoint)), **QUIET)
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 def test_mlflow_has_every_epoch_once_across_a_resume_and_the_test_accuracy(tracked):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     config = tracked.replace(tracker="mlflow")
@@ -63,6 +64,7 @@ def test_mlflow_has_every_epoch_once_across_a_resume_and_the_test_accuracy(track
     assert kept.read_bytes() == result.best_checkpoint.read_bytes()  # beside the store, not in the cwd
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 def test_two_tracked_runs_in_two_directories_of_one_process_use_their_own_stores(tracked, tmp_path):
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     import os
@@ -95,6 +97,7 @@ def wandb_records(path: Path):
             yield record
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 def test_wandb_offline_has_every_epoch_once_across_a_resume(tracked):
     pytest.importorskip("wandb", reason="the wandb extra is not installed")
     config = tracked.replace(tracker="wandb")
@@ -117,6 +120,7 @@ def test_wandb_offline_has_every_epoch_once_across_a_resume(tracked):
     assert accuracy == pytest.approx([row["val_accuracy"] for row in result.history])
 
 
+@pytest.mark.slow  # a quick-tier budget: trains more than a few steps
 def test_both_trackers_at_once(tracked):
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     pytest.importorskip("wandb", reason="the wandb extra is not installed")
