@@ -149,7 +149,7 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     The likelihood is convex in the inverse temperature (a log-sum-exp of linear functions less a linear
     one), so torch's L-BFGS with a strong-Wolfe line search finds its one minimum in a few steps, in float64,
     and the minimum within ``files.calibration.TEMPERATURES`` is that one clamped to the range. torch, not
-    SciPy: ``scipy.optimize``'s import alone took 0.37 s (2 cores, AVX512, AMD EPYC), more than the fit.
+    SciPy: ``scipy.optimize``'s import alone takes longer than the fit.
 
     Args:
         probabilities: the model's class probabilities on the validation images (N x 10).

@@ -4,9 +4,8 @@ back, named and typed, for the command line, the configuration files, the one ge
 (``check_values``) and the reference pages. ``Config`` (in ``settings``) and the subcommands' settings (in
 ``commands``) are such dataclasses.
 
-Dataclasses, not pydantic: pydantic v2 builds a model's schema when its module is imported (0.12-0.18 s for
-a two-field model, measured on 2 cores, against 0.07 s for the whole torch-free ``--help``), and these
-checks (type, finite, choices, range) are this module's few lines.
+Dataclasses, not pydantic: pydantic v2 builds a model's schema when its module is imported, which costs more
+than the whole torch-free ``--help``; these checks (type, finite, choices, range) are this module's few lines.
 """
 
 from __future__ import annotations

@@ -2,14 +2,11 @@
 
 glibc's malloc serves large blocks (a batch's activations: 6.4 MB for the CNN's first layer at batch 128)
 with ``mmap`` and, once freed, gives them back to the kernel (``munmap``, or a trim of the heap's top), so
-the next step's pages are faulted in and zeroed again: 3,000-4,800 page faults a CNN step at batch 128, on
-and off, against next to none once they are kept; in torch's profiler, 89 ms of 718 in 20 CNN steps went to
-``fill_`` writing such fresh pages. Raising malloc's mmap threshold (to 32 MiB, the upper limit
+the next step's pages are faulted in and zeroed again (thousands of page faults a CNN step, where torch's
+profiler shows ``fill_`` writing fresh pages). Raising malloc's mmap threshold (to 32 MiB, the upper limit
 mallopt(3) documents for 64-bit systems) and its trim threshold keeps the freed blocks in the heap, where
-the next step reuses them.
-Measured on 2 cores of an AMD EPYC held to AVX2 (fp32): a CNN step at batch 128 took 16.0-17.1 ms instead of
-23.9-27.5 ms; an MLP step at batch 4096, 102-109 ms instead of 120-125 (docs/speed.md). The arithmetic is the
-same, so results are bitwise unchanged; the cost is that the process keeps, until it exits, up to the most
+the next step reuses them: a shorter step (docs/speed.md). The arithmetic is the same, so results are
+bitwise unchanged; the cost is that the process keeps, until it exits, up to the most
 memory it once held. This is what PyTorch's CPU tuning guide gets with jemalloc or tcmalloc, without a
 preloaded library.
 

@@ -13,10 +13,9 @@ _LEVELS = 1 << 16  # a dropout mask's resolution: one 16-bit random integer an e
 class Dropout(nn.Dropout):
     """``nn.Dropout`` with a mask drawn from 16-bit random integers: the same layer, a fraction of the time on a CPU.
 
-    torch's dropout draws its mask with ``bernoulli_``: forward and backward 11.3-13.6 ns an element on 2
-    cores held to AVX2 (AMD EPYC), 18% of a ``speed`` training step and 7-10% of a ``cnn`` one in torch's
-    profiler. Here a mask element is one 16-bit lane of 64-bit random integers (``torch.randint``, four
-    elements a draw) compared with a threshold: forward and backward 4.1-4.9 ns an element on that CPU.
+    torch's dropout draws its mask with ``bernoulli_``, a large share of a ``speed`` training step on a CPU in
+    torch's profiler. Here a mask element is one 16-bit lane of 64-bit random integers (``torch.randint``, four
+    elements a draw) compared with a threshold: about a third of the time an element (docs/speed.md).
     An element is kept with probability ``1 - p'`` and scaled by ``1 / (1 - p')``, where ``p'`` is ``p`` to
     the nearest 1/65536 (0.115 -> 0.1150055): in fp32 the expectation is the input's; in bf16 the scale is
     rounded to bf16 first, as torch's dropout rounds it. It draws from ``generator`` when one is set (a run
@@ -91,14 +90,13 @@ class Net(nn.Module):
 def conv_block(channels_in: int, channels_out: int, pool_first: bool = True) -> list[nn.Module]:
     """3x3 convolution, 2x2 max pooling, batch norm, then ReLU: half the size, more channels.
 
-    Pooling before the batch norm leaves it, and the ReLU, a quarter of the elements: on 2 cores held to AVX2
-    (AMD EPYC, batch 128, fp32) a CNN training step took 0.874 of the time of the layout before, and the
-    ``cnn`` recipe's seed 0 reached 93.20% validation accuracy against 92.86% (docs/speed.md).
+    Pooling before the batch norm leaves it, and the ReLU, a quarter of the elements: a shorter CNN step, and
+    the layout the ``cnn`` recipe chose on validation (docs/speed.md).
 
     Args:
         channels_in: the input's channels.
         channels_out: the convolution's, and so the block's, output channels.
-        pool_first: False: the layout before this change (2026-12-02), convolution, batch norm, pooling, ReLU
+        pool_first: False: the earlier layout, convolution, batch norm, pooling, ReLU
             (the same function as ReLU before the pooling, on a quarter of the elements), kept for the
             checkpoints saved in it. Its batch norm is layer 1, not 2, so the state-dict keys tell the
             layouts apart.
@@ -119,7 +117,7 @@ class CNN(nn.Module):
     Args:
         dropout: the dropout probability before each linear layer; 0 (the default): none. The state-dict keys
             do not depend on it.
-        pool_first: False: the blocks' layout before 2026-12-02's change (batch norm before the pooling), for
+        pool_first: False: the blocks' earlier layout (batch norm before the pooling), for
             the checkpoints saved in it; ``CNN.for_state_dict`` picks the layout from the keys.
     """
 
@@ -142,7 +140,7 @@ class CNN(nn.Module):
     @classmethod
     def for_state_dict(cls, state_dict: dict, dropout: float = 0.0) -> CNN:
         """A CNN in the layout of a saved state dict, whichever it is: batch norm after the pooling, or (the
-        layout before 2026-12-02's change) before it."""
+        earlier layout) before it."""
         return cls(dropout, pool_first=_pools_first(state_dict))
 
     def match_layout(self, state_dict: dict) -> CNN:
@@ -165,7 +163,7 @@ class CNN(nn.Module):
 
 def match_saved_layout(model: nn.Module, state_dict: dict) -> None:
     """A CNN (or a subclass of it) put in the layout ``state_dict`` was saved in (``CNN.match_layout``), so
-    that weights of the layout before 2026-12-02's change load into a model built today; any other model is
+    that weights of the earlier layout (batch norm before the pooling) load into a model built today; any other model is
     left as it is."""
     if isinstance(model, CNN):
         model.match_layout(state_dict)

@@ -9,7 +9,10 @@ before, with ``STUDY_DIR/study.db``, keeps opening its SQLite file.
 Optuna's journal storage has no heartbeat of its own (only ``RDBStorage`` has), and this library relies on
 one to retry a dead worker's trial: ``HeartbeatJournalStorage`` records each running trial's heartbeat in
 the journal (a system attribute, the worker's clock) so that Optuna's heartbeat thread, its
-``fail_stale_trials`` and the retry callback work the same on both storages.
+``fail_stale_trials`` and the retry callback work the same on both storages. That base class,
+``optuna.storages._heartbeat.BaseHeartbeat``, is the one private name this library uses: Optuna asks a storage
+for heartbeats through it alone. setup.cfg bounds Optuna to the versions tests/test_storage.py checks this
+adapter against (the methods it implements are those Optuna calls).
 
 A SQLite study that another process holds locked (a write, a backup, ``BEGIN EXCLUSIVE`` in a shell) is
 waited for: each access of a worker waits up to ``SQLITE_TIMEOUT_S`` (SQLite's busy timeout; Optuna does
@@ -31,10 +34,7 @@ from pathlib import Path
 import optuna
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-# The one private name used: Optuna gives heartbeats to RDB storages only, through this base class, which its
-# heartbeat thread, fail_stale_trials and the retry callback ask for. setup.cfg bounds Optuna to the versions
-# tests/test_storage.py checks this adapter against (the methods it implements are the ones Optuna calls).
-from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages._heartbeat import BaseHeartbeat  # the one private name: see the module's docstring
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError

@@ -7,8 +7,8 @@ mode (``wandb sync`` uploads it later) unless ``WANDB_MODE`` says otherwise. Eac
 in the run directory (``tracking.json``), so a resumed run continues the same tracked run.
 
 Starting is bounded and quiet. A tracking server that cannot be reached is one line naming where, before any
-epoch is trained: MLflow's client waits 10 s a request and retries twice while the run starts (measured: about
-3 s for a closed port or a host that does not resolve, 33 s for a server that accepts and never answers), W&B
+epoch is trained: MLflow's client waits 10 s a request and retries twice while the run starts (a closed port or
+a host that does not resolve fails at once, a server that accepts and never answers after about 34 s), W&B
 online gives up after 30 s (its ``init_timeout``); a user's own ``MLFLOW_HTTP_REQUEST_*`` or
 ``WANDB_INIT_TIMEOUT`` wins. Runs started at once in one parent directory (a SLURM array) create the SQLite
 store one at a time, under ``PARENT/mlflow.db.lock``, without MLflow's or alembic's log lines.

@@ -171,8 +171,8 @@ def load_weights_and_threads(run_dir: RunDirectory, config: Config, engines: Run
 
 
 def match_layout(engines: RunEngines, checkpoint: dict) -> None:
-    """A CNN (and its moving average) in the layout its checkpoint's weights were saved in: a run begun before
-    2026-12-02's change goes on with batch norm before the pooling, as it began (``CNN.match_layout``). The
+    """A CNN (and its moving average) in the layout its checkpoint's weights were saved in: a run begun in the
+    earlier layout goes on with batch norm before the pooling, as it began (``CNN.match_layout``). The
     average follows the model's weights, so that a checkpoint whose two disagree fails here, at once."""
     weights = checkpoint.get("model")
     if isinstance(weights, dict):

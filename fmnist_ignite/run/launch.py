@@ -401,7 +401,7 @@ def train(
             run_dir.release()
     if result is not None and model is not None and result.model is not None and result.model is not model:
         weights = result.model.state_dict()
-        match_saved_layout(model, weights)  # a resume of a run begun in the CNN's layout before 2026-12-02
+        match_saved_layout(model, weights)  # a resume of a run begun in the CNN's earlier layout
         model.load_state_dict(weights)  # rank 0's weights, in the caller's own module
         result.model = model
     return result
