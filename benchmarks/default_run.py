@@ -7,17 +7,21 @@ Runs, alternately and one at a time, each as its own process as a user would sta
   lightning: benchmarks/lightning_program.py, the same work the way Lightning's docs teach it (with
           --lightning; needs `pip install -e '.[bench]'`).
 and start-up: `python -c "import torch"` against `examples/run.py --help` and a rejected flag.
-Prints medians, ratios and the machine (CPU capability, cores, torch, measured matmul peak).
+Prints medians, ratios and the machine (CPU capability, cores, torch, measured matmul peak), and writes them
+to ``benchmarks/results/default_run-native.json`` (``-avx2.json`` held to AVX2), from which
+``docs/gen_speed.py`` makes the table of docs/speed.md.
 
-    python benchmarks/default_run.py [--repeats 2] [--epochs 5] [--precision fp32] [--ignite-example] [--lightning]
+    python benchmarks/default_run.py [--repeats 2] [--epochs 5] [--precisions auto,fp32,bf16] [--no-plain]
+        [--ignite-example] [--lightning] [--note TEXT]
 
-``--precision`` is passed to ours (default auto: bf16 on a CPU with native bf16); the plain and Lightning
-programs run fp32.
+Ours runs once a repeat in each of ``--precisions`` (default auto; what auto chose is kept); the plain and
+Lightning programs run fp32.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -27,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from throughput import describe_machine
+from results_file import RESULTS_DIR, machine, write_results
 
 from fmnist_ignite.data.fashion_mnist import locate_fashion_mnist
 from fmnist_ignite.data.idx import read_idx
@@ -71,12 +75,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--ignite-example", action="store_true", help="also run Ignite's MNIST-example pattern")
     parser.add_argument("--lightning", action="store_true", help="also run the Lightning program")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="ours' --precision")
+    parser.add_argument("--no-plain", action="store_true", help="leave out the plain program")
+    parser.add_argument(
+        "--precisions", default="auto", help="ours' --precision, comma-separated: each one run (auto, fp32, bf16)"
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where default_run-*.json goes")
+    parser.add_argument("--note", default="", help="a note kept with the results (e.g. that the machine was shared)")
     args = parser.parse_args()
+    precisions = args.precisions.split(",")
+    if not set(precisions) <= {"auto", "fp32", "bf16"}:
+        raise SystemExit(f"--precisions {args.precisions}: choose among auto, fp32, bf16")
     python, run_py = sys.executable, str(ROOT / "examples" / "run.py")
-    print(describe_machine())
+    described = machine()
+    print(describe(described))
 
-    starts = {"import torch": [], "run.py --help": [], "run.py --lr -1": []}
+    starts: dict[str, list[float]] = {"import torch": [], "run.py --help": [], "run.py --lr -1": []}
     for _ in range(5):
         starts["import torch"].append(timed([python, "-c", "import torch"])[0])
         starts["run.py --help"].append(timed([python, run_py, "--help"])[0])
@@ -86,28 +99,33 @@ def main() -> None:
         ratio = statistics.median(runs) / torch_s
         print(f"start-up, {name:<16} {statistics.median(runs):6.2f} s  = {ratio:5.1%} of import torch")
 
+    chosen: list[dict] = []  # what --precision auto chose, each run
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         raw = torchvision_layout(tmp / "data")
         epochs = ["--epochs", str(args.epochs)]
-        precision = ["--precision", args.precision]
         programs = {
-            "ours (examples/run.py)": lambda i: [
-                python,
-                run_py,
-                *epochs,
-                *precision,
-                "--output-dir",
-                str(tmp / f"ours{i}"),
-            ],
-            "plain (benchmarks/plain_program.py)": lambda i: [
+            f"ours --precision {precision}": (
+                lambda i, precision=precision: [
+                    python,
+                    run_py,
+                    *epochs,
+                    "--precision",
+                    precision,
+                    "--output-dir",
+                    str(tmp / f"ours-{precision}-{i}"),
+                ]
+            )
+            for precision in precisions
+        }
+        if not args.no_plain:
+            programs["plain"] = lambda i: [
                 python,
                 str(ROOT / "benchmarks" / "plain_program.py"),
                 str(raw),
                 str(tmp / f"plain{i}"),
                 *epochs,
-            ],
-        }
+            ]
         if args.ignite_example:
             programs["ignite example pattern"] = lambda i: [
                 python,
@@ -116,28 +134,70 @@ def main() -> None:
                 *epochs,
             ]
         if args.lightning:
-            programs["lightning (benchmarks/lightning_program.py)"] = lambda i: [
+            programs["lightning"] = lambda i: [
                 python,
                 str(ROOT / "benchmarks" / "lightning_program.py"),
                 str(raw),
                 str(tmp / f"lightning{i}"),
                 *epochs,
             ]
-        runs = {name: [] for name in programs}
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in programs}
         for i in range(args.repeats):  # alternately, so drifts of a shared machine hit each alike
             for name, command in programs.items():
                 runs[name].append(timed(command(i)))
-        print(f"{args.epochs} epochs, whole process, medians of {args.repeats} (ours: --precision {args.precision}):")
+            if "auto" in precisions:
+                summary = json.loads((tmp / f"ours-auto-{i}" / "summary.json").read_text())
+                chosen.append({key: summary["precision"].get(key) for key in ("used", "why", "step_ms", "cached")})
+        print(f"{args.epochs} epochs, whole process, medians of {args.repeats}:")
         results = {name: median_row(name, r) for name, r in runs.items()}
-    ours, plain = results["ours (examples/run.py)"], results["plain (benchmarks/plain_program.py)"]
-    print(f"ours / plain: wall time {ours[0] / plain[0]:.2f}x, peak memory {ours[1] / plain[1]:.2f}x")
-    if args.lightning:
-        peer = results["lightning (benchmarks/lightning_program.py)"]
-        print(f"lightning / ours: wall time {peer[0] / ours[0]:.2f}x, peak memory {peer[1] / ours[1]:.2f}x")
-        print(f"ours / lightning: wall time {ours[0] / peer[0]:.2f}x")
-    if args.ignite_example:
-        example = results["ignite example pattern"]
-        print(f"ignite example / ours: wall time {example[0] / ours[0]:.2f}x, peak memory {example[1] / ours[1]:.2f}x")
+    for choice in chosen:
+        print(f"--precision auto chose {choice['used']} ({choice['why']})")
+    base = f"ours --precision {precisions[0]}"
+    for name, (seconds, memory) in results.items():
+        if name != base:
+            ratio = f"wall time {seconds / results[base][0]:.2f}x, peak memory {memory / results[base][1]:.2f}x"
+            print(f"{name} / {base}: {ratio}")
+    path = write_results(
+        f"default_run-{'avx2' if described['held_to_avx2'] else 'native'}.json",
+        {
+            "benchmark": "default_run",
+            "command": " ".join(
+                [f"{key}={value}" for key, value in described["environment"].items()]
+                + ["python benchmarks/default_run.py", "--repeats", str(args.repeats), "--precisions", args.precisions]
+                + (["--epochs", str(args.epochs)] if args.epochs != 5 else [])
+                + (["--no-plain"] if args.no_plain else [])
+                + (["--ignite-example"] if args.ignite_example else [])
+                + (["--lightning"] if args.lightning else [])
+            ),
+            "note": args.note,
+            "machine": described,
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "programs": {
+                name: {
+                    "wall_s": [round(seconds, 2) for seconds, _ in runs[name]],
+                    "peak_rss_mb": [round(memory) for _, memory in runs[name]],
+                    "median_wall_s": round(results[name][0], 2),
+                    "median_peak_rss_mb": round(results[name][1]),
+                }
+                for name in programs
+            },
+            "auto_chose": chosen,
+            "startup_s": {name: round(statistics.median(times), 3) for name, times in starts.items()},
+        },
+        args.results_dir,
+    )
+    print(f"wrote {path}")
+
+
+def describe(described: dict) -> str:
+    """The line every figure is printed with."""
+    held = " (held to AVX2)" if described["held_to_avx2"] else ""
+    return (
+        f"machine: {described['cpu']}, CPU capability {described['capability']}{held}, {described['cores']} cores, "
+        f"torch {described['torch']} with {described['threads']} threads, "
+        f"measured fp32 matmul peak {described['fp32_matmul_peak_gflops']:.0f} GFLOP/s"
+    )
 
 
 if __name__ == "__main__":

@@ -39,32 +39,51 @@ def test_throughput_benchmark_measures_all_three_pipelines(synthetic_dir):
     assert throughput.matmul_peak_gflops(n=256, repeats=2) > 0
 
 
-def test_time_to_accuracy_benchmark_runs_a_recipe(tmp_path, monkeypatch, capsys):
+def test_time_to_accuracy_benchmark_runs_a_recipe_and_writes_the_results_file_the_docs_are_made_from(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     benchmark = load("time_to_accuracy")
     config = small_config_file(tmp_path, epochs=2, batch_size=50)  # its data, its verify_data: false
-    out = tmp_path / "table.md"
+    results = tmp_path / "results"
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     monkeypatch.setattr(
         "sys.argv",
-        ["time_to_accuracy.py", "--recipes", "fast", "--seeds", "0,1", "--target", "0.5", "--out", str(out)]
-        + ["--data-dir", str(tmp_path / "data"), "--", "--config", str(config), "--epochs", "2", "--batch-size", "50"],
+        ["time_to_accuracy.py", "--recipes", "fast", "--seeds", "0,1", "--target", "0.5", "--note", "a test"]
+        + ["--results-dir", str(results), "--data-dir", str(tmp_path / "data")]
+        + ["--", "--config", str(config), "--epochs", "2", "--batch-size", "50"],
     )
     monkeypatch.setattr(benchmark, "matmul_peak_gflops", lambda: 100.0)  # the machine's: measured by hand
+    monkeypatch.setattr(sys.modules["results_file"], "matmul_peak_gflops", lambda: 100.0)
     benchmark.main()
     printed = capsys.readouterr().out
-    (row,) = [line for line in printed.splitlines() if line.startswith("| `fast`")]
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
-    walls, accuracies = cells[3].split(", "), cells[4].split(", ")
-    assert len(walls) == len(accuracies) == 2 and all(float(w) > 0 for w in walls)
-    runs = json.loads(out.read_text().split("```json\n")[1].split("```")[0])
-    assert [r["seed"] for r in runs] == [0, 1]
-    assert accuracies == [f"{100 * r['test_accuracy']:.2f}" for r in runs]  # the runs' summaries, as printed
+    result = json.loads((results / "time_to_accuracy-fast-native.json").read_text())
+    assert [row["seed"] for row in result["seeds"]] == [0, 1] and result["note"] == "a test"
+    assert result["machine"]["fp32_matmul_peak_gflops"] == 100.0 and result["machine"]["held_to_avx2"] is False
+    assert {"cpu", "capability", "avx512_bf16", "amx", "threads", "torch", "cores"} <= set(result["machine"])
+    assert result["date"] and result["command"].startswith("python benchmarks/time_to_accuracy.py --recipes fast")
     # a step of fast (batch 256): forward 2 FLOPs a weight, backward 2 for the weights' gradients and 2 for the
     # inputs' of layers 2 and 3 (no gradient for the images): 4 W + 2 (512 x 512 + 512 x 10) an image
     weights = 784 * 512 + 512 * 512 + 512 * 10
     assert benchmark.step_gflop("fast") == pytest.approx(
         (4 * weights + 2 * (512 * 512 + 512 * 10)) * 256 / 1e9, rel=1e-3
     )
+    assert result["epoch_gflop"] == pytest.approx(benchmark.step_gflop("fast") * 215, abs=0.1)  # 55,000 / 256
+    for row in result["seeds"]:
+        assert row["wall_s"] > 0 and 1 <= row["epochs"] <= 2 and 0 <= row["val_accuracy"] <= 1  # stopped at 50%
+        assert row["peak_epochs"] == pytest.approx(row["wall_s"] / (result["epoch_gflop"] / 100.0), abs=0.01)
+        assert row["precision"]["used"] in ("fp32", "bf16")
+    (line,) = [line for line in printed.splitlines() if line.startswith("| `fast`")]
+    tests = [f"{100 * row['test_accuracy']:.2f}" for row in result["seeds"]]
+    assert f"| {', '.join(tests)} |" in line  # the runs' summaries, as printed
     assert "target 50% validation" in printed
+
+    spec = importlib.util.spec_from_file_location("gen_speed", BENCHMARKS.parent / "docs" / "gen_speed.py")
+    gen_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen_speed)
+    table = gen_speed.time_to_accuracy_table(results)  # the docs' table, from this file
+    (row,) = [line for line in table.splitlines() if line.startswith("| `fast`")]
+    assert f"| {', '.join(tests)} |" in row and "time_to_accuracy-fast-native.json" in table
 
 
 def test_the_floor_and_the_ignite_example_pattern_train_and_report(tmp_path, monkeypatch):
@@ -83,7 +102,8 @@ def test_the_floor_and_the_ignite_example_pattern_train_and_report(tmp_path, mon
     assert (tmp_path / "out" / "1.pt").is_file()
     printed = subprocess.run(example, capture_output=True, text=True, check=True).stdout
     assert "Training Results - Epoch: 1" in printed and "Validation Results - Epoch: 1" in printed
-    assert default_run.describe_machine().startswith("machine: CPU ")
+    described = default_run.machine(peak_gflops=123.0)
+    assert default_run.describe(described).startswith("machine: ") and "123 GFLOP/s" in default_run.describe(described)
 
 
 def test_the_overhead_benchmark_times_each_per_iteration_item(monkeypatch, capsys):

@@ -47,7 +47,12 @@ TESTED_COMMANDS = {
     ".venv/bin/python benchmarks/throughput.py": "tests/test_benchmarks.py::"
     "test_throughput_benchmark_measures_all_three_pipelines",
     ".venv/bin/python benchmarks/time_to_accuracy.py": "tests/test_benchmarks.py::"
-    "test_time_to_accuracy_benchmark_runs_a_recipe",
+    "test_time_to_accuracy_benchmark_runs_a_recipe_and_writes_the_results_file_the_docs_are_made_from",
+    "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python benchmarks/"
+    "time_to_accuracy.py": "tests/test_benchmarks.py::"
+    "test_time_to_accuracy_benchmark_runs_a_recipe_and_writes_the_results_file_the_docs_are_made_from",
+    ".venv/bin/python docs/gen_speed.py": "tests/test_speed_docs.py::"
+    "test_a_number_changed_by_hand_or_a_changed_results_file_fails_the_check",
     ".venv/bin/python benchmarks/overhead.py": "tests/test_benchmarks.py::"
     "test_the_overhead_benchmark_times_each_per_iteration_item",
     ".venv/bin/python benchmarks/default_run.py": "tests/test_benchmarks.py::"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+from contextlib import suppress
+
 import torch
 
 from fmnist_ignite.errors import FmnistError
@@ -31,23 +34,42 @@ def cpu_capability() -> str:
     return " ".join([torch.backends.cpu.get_cpu_capability(), *(name for name, present in extras if present)])
 
 
-def choose_precision(requested: str, device: torch.device | str) -> tuple[str, str]:
-    """The precision to run ("fp32" or "bf16") and why, in words.
+def cpu_model_name() -> str:
+    """The CPU's model name as ``/proc/cpuinfo`` gives it ("AMD EPYC", "Intel(R) Xeon(R) ..."), else what
+    ``platform`` knows, else "unknown CPU"."""
+    with suppress(OSError, UnicodeDecodeError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
-    "auto" takes bf16 only where the device computes it natively (a CUDA GPU with bf16, a CPU with
-    AVX512-BF16 or AMX whose AVX-512 kernels torch runs); elsewhere bf16 autocast is emulated and slower
-    than fp32 (6.5x for a Linear(784, 512) on an AVX2 CPU; a whole run 7x on an AMX CPU held to AVX2).
-    """
+
+def bf16_hardware(device: torch.device | str) -> tuple[bool, str]:
+    """Whether ``device`` computes bf16 natively, and the hardware in words ("this AVX512 AVX512-BF16 CPU",
+    "this GPU (NVIDIA H100 80GB HBM3)"): a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX whose AVX-512
+    kernels torch runs (``ATEN_CPU_CAPABILITY`` may hold them to AVX2, where bf16 is emulated)."""
     if torch.device(device).type == "cuda":
         native = torch.cuda.is_bf16_supported(including_emulation=False)
-        hardware = f"this GPU ({torch.cuda.get_device_name(device)})"
-    else:
-        capability = cpu_capability()
-        kernels = capability.split()[0]  # the instructions torch's kernels use (ATEN_CPU_CAPABILITY may hold them)
-        native = ("AVX512-BF16" in capability or "AMX" in capability) and kernels.startswith("AVX512")
-        hardware = f"this {capability} CPU"
-        if not native and ("AVX512-BF16" in capability or "AMX" in capability):
-            hardware = f"this {capability} CPU held to torch's {kernels} kernels (ATEN_CPU_CAPABILITY)"
+        return native, f"this GPU ({torch.cuda.get_device_name(device)})"
+    capability = cpu_capability()
+    kernels = capability.split()[0]  # the instructions torch's kernels use (ATEN_CPU_CAPABILITY may hold them)
+    flags = "AVX512-BF16" in capability or "AMX" in capability
+    native = flags and kernels.startswith("AVX512")
+    if flags and not native:
+        return False, f"this {capability} CPU held to torch's {kernels} kernels (ATEN_CPU_CAPABILITY)"
+    return native, f"this {capability} CPU"
+
+
+def choose_precision(requested: str, device: torch.device | str) -> tuple[str, str]:
+    """The precision to run ("fp32" or "bf16") and why, in words, from the hardware alone.
+
+    "auto" takes bf16 only where the device computes it natively (``bf16_hardware``); elsewhere bf16 autocast
+    is emulated and slower than fp32 (6.5x for a Linear(784, 512) on an AVX2 CPU; a whole run 7x on an AMX
+    CPU held to AVX2). Native is what is possible, not what is faster: a run measures its own step where bf16
+    is native (``core.precision.run_precision``); this is what it starts from, and what scoring a saved model
+    without its run uses.
+    """
+    native, hardware = bf16_hardware(device)
     has = f"{hardware} {'computes bf16 natively' if native else 'has no native bf16'}"
     if requested == "auto":
         return ("bf16" if native else "fp32"), f"auto: {has}"

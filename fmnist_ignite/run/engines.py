@@ -12,10 +12,12 @@ from ignite.handlers import EMAHandler
 from ignite.utils import manual_seed
 
 from fmnist_ignite.config.settings import Config
-from fmnist_ignite.core.device import choose_precision, resolve_device
+from fmnist_ignite.core.device import resolve_device
 from fmnist_ignite.core.engines import create_evaluator, create_trainer
 from fmnist_ignite.core.models import build_model, check_model_output, use_generator
 from fmnist_ignite.core.optim import make_optimizer
+from fmnist_ignite.core.precision import run_precision
+from fmnist_ignite.files.precision_cache import PrecisionCache
 
 PROCESS_RNG_LOCK = threading.Lock()
 """Held while a run seeds, draws from, reads or restores torch's process-wide generators, so that runs in
@@ -85,8 +87,9 @@ def build_engines(config: Config, model: torch.nn.Module | None, world_size: int
     check_model_output(model, device)
     if world_size > 1:
         model = idist.auto_model(model)  # DistributedDataParallel: gradients all-reduced
-    optimizer = idist.auto_optim(make_optimizer(config, model))
-    precision, reason = choose_precision(config.precision, device)
+    with PROCESS_RNG_LOCK:  # auto may time a copy's steps: it draws nothing of the run's and puts torch's back
+        precision, reason = run_precision(config, model, device, world_size, PrecisionCache.from_environment())
+    optimizer = idist.auto_optim(make_optimizer(config.replace(precision=precision), model))  # Muon's too
     trainer = create_trainer(model, optimizer, device, config.label_smoothing, precision)
     ema = None
     if config.ema:
