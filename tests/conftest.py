@@ -59,9 +59,11 @@ def write_synthetic(directory: Path, n_train: int = 600, n_test: int = 200, gz: 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
-    """No test reaches the network or picks up the machine's system copy unless it asks to."""
+    """No test reaches the network, picks up the machine's system copy or the user's precision cache unless it
+    asks to."""
     monkeypatch.setattr(data_module, "_download_with_torchvision", lambda data_dir: "offline in tests")
     monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "no-system-copy"))
+    monkeypatch.setenv("FMNIST_PRECISION_CACHE", str(tmp_path / "precision.json"))  # never the user's own cache
 
 
 @pytest.fixture

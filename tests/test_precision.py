@@ -194,3 +194,27 @@ def test_a_run_trains_to_the_same_weights_whether_it_measured_or_not(monkeypatch
     assert lines[1] == f"Precision: fp32 ({why})"
     summary = json.loads((auto.output_dir / "summary.json").read_text())
     assert summary["precision"] == {"used": "fp32", "why": why, "step_ms": {"fp32": 1.0, "bf16": 2.0}, "cached": False}
+
+
+def test_a_resumed_run_trains_on_in_the_precision_its_run_chose_and_evaluate_scores_in_it(
+    monkeypatch, tmp_path, small_config, native_cpu
+):
+    monkeypatch.setenv("FMNIST_PRECISION_CACHE", "0")
+    timed(monkeypatch, fp32=4.0, bf16=2.0)  # bf16 faster when the run starts
+    config = small_config.replace(precision="auto", epochs=1, output_dir=str(tmp_path / "run"))
+    train(config, **QUIET)
+    calls = timed(monkeypatch, fp32=2.0, bf16=4.0)  # today fp32 would be: the resume must not switch
+    lines = []
+    resumed = train(config.replace(resume="auto", epochs=2), log=lines.append)
+    assert calls == [] and "Precision: bf16 (auto: as the run it continues chose (its summary.json))" in lines
+    summary = json.loads((resumed.output_dir / "summary.json").read_text())
+    assert summary["precision"]["used"] == "bf16"
+    from fmnist_ignite.analysis import inference
+
+    chosen = []
+    real = inference.choose_precision
+    monkeypatch.setattr(
+        inference, "choose_precision", lambda asked, device: chosen.append(asked) or real(asked, device)
+    )
+    inference.evaluate_checkpoint(resumed.output_dir, config.data_dir, "cpu", verify=False)
+    assert chosen == ["bf16"]  # as its run trained, not the flag rule's guess

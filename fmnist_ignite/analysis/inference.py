@@ -24,6 +24,7 @@ from fmnist_ignite.files.calibration import read_temperature
 from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.layout import model_file
 from fmnist_ignite.files.saved_config import saved_config
+from fmnist_ignite.files.summary import recorded_precision
 
 EIGHT_BIT_MODES = ("L", "LA", "1")  # "1": black and white, as 0 and 255
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # a 32-bit "I" or float "F" image has no known range: refused
@@ -101,8 +102,8 @@ def evaluate_checkpoint(
         batch_size: the images scored in a batch.
         verify: check the test files against the upstream ones.
         model: your own model, to load the weights into; None: a built-in model rebuilt from the weights.
-        precision: "fp32", "bf16" or "auto"; None: the one its run chose ("auto" when the run's ``config.json``
-            is not beside the file).
+        precision: "fp32", "bf16" or "auto"; None: the one its run trained in (its ``summary.json``), else its
+            setting ("auto" when the run's ``config.json`` is not beside the file).
         calibrate: use the run's temperature (when it kept one for this file); False: the model's own
             probabilities only.
 
@@ -116,7 +117,7 @@ def evaluate_checkpoint(
     on = resolve_device(device)
     model = load_model(path, on, model)
     run = saved_config(Path(path).parent) or {}
-    used, _ = choose_precision(precision or run.get("precision", "auto"), on)
+    used, _ = choose_precision(precision or recorded_precision(path.parent) or run.get("precision", "auto"), on)
     test = load_fashion_mnist(data_dir, verify=verify)["test"]
     loader = make_loader(test, "tensor", batch_size, shuffle=False, device=on)
     evaluator = create_evaluator(model, on, used, confusion_matrix=True, tta=bool(run.get("tta")))
@@ -159,7 +160,7 @@ def evaluate_corruptions(
     on = resolve_device(device)
     model = load_model(path, on, model)
     run = saved_config(Path(path).parent) or {}
-    used, _ = choose_precision(run.get("precision", "auto"), on)
+    used, _ = choose_precision(recorded_precision(path.parent) or run.get("precision", "auto"), on)
     images, labels = load_fashion_mnist(data_dir, verify=verify)["test"]
     evaluator = create_evaluator(model, on, used, tta=bool(run.get("tta")))
     collector = PredictionCollector().attach(evaluator)

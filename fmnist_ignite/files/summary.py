@@ -216,6 +216,14 @@ def read_summary(path: Path) -> RunSummary | None:
     return None if data is None else RunSummary.from_dict(data, str(path))
 
 
+def recorded_precision(directory: Path) -> str | None:
+    """The precision the run of ``directory`` trained in ("fp32" or "bf16", as its ``summary.json`` says: what
+    ``--precision auto`` chose then), or None when no summary says it."""
+    summary = read_summary_or_none(Path(directory) / SUMMARY_FILE)
+    used = summary.precision.get("used") if summary is not None else None
+    return used if used in ("fp32", "bf16") else None
+
+
 def read_summary_or_none(path: Path) -> RunSummary | None:
     """The summary in ``path``, or None when there is none or it is damaged (what a caller that can do
     without it, such as the launcher's last word on a failed run, asks for)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import ignite.distributed as idist
 import torch
@@ -18,6 +19,7 @@ from fmnist_ignite.core.models import build_model, check_model_output, use_gener
 from fmnist_ignite.core.optim import make_optimizer
 from fmnist_ignite.core.precision import run_precision
 from fmnist_ignite.files.precision_cache import PrecisionCache
+from fmnist_ignite.files.summary import recorded_precision
 
 PROCESS_RNG_LOCK = threading.Lock()
 """Held while a run seeds, draws from, reads or restores torch's process-wide generators, so that runs in
@@ -78,6 +80,16 @@ def seeded_model(
     return model, generator
 
 
+def resumed_dir(config: Config) -> Path | None:
+    """The directory of the run a resume continues, where the settings name it: the checkpoint's, or the
+    output directory for ``resume="auto"``; None for a fresh run (or ``auto`` without an output directory)."""
+    if not config.resume:
+        return None
+    if config.resume == "auto":
+        return Path(config.output_dir) if config.output_dir else None
+    return Path(config.resume).expanduser().parent
+
+
 def build_engines(config: Config, model: torch.nn.Module | None, world_size: int) -> RunEngines:
     """Seed, build (or take) the model and check its output, wrap it for data-parallel training, and
     create the optimizer, the trainer (with the EMA of the weights if asked) and the evaluator."""
@@ -87,8 +99,13 @@ def build_engines(config: Config, model: torch.nn.Module | None, world_size: int
     check_model_output(model, device)
     if world_size > 1:
         model = idist.auto_model(model)  # DistributedDataParallel: gradients all-reduced
-    with PROCESS_RNG_LOCK:  # auto may time a copy's steps: it draws nothing of the run's and puts torch's back
-        precision, reason = run_precision(config, model, device, world_size, PrecisionCache.from_environment())
+    continued = resumed_dir(config) if config.precision == "auto" else None
+    recorded = recorded_precision(continued) if continued is not None else None
+    if recorded is not None:  # a resume trains on as its run chose, whatever a measurement would say today
+        precision, reason = recorded, "auto: as the run it continues chose (its summary.json)"
+    else:
+        with PROCESS_RNG_LOCK:  # auto may time a copy's steps: it draws nothing of the run's and puts torch's back
+            precision, reason = run_precision(config, model, device, world_size, PrecisionCache.from_environment())
     optimizer = idist.auto_optim(make_optimizer(config.replace(precision=precision), model))  # Muon's too
     trainer = create_trainer(model, optimizer, device, config.label_smoothing, precision)
     ema = None
