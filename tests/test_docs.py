@@ -116,7 +116,7 @@ def test_a_setting_added_to_config_appears_in_the_generated_references(monkeypat
 
 def test_the_readme_is_short_and_its_links_resolve():
     readme = (ROOT / "README.md").read_text()
-    assert len(readme.splitlines()) <= 150
+    assert len(readme.splitlines()) <= 120  # what it is, two commands, one example, one table, where to go next
     for page in PAGES:
         for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
             if target.startswith(("http://", "https://")):
