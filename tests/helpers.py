@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 from ignite.engine import Engine, Events
 
@@ -36,6 +38,17 @@ def cli(
         cwd=cwd,
         env=env or {**os.environ, "OMP_NUM_THREADS": "1"},
     )
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 300, every: float = 0.2) -> object:
+    """``check()``'s first truthy value, or a failure naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def free_port() -> int:

@@ -16,29 +16,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import write_synthetic
-from helpers import ROOT, free_port, runs_of_every_kind
+from helpers import ROOT, free_port, runs_of_every_kind, wait_for
 
 pytestmark = pytest.mark.slow  # a browser, a Jupyter server, a docs build
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-WAIT_S = 300  # every wait here is bounded: a notebook of the smoke size runs in well under a minute
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = WAIT_S, every: float = 0.2) -> object:
-    """``check()``'s first truthy value, or a failure naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -195,10 +183,24 @@ def test_the_example_notebook_in_jupyterlab_shows_one_live_view_per_run_and_no_e
     return [...document.querySelectorAll('.fmnist-ignite-run')].find(view => view.textContent.includes('slowed')
       && view.querySelector('table.fmnist-epochs tbody tr') && !view.textContent.includes('Done:')) || null;
     """  # the slowed run's view with an epoch's row, not finished yet
-    view = wait_for("a live view mid-run", lambda: browser.execute_script(mid_run), every=0.05)
-    browser.execute_script("arguments[0].scrollIntoView()", view)
-    view.screenshot(str(shots / "notebook-live-view-mid-run.png"))
-    assert "Done:" not in view.text and re.search(r"epoch [12]/3 · batch", view.text)  # taken mid-run
+
+    def shot_mid_run() -> str | None:
+        """The view's text once its screenshot is taken; None while there is none, or when the view redrew
+        between finding it and taking it (its element replaced: stale)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            view = browser.execute_script(mid_run)
+            if view is None:
+                return None
+            browser.execute_script("arguments[0].scrollIntoView()", view)
+            view.screenshot(str(shots / "notebook-live-view-mid-run.png"))
+            return view.text
+        except StaleElementReferenceException:
+            return None
+
+    text = str(wait_for("a live view mid-run", shot_mid_run, every=0.05))
+    assert "Done:" not in text and re.search(r"epoch [12]/3 · batch", text)  # taken mid-run
     wait_for("the slowed run to end", finished)
     time.sleep(1)  # the last outputs rendered
     errors = browser.find_elements(

@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-from helpers import ROOT, run_script
+from helpers import ROOT, run_script, wait_for
 
 # 10,000 training images (157 batches of 64): about a second an epoch, yet the real data and pipeline.
 FAST = ["--val-size", "50000", "--seed", "3", "--log-interval", "50"]
@@ -22,12 +21,10 @@ def start_run(args, cwd, data_dir):
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(path: Path, proc, timeout=300):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
+def wait_for_file(path: Path, proc) -> None:
+    """Until ``path`` exists; the run ``proc`` must still be going meanwhile."""
+    wait_for(str(path), lambda: path.exists() or proc.poll() is not None, every=0.05)
+    assert path.exists(), proc.communicate()
 
 
 def model_of(path: Path) -> dict:
@@ -40,7 +37,7 @@ def test_sigkill_then_resume_auto_equals_the_uninterrupted_run(real_data, tmp_pa
     assert full.returncode == 0, full.stderr
 
     proc = start_run([*args, "--output-dir", "cut"], tmp_path, real_data)
-    wait_for(tmp_path / "cut" / "training_checkpoint_1.pt", proc)
+    wait_for_file(tmp_path / "cut" / "training_checkpoint_1.pt", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -68,13 +65,13 @@ def test_sigkill_then_resume_auto_equals_the_uninterrupted_run(real_data, tmp_pa
 
 def test_sigterm_saves_says_how_to_resume_and_exits_143(real_data, tmp_path):
     proc = start_run(["--epochs", "3", "--output-dir", "out"], tmp_path, real_data)
-    wait_for(tmp_path / "out" / "training_checkpoint_1.pt", proc)
+    wait_for_file(tmp_path / "out" / "training_checkpoint_1.pt", proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143
     lines = err.strip().splitlines()
     assert lines[0].startswith("interrupted by SIGTERM at epoch ") and "Traceback" not in err
-    assert lines[1].startswith("To resume: python ") and lines[1].endswith("run.py --resume auto --output-dir out")
+    assert lines[1].startswith("To resume: python ") and lines[1].endswith("run.py --resume=auto --output-dir=out")
     assert list((tmp_path / "out").glob("interrupted_checkpoint_*.pt"))
 
 

@@ -98,7 +98,7 @@ def test_bad_distributed_settings_are_refused(small_config):
 
     with pytest.raises(FmnistError, match="make it a multiple of the number of processes"):
         small_config.replace(nproc_per_node=2, batch_size=51).validate()
-    with pytest.raises(FmnistError, match="--loader dataloader: data-parallel training shards the tensor loader"):
+    with pytest.raises(FmnistError, match="loader='dataloader': data-parallel training shards the tensor loader"):
         small_config.replace(nproc_per_node=2, loader="dataloader").validate()
     with pytest.raises(FmnistError, match=r"node_rank=2: must be below nnodes"):
         small_config.replace(nnodes=2, node_rank=2).validate()

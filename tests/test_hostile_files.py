@@ -412,7 +412,7 @@ def test_predict_quotes_a_file_name_that_would_forge_a_line_and_says_a_directory
             ["train", "--epoch", "1"],
             "fmnist-ignite train: error: unrecognized arguments: --epoch 1 (did you mean --epochs?)",
         ),
-        (["evaluate"], "fmnist-ignite evaluate: error: the following arguments are required: checkpoint"),
+        (["evaluate"], "fmnist-ignite evaluate: error: the following arguments are required: RUN_OR_CHECKPOINT"),
     ],
 )
 def test_a_bad_flag_is_the_error_line_first_then_a_pointer_to_help(argv, first, capsys):

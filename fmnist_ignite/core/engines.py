@@ -76,7 +76,8 @@ def create_trainer(
         >>> import torch
         >>> from fmnist_ignite import Net, create_trainer
         >>> model = Net()
-        >>> trainer = create_trainer(model, torch.optim.SGD(model.parameters(), lr=1e-3))
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+        >>> trainer = create_trainer(model, optimizer)
         >>> batch = (torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,)))
         >>> state = trainer.run([batch], max_epochs=1)
         >>> state.iteration, float(state.output) > 0

@@ -96,13 +96,17 @@ def attach_pruning(trial: optuna.Trial, trainer: Engine, evaluator: Engine, metr
         >>> import optuna
         >>> from ignite.engine import Engine, Events
         >>> from fmnist_ignite import attach_pruning
-        >>> study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+        >>> pruner = optuna.pruners.ThresholdPruner(lower=0.5)
+        >>> study = optuna.create_study(direction="maximize", pruner=pruner)
         >>> trial = study.ask()
-        >>> trainer, evaluator = Engine(lambda engine, batch: None), Engine(lambda engine, batch: None)
+        >>> trainer = Engine(lambda engine, batch: None)
+        >>> evaluator = Engine(lambda engine, batch: None)
         >>> @evaluator.on(Events.COMPLETED)
-        ... def score(engine):  # validation accuracy 0.6, then 0.4: below the pruner's threshold
+        ... def score(engine):  # accuracy 0.6, then 0.4: below the threshold
         ...     engine.state.metrics["accuracy"] = 0.8 - 0.2 * trainer.state.epoch
-        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run([0]))
+        >>> @trainer.on(Events.EPOCH_COMPLETED)
+        ... def validate(engine):
+        ...     evaluator.run([0])
         >>> pruned = attach_pruning(trial, trainer, evaluator)
         >>> trainer.run([0], max_epochs=5).epoch, pruned
         (2, [2])

@@ -55,7 +55,8 @@ def attach_checkpointing(trainer: Engine, to_save: dict, output_dir: str | Path,
         >>> from fmnist_ignite import Net, attach_checkpointing
         >>> model, run_dir = Net(), Path(tempfile.mkdtemp())
         >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
-        >>> checkpoint = attach_checkpointing(trainer, {"model": model, "trainer": trainer}, run_dir, n_saved=2)
+        >>> to_save = {"model": model, "trainer": trainer}
+        >>> checkpoint = attach_checkpointing(trainer, to_save, run_dir, n_saved=2)
         >>> _ = trainer.run([0], max_epochs=3)
         >>> sorted(path.name for path in run_dir.glob("*.pt"))
         ['training_checkpoint_2.pt', 'training_checkpoint_3.pt']
@@ -101,8 +102,10 @@ def attach_best_model_checkpoint(
         >>> from fmnist_ignite import attach_best_model_checkpoint
         >>> run_dir = Path(tempfile.mkdtemp())
         >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
-        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(loader))
-        >>> best = attach_best_model_checkpoint(evaluator, trainer, model, run_dir, monitor="loss")
+        >>> @trainer.on(Events.EPOCH_COMPLETED)
+        ... def validate(engine):
+        ...     evaluator.run(loader)
+        >>> best = attach_best_model_checkpoint(evaluator, trainer, model, run_dir)
         >>> _ = trainer.run([0], max_epochs=2)
         >>> best.last_checkpoint.name.startswith("best_model_")
         True

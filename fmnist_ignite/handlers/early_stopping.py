@@ -37,7 +37,9 @@ def attach_early_stopping(trainer: Engine, evaluator: Engine, patience: int, mon
         >>> @evaluator.on(Events.COMPLETED)
         ... def never_better(engine):
         ...     engine.state.metrics["loss"] = 1.0
-        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run([0]))
+        >>> @trainer.on(Events.EPOCH_COMPLETED)
+        ... def validate(engine):
+        ...     evaluator.run([0])
         >>> stopper = attach_early_stopping(trainer, evaluator, patience=2)
         >>> trainer.run([0], max_epochs=10).epoch
         3

@@ -73,9 +73,11 @@ def attach_evaluation(
         >>> evaluator = create_evaluator(model)
         >>> from fmnist_ignite import attach_evaluation
         >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
-        >>> history = attach_evaluation(trainer, evaluator, loader, log=lambda line: None)
+        >>> quiet = lambda line: None
+        >>> history = attach_evaluation(trainer, evaluator, loader, log=quiet)
         >>> _ = trainer.run([0], max_epochs=2)
-        >>> [row["epoch"] for row in history.epochs], 0 <= history.epochs[-1]["val_accuracy"] <= 1
+        >>> last = history.epochs[-1]
+        >>> [row["epoch"] for row in history.epochs], 0 <= last["val_accuracy"] <= 1
         ([1, 2], True)
     """
     history = history if history is not None else MetricsHistory()

@@ -347,13 +347,15 @@ def attach_notebook_view(
         >>> loader = DataLoader(TensorDataset(images, labels), batch_size=10)
         >>> evaluator = create_evaluator(model)
         >>> from fmnist_ignite import attach_notebook_view
-        >>> class Shown:  # where the view draws: in a notebook, by default, the running cell's output area
+        >>> class Shown:  # where the view draws (by default: the running cell's output)
         ...     def show(self, bundle):
         ...         self.bundle = bundle
         >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
-        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(loader))
+        >>> @trainer.on(Events.EPOCH_COMPLETED)
+        ... def validate(engine):
+        ...     evaluator.run(loader)
         >>> shown = Shown()
-        >>> view = attach_notebook_view(trainer, evaluator=evaluator, curves=False, output=shown)
+        >>> view = attach_notebook_view(trainer, evaluator=evaluator, output=shown)
         >>> _ = trainer.run([0, 1], max_epochs=2)
         >>> sorted(shown.bundle), len(view.history.epochs)
         (['text/html', 'text/plain'], 2)

@@ -27,7 +27,7 @@ def attach_progress_bar(trainer: Engine, enabled: bool | None = None) -> Progres
         >>> from ignite.engine import Engine, Events
         >>> from fmnist_ignite import attach_progress_bar
         >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
-        >>> attach_progress_bar(trainer, enabled=False) is None  # on a terminal (enabled=None) a tqdm bar
+        >>> attach_progress_bar(trainer, enabled=False) is None  # a terminal: a bar
         True
     """
     if enabled is None:

@@ -32,7 +32,7 @@ def attach_one_cycle_lr(
         >>> from fmnist_ignite import Net, attach_one_cycle_lr
         >>> optimizer = torch.optim.SGD(Net().parameters(), lr=0.1)
         >>> trainer = Engine(lambda engine, batch: optimizer.step())
-        >>> scheduler = attach_one_cycle_lr(trainer, optimizer, max_lr=0.1, total_steps=8)
+        >>> scheduler = attach_one_cycle_lr(trainer, optimizer, 0.1, total_steps=8)
         >>> rates = []
         >>> @trainer.on(Events.ITERATION_COMPLETED)
         ... def keep_rate(engine):

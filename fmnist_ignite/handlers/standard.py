@@ -109,15 +109,19 @@ def attach_default_handlers(
         >>> import tempfile
         >>> import torch
         >>> from torch.utils.data import DataLoader, TensorDataset
-        >>> from fmnist_ignite import Config, Net, attach_default_handlers, create_evaluator, create_trainer
+        >>> from fmnist_ignite import Config, Net, attach_default_handlers
+        >>> from fmnist_ignite import create_evaluator, create_trainer
         >>> model = Net()
         >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-        >>> trainer, evaluator = create_trainer(model, optimizer), create_evaluator(model)
+        >>> trainer = create_trainer(model, optimizer)
+        >>> evaluator = create_evaluator(model)
         >>> data = TensorDataset(torch.rand(40, 1, 28, 28), torch.arange(40) % 10)
-        >>> loaders = {"train": DataLoader(data, batch_size=10), "validation": DataLoader(data, batch_size=20)}
+        >>> loaders = {"train": DataLoader(data, batch_size=10)}
+        >>> loaders["validation"] = DataLoader(data, batch_size=20)
         >>> engines = {"model": model, "optimizer": optimizer, "trainer": trainer}
+        >>> run_dir, quiet = tempfile.mkdtemp(), lambda line: None
         >>> handlers = attach_default_handlers(
-        ...     Config(), trainer, evaluator, loaders, engines, tempfile.mkdtemp(), log=lambda line: None
+        ...     Config(), trainer, evaluator, loaders, engines, run_dir, log=quiet
         ... )
         >>> _ = trainer.run(loaders["train"], max_epochs=2)
         >>> [row["epoch"] for row in handlers.history.epochs], handlers.last_saved.name

@@ -57,11 +57,13 @@ def attach_tensorboard(
         >>> from fmnist_ignite import attach_tensorboard
         >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
-        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(loader))
+        >>> @trainer.on(Events.EPOCH_COMPLETED)
+        ... def validate(engine):
+        ...     evaluator.run(loader)
         >>> log_dir = Path(tempfile.mkdtemp())
         >>> logger = attach_tensorboard(trainer, evaluator, optimizer, log_dir, every=1)
         >>> _ = trainer.run([0, 1], max_epochs=1)
-        >>> any(path.name.startswith("events.out.tfevents") for path in log_dir.iterdir())  # tensorboard --logdir
+        >>> any(p.name.startswith("events.out.tfevents") for p in log_dir.iterdir())
         True
     """
     try:
