@@ -79,7 +79,8 @@ run: data
 test: $(STAMP) data slurm browser postgresql lint
 	$(PY) -m pytest $(ARGS)
 
-# The quick tier: what needs no subprocess, kernel, cluster or real data (about a minute on 2 cores).
+# The quick tier: what needs no subprocess, kernel, cluster or real data, nor trains several runs (under two
+# minutes on 2 cores).
 quick: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q $(ARGS)
 
