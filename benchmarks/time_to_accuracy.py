@@ -41,9 +41,10 @@ from fmnist_ignite.core.models import build_model  # noqa: E402
 from fmnist_ignite.core.optim import make_optimizer  # noqa: E402
 
 
-def step_gflop(name: str) -> float:
-    """The GFLOP of one training step of recipe ``name`` at its batch size: forward, backward, optimizer."""
-    config = recipe(name, precision="fp32")
+def step_gflop(name: str, **settings: object) -> float:
+    """The GFLOP of one training step of recipe ``name`` (with ``settings`` over it) at its batch size:
+    forward, backward, optimizer."""
+    config = recipe(name, **{**settings, "precision": "fp32"})
     model = build_model(config.model, config.dropout)
     optimizer = make_optimizer(config, model)
     images, labels = torch.rand(config.batch_size, 1, 28, 28), torch.randint(0, 10, (config.batch_size,))
@@ -56,11 +57,15 @@ def step_gflop(name: str) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def run_seed(name: str, seed: int, data_dir: str, target: float | None, extra: list[str]) -> dict:
-    """One seed of recipe ``name`` as a whole process: its wall time and what its summary.json says."""
+def run_seed(
+    name: str, seed: int, data_dir: str, target: float | None, extra: list[str], settings: Path | None = None
+) -> dict:
+    """One seed of recipe ``name`` as a whole process: its wall time and what its summary.json says.
+    ``settings``: a settings file (``--config``) that names the recipe and changes some of its settings."""
     with tempfile.TemporaryDirectory() as parent:
         out = Path(parent) / f"{name}-seed-{seed}"
-        command = [sys.executable, "-m", "fmnist_ignite", "train", "--recipe", name, "--seed", str(seed)]
+        chosen = ["--config", str(settings)] if settings else ["--recipe", name]
+        command = [sys.executable, "-m", "fmnist_ignite", "train", *chosen, "--seed", str(seed)]
         command += ["--no-plots", "--display", "plain", "--data-dir", data_dir, "--output-dir", str(out), *extra]
         if target is not None:
             command += ["--target-accuracy", str(target)]

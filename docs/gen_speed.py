@@ -1,4 +1,4 @@
-"""The measured tables of docs/speed.md and of the README's speed block, generated from the results files the
+"""The measured tables of docs/speed.md, docs/records.md and of the README's speed block, generated from the results files the
 benchmarks write (``benchmarks/results/*.json``), never copied by hand.
 
 Each table sits in its page between two markers, ``<!-- generated: NAME ... -->`` and ``<!-- end: NAME -->``:
@@ -24,7 +24,11 @@ from fmnist_ignite.config.recipes import RECIPES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-PAGES = [ROOT / "docs" / "speed.md", ROOT / "README.md"]
+PAGES = [
+    ROOT / "docs" / "speed.md",
+    ROOT / "docs" / "records.md",
+    ROOT / "README.md",
+]
 BLOCK = re.compile(
     r"(<!-- generated: (?P<name>[\w-]+) .*?-->\n)(?P<body>.*?)(<!-- end: (?P=name) -->)",
     re.S,
@@ -233,10 +237,144 @@ def machine_words(machine: dict) -> str:
     )
 
 
+# The records' targets (issue 41): mean test accuracy (%) and wall time per seed (s), held to AVX2 in fp32
+# and on the CPU's own kernels with --precision auto.
+TARGETS = {
+    ("speed", True): (90.0, 15.0),
+    ("speed", False): (90.0, 9.0),
+    ("cnn", True): (94.0, 240.0),
+    ("cnn", False): (94.0, 150.0),
+}
+
+
+def records_table(directory: Path = RESULTS) -> str:
+    """Each record's results file against its target: the mean test accuracy over the seeds, the slowest
+    seed's wall time, and whether both are met."""
+    lines = [
+        "| recipe | kernels | precision | seeds | mean test acc. | wall time per seed | "
+        "in peak-epochs | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in load_results("time_to_accuracy", directory):
+        rows, machine = result["seeds"], result["machine"]
+        target = TARGETS.get((result["recipe"], machine["held_to_avx2"]))
+        if target is None:
+            continue
+        tests = [100 * row["test_accuracy"] for row in rows]
+        walls = [row["wall_s"] for row in rows]
+        spread = f" ± {statistics.stdev(tests):.2f}" if len(tests) > 1 else ""
+        accurate = statistics.mean(tests) >= target[0]
+        fast = max(walls) <= target[1]
+        met = (
+            "yes"
+            if accurate and fast
+            else "accuracy only"
+            if accurate
+            else "time only"
+            if fast
+            else "no"
+        )
+        lines.append(
+            f"| `{result['recipe']}` | {kernels(machine)} | {precision_words(rows)} "
+            f"| {', '.join(str(row['seed']) for row in rows)} "
+            f"| **{statistics.mean(tests):.2f}%{spread}** | {min(walls):.1f}-{max(walls):.1f} s "
+            f"| {min(row['peak_epochs'] for row in rows):.1f}-{max(row['peak_epochs'] for row in rows):.1f} "
+            f"| >= {target[0]:.1f}% in <= {target[1]:.0f} s | {met} |"
+        )
+    return "\n".join(lines) + "\n" if len(lines) > 2 else "No results file yet.\n"
+
+
+def beyond_noise(
+    difference: float, first: list[float], second: list[float]
+) -> bool:
+    """Whether ``difference`` of two means exceeds twice its standard error (the seeds' spread in each)."""
+    if len(first) < 2 or len(second) < 2:
+        return False
+    error = (
+        statistics.variance(first) / len(first)
+        + statistics.variance(second) / len(second)
+    ) ** 0.5
+    return abs(difference) > 2 * error
+
+
+def ablation_table(directory: Path = RESULTS) -> str:
+    """Per results file of ``benchmarks/ablation.py``: each variant's mean wall time and test accuracy over
+    the seeds, their differences from the record's, and whether each difference exceeds the noise."""
+    parts = []
+    for result in load_results("ablation", directory):
+        variants = result["variants"]
+        record = next(v for v in variants if v["name"] == "record")
+        base_walls = [row["wall_s"] for row in record["seeds"]]
+        base_tests = [100 * row["test_accuracy"] for row in record["seeds"]]
+        lines = [
+            f"| `{result['recipe']}` ({kernels(result['machine'])}) | change | training TFLOP "
+            "| wall time (s), mean | vs the record | test acc. per seed (%) | mean | vs the record |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for variant in variants:
+            walls = [row["wall_s"] for row in variant["seeds"]]
+            tests = [100 * row["test_accuracy"] for row in variant["seeds"]]
+            spread = f" ± {statistics.stdev(tests):.2f}" if len(tests) > 1 else ""
+            if variant is record:
+                wall_change = test_change = ""
+            else:
+                wall_delta = statistics.mean(walls) - statistics.mean(base_walls)
+                test_delta = statistics.mean(tests) - statistics.mean(base_tests)
+                wall_change = f"{wall_delta:+.1f} s" + (
+                    " *" if beyond_noise(wall_delta, walls, base_walls) else ""
+                )
+                test_change = f"{test_delta:+.2f}" + (
+                    " *" if beyond_noise(test_delta, tests, base_tests) else ""
+                )
+            lines.append(
+                f"| {variant['name']} | {variant['change']} | {variant['training_tflop']:.2f} "
+                f"| {statistics.mean(walls):.1f} | {wall_change} "
+                f"| {listed(tests, 2)} | {statistics.mean(tests):.2f}{spread} | {test_change} |"
+            )
+        parts.append(
+            "\n".join(lines)
+            + f"\n\n{result['date']}, {cpu_words(result['machine'])}; seeds "
+            f"{', '.join(str(row['seed']) for row in record['seeds'])} of each variant, alternating{noted(result)}. "
+            f"`{result['command']}` (`benchmarks/results/{result['file']}`)\n"
+        )
+    return "\n".join(parts) or "No results file yet.\n"
+
+
+def profile_table(directory: Path = RESULTS) -> str:
+    """Per results file of ``benchmarks/profile_run.py``: the run's phases in seconds and shares."""
+    parts = []
+    for result in load_results("profile", directory):
+        phases = result["phases"]
+        whole = sum(row["seconds"] for row in phases)
+        lines = [
+            f"| `{result['recipe']}`, seed {result['seed']} ({kernels(result['machine'])}) | seconds | share |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {row['phase']} | {row['seconds']:.2f} | {row['seconds'] / whole:.0%} |"
+            for row in phases
+        ]
+        lines.append(
+            f"| **the whole process, under the profiler** | **{result['profiled_wall_s']:.1f}** | |"
+        )
+        lines.append(
+            f"| the whole process, without it | {result['wall_s']:.1f} | |"
+        )
+        parts.append(
+            "\n".join(lines)
+            + f"\n\n{result['date']}, {cpu_words(result['machine'])}{noted(result)}. "
+            f"`{result['command']}` (`benchmarks/results/{result['file']}`)\n"
+        )
+    return "\n".join(parts) or "No results file yet.\n"
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "time-to-accuracy": time_to_accuracy_table,
     "default-run": default_run_table,
     "readme-speed": readme_speed_table,
+    "records": records_table,
+    "ablation": ablation_table,
+    "profile": profile_table,
 }
 
 
@@ -256,12 +394,12 @@ def fill(text: str, directory: Path | None = None) -> str:
 
 
 def write_pages() -> None:
-    """For ``make docs``: the site's speed page with its tables made from the results files."""
+    """For ``make docs``: the site's speed and records pages with their tables made from the results files."""
     import mkdocs_gen_files
 
-    page = ROOT / "docs" / "speed.md"
-    with mkdocs_gen_files.open("speed.md", "w") as out:
-        out.write(fill(page.read_text()))
+    for page in PAGES[:-1]:
+        with mkdocs_gen_files.open(page.name, "w") as out:
+            out.write(fill(page.read_text()))
 
 
 def main(argv: list[str]) -> int:

@@ -127,3 +127,70 @@ def test_the_runs_listing_benchmark_times_the_command_over_synthetic_runs(tmp_pa
     assert result["runs"] == result["rows_listed"] == 40 and result["process_s_median"] > 0
     assert result["statuses"] == {"damaged": 2, "failed": 2, "finished": 32, "interrupted": 4}
     assert result["cpu"] and "40 runs" in capsys.readouterr().out
+
+
+def small_settings(tmp_path) -> dict:
+    """The settings of a small synthetic run, as a variant's settings file takes them."""
+    import yaml
+
+    return yaml.safe_load(small_config_file(tmp_path, epochs=1, batch_size=50).read_text())
+
+
+def test_the_ablation_runs_each_variant_per_seed_and_writes_what_the_records_page_is_made_from(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    ablation = load("ablation")
+    small = small_settings(tmp_path)
+    variants = [
+        ("record", "the recipe as it is", small),
+        ("ns-2", "2 Newton-Schulz iterations", {**small, "ns_steps": 2}),
+        ("no-flip", "a switch the recipe turns on, turned off", {**small, "hflip": False}),
+    ]
+    monkeypatch.setitem(ablation.VARIANTS, "speed", variants)
+    results = tmp_path / "results"
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setattr(
+        "sys.argv",
+        ["ablation.py", "--recipe", "speed", "--seeds", "0,1", "--results-dir", str(results)]
+        + ["--data-dir", small["data_dir"]],
+    )
+    monkeypatch.setattr(sys.modules["results_file"], "matmul_peak_gflops", lambda: 100.0)
+    ablation.main()
+    result = json.loads((results / "ablation-speed-native.json").read_text())
+    assert [v["name"] for v in result["variants"]] == ["record", "ns-2", "no-flip"]
+    for variant in result["variants"]:
+        assert [row["seed"] for row in variant["seeds"]] == [0, 1]
+        assert all(row["epochs"] == 1 and 0 <= row["test_accuracy"] <= 1 for row in variant["seeds"])
+    record, fewer, _ = result["variants"]
+    assert 0 < fewer["training_tflop"] < record["training_tflop"]  # 2 iterations instead of 3: less arithmetic
+    with pytest.raises(SystemExit, match="unknown variant 'nope' of speed"):
+        monkeypatch.setattr("sys.argv", ["ablation.py", "--recipe", "speed", "--variants", "record,nope"])
+        ablation.main()
+
+
+def test_the_profile_cuts_a_whole_run_into_phases_that_add_up_to_it(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    profile = load("profile_run")
+    config = small_config_file(tmp_path, epochs=1, batch_size=50)
+    real_run = profile.run
+    monkeypatch.setattr(  # the small run's settings file in place of the recipe's data
+        profile,
+        "run",
+        lambda recipe, seed, data_dir, out: real_run(recipe, seed, data_dir, out, ["--config", str(config)]),
+    )
+    results = tmp_path / "results"
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.setattr(
+        "sys.argv",
+        ["profile_run.py", "--recipe", "fast", "--results-dir", str(results)]
+        + ["--data-dir", small_settings(tmp_path)["data_dir"]],
+    )
+    monkeypatch.setattr(sys.modules["results_file"], "matmul_peak_gflops", lambda: 100.0)
+    profile.main()
+    result = json.loads((results / "profile-fast-native.json").read_text())
+    seconds = {row["phase"].split(":")[0]: row["seconds"] for row in result["phases"]}
+    assert seconds["imports (torch, Ignite, the library)"] > 0.3  # torch alone takes longer
+    assert seconds["training steps"] >= 0 and seconds["set-up"] > 0
+    assert seconds["the rest (argument parsing, launch, exit)"] >= 0  # no phase counted twice
+    whole = sum(row["seconds"] for row in result["phases"])
+    assert 0.5 * result["profiled_wall_s"] <= whole <= result["profiled_wall_s"]  # the process, less its start-up
+    assert result["wall_s"] > 0

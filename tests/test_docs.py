@@ -51,6 +51,11 @@ TESTED_COMMANDS = {
     "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python benchmarks/"
     "time_to_accuracy.py": "tests/test_benchmarks.py::"
     "test_time_to_accuracy_benchmark_runs_a_recipe_and_writes_the_results_file_the_docs_are_made_from",
+    "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python benchmarks/"
+    "profile_run.py": "tests/test_benchmarks.py::test_the_profile_cuts_a_whole_run_into_phases_that_add_up_to_it",
+    "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python benchmarks/"
+    "ablation.py": "tests/test_benchmarks.py::"
+    "test_the_ablation_runs_each_variant_per_seed_and_writes_what_the_records_page_is_made_from",
     ".venv/bin/python docs/gen_speed.py": "tests/test_speed_docs.py::"
     "test_a_number_changed_by_hand_or_a_changed_results_file_fails_the_check",
     ".venv/bin/python benchmarks/overhead.py": "tests/test_benchmarks.py::"

@@ -160,3 +160,90 @@ def test_a_broken_results_file_is_named(gen_speed, tmp_path):
     (tmp_path / "time_to_accuracy-speed-avx2.json").write_text("{")
     with pytest.raises(SystemExit, match="time_to_accuracy-speed-avx2.json: not a results file"):
         gen_speed.time_to_accuracy_table(tmp_path)
+
+
+def test_the_records_table_says_which_target_each_results_file_meets(gen_speed, tmp_path):
+    write(tmp_path, "time_to_accuracy-speed-avx2.json", speed_results(True, [14.8, 14.2, 15.5]))
+    write(tmp_path, "time_to_accuracy-speed-native.json", speed_results(False, [8.2, 8.9, 8.5]))
+    rows = [line for line in gen_speed.records_table(tmp_path).splitlines() if line.startswith("| `")]
+    assert rows == [
+        "| `speed` | held to AVX2 | fp32 (auto) | 0, 1, 2 | **90.40% ± 0.10** | 14.2-15.5 s | 10.8-11.7 "
+        "| >= 90.0% in <= 15 s | accuracy only |",  # its slowest seed took over 15 s
+        "| `speed` | AVX512 | fp32 (auto) | 0, 1, 2 | **90.40% ± 0.10** | 8.2-8.9 s | 6.2-6.7 "
+        "| >= 90.0% in <= 9 s | yes |",
+    ]
+    slow = speed_results(False, [8.2, 8.9, 8.5])
+    for row in slow["seeds"]:
+        row["test_accuracy"] -= 0.01  # 89.4% on average
+    write(tmp_path, "time_to_accuracy-speed-native.json", slow)
+    assert gen_speed.records_table(tmp_path).splitlines()[-1].endswith("| time only |")
+
+
+def ablation_results(record: list[float], variant: list[float], walls: list[float]) -> dict:
+    def seeds(tests: list[float], wall: list[float]) -> list[dict]:
+        return [seed_row(seed, w, t) for seed, (t, w) in enumerate(zip(tests, wall, strict=True))]
+
+    return {
+        "benchmark": "ablation",
+        "recipe": "speed",
+        "command": "python benchmarks/ablation.py --recipe speed --seeds 0,1,2",
+        "note": "",
+        "machine": MACHINE,
+        "variants": [
+            {
+                "name": "record",
+                "change": "the recipe as it is",
+                "settings": {},
+                "training_tflop": 2.37,
+                "seeds": seeds(record, [20, 21, 22]),
+            },
+            {
+                "name": "ns-2",
+                "change": "2 iterations",
+                "settings": {"ns_steps": 2},
+                "training_tflop": 2.13,
+                "seeds": seeds(variant, walls),
+            },
+        ],
+    }
+
+
+def test_an_ablation_marks_only_the_differences_beyond_the_seeds_noise(gen_speed, tmp_path):
+    # test accuracy 0.6 points lower with a spread of 0.1: beyond the noise; wall time 1 s less with a spread
+    # of 1 s: within it
+    write(
+        tmp_path,
+        "ablation-speed-avx2.json",
+        ablation_results([0.902, 0.903, 0.904], [0.896, 0.897, 0.898], [19, 20, 21]),
+    )
+    table = gen_speed.ablation_table(tmp_path)
+    assert "| record | the recipe as it is | 2.37 | 21.0 |  | 90.20, 90.30, 90.40 | 90.30 ± 0.10 |  |" in table
+    assert "| ns-2 | 2 iterations | 2.13 | 20.0 | -1.0 s | 89.60, 89.70, 89.80 | 89.70 ± 0.10 | -0.60 * |" in table
+    write(
+        tmp_path,
+        "ablation-speed-avx2.json",
+        ablation_results([0.902, 0.903, 0.904], [0.898, 0.904, 0.910], [19, 20, 21]),
+    )
+    assert "| +0.10 |" in gen_speed.ablation_table(tmp_path)  # a spread of 0.6: within the noise, no mark
+
+
+def test_the_profile_table_gives_each_phase_its_share(gen_speed, tmp_path):
+    phases = [{"phase": "imports", "seconds": 3.0}, {"phase": "training steps: backward", "seconds": 9.0}]
+    write(
+        tmp_path,
+        "profile-speed-avx2.json",
+        {
+            "benchmark": "profile",
+            "recipe": "speed",
+            "seed": 0,
+            "command": "python benchmarks/profile_run.py --recipe speed",
+            "note": "",
+            "machine": {**MACHINE, "held_to_avx2": True},
+            "wall_s": 10.5,
+            "profiled_wall_s": 12.4,
+            "phases": phases,
+        },
+    )
+    table = gen_speed.profile_table(tmp_path)
+    assert "| imports | 3.00 | 25% |" in table and "| training steps: backward | 9.00 | 75% |" in table
+    assert "| the whole process, without it | 10.5 | |" in table
