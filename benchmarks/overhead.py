@@ -13,6 +13,7 @@ loader against slicing a batch by hand. Medians of interleaved repeats; prints t
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import tempfile
 import time
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
+    logging.getLogger("fmnist_ignite").setLevel(logging.WARNING)  # a benchmark times the run: its lines unprinted
     torch.manual_seed(0)
     images, labels = torch.randint(0, 256, (55_000, 28, 28), dtype=torch.uint8), torch.randint(0, 10, (55_000,))
     batch = (images[:64].unsqueeze(1).float().div(255), labels[:64])
@@ -112,9 +114,7 @@ def main() -> None:
     loaders = {"train": [batch] * EPOCH_LENGTH, "validation": [batch]}
     with tempfile.TemporaryDirectory() as output_dir:
         to_save = {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=1e-3), "trainer": trainer}
-        attach_default_handlers(
-            Config(patience=5), trainer, create_evaluator(model), loaders, to_save, output_dir, log=lambda line: None
-        )
+        attach_default_handlers(Config(patience=5), trainer, create_evaluator(model), loaders, to_save, output_dir)
         with stopping_trainer(trainer, StopRequests()):
             trainer.state.max_epochs, trainer.state.epoch_length = 1, EPOCH_LENGTH
             trainer.state.dataloader = loaders["train"]

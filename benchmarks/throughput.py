@@ -12,6 +12,7 @@ machine's measured fp32 matmul peak that (c) reaches.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import tempfile
@@ -106,7 +107,7 @@ def our_trainer(config: Config, splits) -> tuple[float, float]:
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: marks.setdefault("start", time.perf_counter()))
     with tempfile.TemporaryDirectory() as output_dir:
         to_save = {"model": model, "optimizer": optimizer, "trainer": trainer}
-        attach_default_handlers(config, trainer, evaluator, loaders, to_save, output_dir, log=lambda line: None)
+        attach_default_handlers(config, trainer, evaluator, loaders, to_save, output_dir)
         # Registered last: the batches are done when the epoch's handlers (evaluation, checkpoint) begin.
         trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: None)
         trainer.add_event_handler(
@@ -134,6 +135,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of (b) and (c), interleaved; medians")
     parser.add_argument("--data-dir", default="data")
     args = parser.parse_args()
+    logging.getLogger("fmnist_ignite").setLevel(logging.WARNING)  # a benchmark times the run: its lines unprinted
     torch.set_num_threads(args.threads)
     config = Config(batch_size=args.batch_size, patience=5, data_dir=args.data_dir)
     splits = make_splits(load_fashion_mnist(config.data_dir), config.val_size, config.split_seed)

@@ -2,11 +2,18 @@
 
 The public API is imported on first use, so the command line answers ``--help`` and rejects a bad flag
 before torch is imported. How the code is organised: docs/architecture.md.
+
+Importing it gives the ``fmnist_ignite`` logger its handler (``ui.console.install``): a run's lines, and those
+of the handlers used on their own, are printed as ``print`` would; ``logging`` silences or captures them.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from fmnist_ignite.ui import console as _console
+
+_console.install()
 
 __version__ = "0.1.0"
 _PUBLIC = {  # the module that defines them -> the public names
@@ -25,6 +32,7 @@ _PUBLIC = {  # the module that defines them -> the public names
     "core.device": ("resolve_device",),
     "core.optim": ("make_optimizer",),
     "core.engines": ("class_indices", "create_evaluator", "create_trainer"),
+    "ui.console": ("lines_to",),
     "ui.display": ("choose_display", "in_jupyter_kernel"),
     "ui.plots": ("plot_confusion", "plot_curves"),
     "analysis.statistics": ("mcnemar", "mean_interval", "wilson_interval"),

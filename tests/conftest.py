@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,31 @@ def real_data() -> Path:
     if directory is None:
         pytest.skip("the real Fashion-MNIST is not on this machine (apt-get install dataset-fashion-mnist)")
     return directory
+
+
+class Said:
+    """``said()``: the package's lines so far in a test, the messages of its loggers' records as caplog holds
+    them; ``said.clear()`` forgets them (to read one run's lines after another's)."""
+
+    def __init__(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.caplog = caplog
+
+    def __call__(self) -> list[str]:
+        return [record.getMessage() for record in self.caplog.records if record.name.startswith("fmnist_ignite")]
+
+    def clear(self) -> None:
+        self.caplog.clear()
+
+
+@pytest.fixture
+def said(caplog, monkeypatch) -> Said:
+    """The package's lines in this test (``Said``), printed as well. pytest 9 puts caplog's handler on the
+    ``fmnist_ignite`` logger too, which does not pass its records on to the root; an older one only on the
+    root: then the logger passes them on while the test runs."""
+    logger = logging.getLogger("fmnist_ignite")
+    if caplog.handler not in logger.handlers:
+        monkeypatch.setattr(logger, "propagate", True)
+    return Said(caplog)
 
 
 def without_times(history: list[dict]) -> list[dict]:

@@ -123,8 +123,8 @@ def test_every_public_name_imports_from_the_package_and_its_module_is_a_real_one
         assert module in names, public
         assert getattr(fmnist_ignite, public) is not None
     # 80 of before; StandardHandlers; TuneSettings, LrFindSettings; 6 of calibration and corruptions; 2 of export;
-    # list_runs and report
-    assert len(fmnist_ignite.__all__) == len(set(fmnist_ignite.__all__)) == 93
+    # list_runs and report; lines_to
+    assert len(fmnist_ignite.__all__) == len(set(fmnist_ignite.__all__)) == 94
 
 
 def test_test_modules_share_helpers_through_one_module_not_each_other():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import without_times
-from helpers import QUIET, signal_at
+from helpers import signal_at
 from ignite.engine import Events
 
 from fmnist_ignite import RECIPES, Net, Training, TrainingInterrupted, create_evaluator, recipe, train
@@ -30,11 +30,11 @@ def augmented_config(small_config):
 
 
 def test_augmented_averaged_tta_run_resumed_mid_epoch_is_bitwise_the_uninterrupted_one(augmented_config, tmp_path):
-    full = train(augmented_config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    full = train(augmented_config.replace(output_dir=str(tmp_path / "full")))
     cut = augmented_config.replace(output_dir=str(tmp_path / "cut"))
     with pytest.raises(TrainingInterrupted) as info:
-        train(cut, extra_handlers=[signal_at(13)], **QUIET)  # epoch 2, batch 3 of 10
-    resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
+        train(cut, extra_handlers=[signal_at(13)])  # epoch 2, batch 3 of 10
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)))
     a, b = saved_weights(full.last_checkpoint), saved_weights(resumed.last_checkpoint)
     for part in ("model", "ema_model"):
         for key in a[part]:
@@ -44,7 +44,7 @@ def test_augmented_averaged_tta_run_resumed_mid_epoch_is_bitwise_the_uninterrupt
 
 
 def test_augmentation_is_seeded_per_batch_and_changes_training_batches_only(augmented_config):
-    training = Training(augmented_config, **QUIET)
+    training = Training(augmented_config)
     try:
         loaders = training.loaders
         train_loader = loaders["train"]
@@ -71,7 +71,7 @@ def test_augmentation_is_seeded_per_batch_and_changes_training_batches_only(augm
 
 
 def test_training_never_touches_the_validation_or_test_images(augmented_config):
-    training = Training(augmented_config, **QUIET)
+    training = Training(augmented_config)
     held = {name: training.loaders[name].dataset.tensors[0].clone() for name in ("validation", "test")}
     seen = []
     training.evaluator.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.append(e.state.batch[0].clone()))

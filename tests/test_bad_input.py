@@ -96,7 +96,7 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_the_earlier_checkpoints(small
         match=r"could not write .*: No space left on device; the checkpoints already there are intact "
         r"\(newest: training_checkpoint_1.pt\): free some space, then continue with --resume auto",
     ):
-        train(small_config, log=lambda line: None)
+        train(small_config)
     saved = torch.load(f"{small_config.output_dir}/training_checkpoint_1.pt", weights_only=True)
     assert saved["trainer"]["iteration"] == 10
 

@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import QUIET
 
 from fmnist_ignite import (
     FmnistError,
@@ -103,7 +102,7 @@ def test_per_class_intervals_are_the_wilson_intervals_of_each_class_s_counts():
 
 
 def test_a_run_fits_its_temperature_on_validation_keeps_it_with_the_best_model_and_reports_both(small_config, capsys):
-    result = train(small_config.replace(epochs=2, plots=True), log=print)
+    result = train(small_config.replace(epochs=2, plots=True))
     out = capsys.readouterr().out
     kept = json.loads((result.output_dir / CALIBRATION_FILE).read_text())
     assert kept["fitted_on"] == "validation" and kept["checkpoint"] == result.best_checkpoint.name
@@ -126,7 +125,7 @@ def test_a_run_fits_its_temperature_on_validation_keeps_it_with_the_best_model_a
 
 
 def test_evaluate_and_predict_use_the_run_s_temperature_unless_told_not_to(small_config, tmp_path, capsys, monkeypatch):
-    result = train(small_config.replace(epochs=2), **QUIET)
+    result = train(small_config.replace(epochs=2))
     best = result.best_checkpoint
     temperature = read_temperature(best)
     metrics = evaluate_checkpoint(best, small_config.data_dir, verify=False)
@@ -164,7 +163,7 @@ def test_evaluate_and_predict_use_the_run_s_temperature_unless_told_not_to(small
 
 
 def test_a_damaged_or_planted_calibration_file_is_one_line_never_a_silent_temperature(small_config, tmp_path):
-    result = train(small_config.replace(epochs=1), **QUIET)
+    result = train(small_config.replace(epochs=1))
     path = result.output_dir / CALIBRATION_FILE
     kept = json.loads(path.read_text())
     for bad, said in (
@@ -195,7 +194,7 @@ def test_the_temperature_is_fitted_on_the_validation_split_and_never_reads_the_t
     seen = []
     real_fit = finish.fit_temperature
     monkeypatch.setattr(finish, "fit_temperature", lambda p, y: seen.append((p, y)) or real_fit(p, y))
-    result = train(small_config.replace(epochs=1), **QUIET)
+    result = train(small_config.replace(epochs=1))
     ((probabilities, labels),) = seen
     from fmnist_ignite import Config, get_data_loaders
     from fmnist_ignite.analysis.predictions import split_tensors

@@ -114,9 +114,8 @@ def test_more_runs_are_ranked_and_marked_against_the_best_with_holm(tmp_path, ca
 
 
 def test_two_trained_runs_compare_from_the_predictions_they_kept(small_config, tmp_path):
-    quiet = {"log": lambda line: None}
-    one = train(small_config.replace(epochs=1, lr=0.01, output_dir=str(tmp_path / "one")), **quiet)
-    two = train(small_config.replace(epochs=1, lr=0.01, seed=1, output_dir=str(tmp_path / "two")), **quiet)
+    one = train(small_config.replace(epochs=1, lr=0.01, output_dir=str(tmp_path / "one")))
+    two = train(small_config.replace(epochs=1, lr=0.01, seed=1, output_dir=str(tmp_path / "two")))
     result = compare_runs([one.output_dir, two.output_dir])
     summaries = [json.loads((r.output_dir / "summary.json").read_text())["test"] for r in (one, two)]
     assert [run.accuracy for run in result.runs] == pytest.approx([s["accuracy"] for s in summaries])

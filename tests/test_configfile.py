@@ -36,7 +36,7 @@ def test_the_file_overrides_its_recipe_and_flags_override_the_file(tmp_path, nam
 
 
 def test_a_run_replayed_from_its_saved_config_ends_bitwise_equal(small_config, tmp_path, capsys):
-    first = train(small_config.replace(optimizer="adamw", lr=0.01, dropout=0.2, seed=5), log=lambda line: None)
+    first = train(small_config.replace(optimizer="adamw", lr=0.01, dropout=0.2, seed=5))
     replay = tmp_path / "replay"
     assert main(["--config", str(first.output_dir / "config.json"), "--output-dir", str(replay)]) == 0
     assert "Training completed" in capsys.readouterr().out

@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 from conftest import synthetic_set
-from helpers import QUIET
 
 from fmnist_ignite import evaluate_corruptions, train, wilson_interval
 from fmnist_ignite.analysis.corruptions import CORRUPTIONS, SEVERITIES, corrupt, corruption_scores
@@ -83,7 +82,7 @@ def test_the_scores_are_the_predictions_counted_with_wilson_intervals(images):
 
 
 def test_evaluate_corruptions_of_a_run_writes_the_same_numbers_twice(small_config, tmp_path, capsys, monkeypatch):
-    result = train(small_config.replace(epochs=2), **QUIET)
+    result = train(small_config.replace(epochs=2))
     data = dict(data_dir=small_config.data_dir, verify=False)
     first = evaluate_corruptions(result.best_checkpoint, **data)
     second = evaluate_corruptions(result.best_checkpoint, **data)
@@ -101,7 +100,7 @@ def test_evaluate_corruptions_of_a_run_writes_the_same_numbers_twice(small_confi
 
 
 def test_ctrl_c_during_evaluate_corruptions_says_the_evaluation_stopped(small_config, capsys, monkeypatch):
-    result = train(small_config.replace(epochs=1), **QUIET)
+    result = train(small_config.replace(epochs=1))
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

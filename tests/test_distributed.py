@@ -106,7 +106,7 @@ def test_bad_distributed_settings_are_refused(small_config):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_training_keeps_data_and_model_on_the_gpu(small_config):
-    training = Training(small_config.replace(device="cuda", epochs=2, lr=0.05), log=lambda line: None)
+    training = Training(small_config.replace(device="cuda", epochs=2, lr=0.05))
     assert training.loaders["train"].dataset.tensors[0].device.type == "cuda"
     result = training.run()
     assert next(result.model.parameters()).device.type == "cuda"

@@ -30,9 +30,7 @@ def runs(tmp_path_factory):
     found = {}
     for name in ("mlp", "cnn"):
         root = tmp_path_factory.mktemp(name)
-        result = train(
-            small_run_config(root).replace(model=name, epochs=1, plots=False, threads=1), log=lambda line: None
-        )
+        result = train(small_run_config(root).replace(model=name, epochs=1, plots=False, threads=1))
         found[name] = result.output_dir
     return found
 

@@ -80,22 +80,20 @@ def test_a_cpu_held_to_avx2_kernels_gets_fp32_though_its_flags_have_bf16(monkeyp
     )
 
 
-def test_bf16_asked_for_without_native_support_runs_and_says_it_is_slower(monkeypatch, small_config):
+def test_bf16_asked_for_without_native_support_runs_and_says_it_is_slower(monkeypatch, small_config, said):
     monkeypatch.setattr(engines, "cpu_capability", lambda: "AVX2")
-    lines = []
-    result = train(small_config.replace(precision="bf16", epochs=1), log=lines.append)
+    result = train(small_config.replace(precision="bf16", epochs=1))
     warning = "bf16 (asked for, but this AVX2 CPU has no native bf16: bf16 autocast will be slower than fp32 here)"
     cores = usable_cores()
-    assert lines[:2] == [f"CPU: 1 thread of {cores} core{'s' * (cores != 1)} (--threads)", f"Precision: {warning}"]
+    assert said()[:2] == [f"CPU: 1 thread of {cores} core{'s' * (cores != 1)} (--threads)", f"Precision: {warning}"]
     summary = json.loads((result.output_dir / "summary.json").read_text())
     assert summary["precision"] == {"used": "bf16", "why": warning[len("bf16 (") : -1]}
 
 
-def test_native_bf16_hardware_gets_no_warning(monkeypatch, small_config):
+def test_native_bf16_hardware_gets_no_warning(monkeypatch, small_config, said):
     monkeypatch.setattr(engines, "cpu_capability", lambda: "AVX512 AVX512-BF16")
-    lines = []
-    train(small_config.replace(precision="bf16", epochs=1), log=lines.append)
-    assert lines[1] == "Precision: bf16 (asked for)"
+    train(small_config.replace(precision="bf16", epochs=1))
+    assert said()[1] == "Precision: bf16 (asked for)"
 
 
 def test_the_uint8_loader_gives_the_same_batches_as_float_tensors_in_a_quarter_of_the_memory():

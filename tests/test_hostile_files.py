@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import small_config_file, small_run_config
-from helpers import QUIET, cli, free_port, load_study
+from helpers import cli, free_port, load_study
 
 from fmnist_ignite import FmnistError, TuneSettings, train
 from fmnist_ignite.cli.main import main
@@ -32,8 +32,8 @@ def one_line(proc: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("runs")
-    a = train(small_run_config(root).replace(epochs=1, output_dir=str(root / "a")), **QUIET).output_dir
-    b = train(small_run_config(root).replace(epochs=1, lr=0.01, output_dir=str(root / "b")), **QUIET).output_dir
+    a = train(small_run_config(root).replace(epochs=1, output_dir=str(root / "a"))).output_dir
+    b = train(small_run_config(root).replace(epochs=1, lr=0.01, output_dir=str(root / "b"))).output_dir
     return a, b
 
 
@@ -168,7 +168,7 @@ def test_keep_trials_never_removes_a_directory_a_study_row_names_outside_the_stu
             )
         )
     config = small_config.replace(output_dir=str(study_dir))
-    tune(config, TuneSettings(2, storage=storage, keep_trials="best"), space, log=lambda line: None)
+    tune(config, TuneSettings(2, storage=storage, keep_trials="best"), space)
     assert (outside / "thesis.tex").read_text() == "years of work"
     assert not own.exists()  # the study's own trial-0001, named from the trial's number, is what goes
 
@@ -204,10 +204,10 @@ def test_a_study_database_locked_beyond_its_timeout_is_one_line_and_the_trial_go
     space = {"lr": {"low": 1e-3, "high": 1e-2}}
     with pytest.raises(FmnistError, match=r"^this worker stopped: .*database is locked.*; trial 0 goes back to the "):
         sqlite = TuneSettings(1, storage=f"sqlite:///{study_dir / 'study.db'}")
-        tuning.tune(config, sqlite, space, log=lambda line: None)
+        tuning.tune(config, sqlite, space)
     holder[0].close()
     monkeypatch.setattr(tuning, "Training", real_training)
-    result = tuning.tune(config, TuneSettings(1, heartbeat=1), space, log=lambda line: None)
+    result = tuning.tune(config, TuneSettings(1, heartbeat=1), space)
     states = [t.state.name for t in result.study.get_trials()]
     assert states.count("COMPLETE") == 1, states
 
@@ -341,7 +341,7 @@ def test_a_value_out_of_range_is_one_line_naming_the_range(flags, expected, caps
 
 
 def test_the_largest_seed_trains_with_augmentation(small_config):
-    result = train(small_config.replace(epochs=1, seed=2**32 - 1, hflip=True, shift=2), **QUIET)
+    result = train(small_config.replace(epochs=1, seed=2**32 - 1, hflip=True, shift=2))
     assert result.epochs_run == 1
 
 
@@ -518,28 +518,28 @@ def test_a_short_peer_timeout_never_ends_a_run_that_goes_well(tmp_path):
     config = small_run_config(tmp_path).replace(
         nproc_per_node=2, threads=1, epochs=2, master_port=free_port(), peer_timeout=1, plots=True
     )
-    result = train(config, **QUIET)
+    result = train(config)
     assert result.epochs_run == 2 and json.loads((result.output_dir / "summary.json").read_text())["processes"] == 2
 
 
 def test_a_resume_into_a_directory_of_another_run_is_refused_and_changes_nothing(small_config, tmp_path):
-    a = train(small_config.replace(epochs=1, output_dir=str(tmp_path / "a")), **QUIET)
-    b = train(small_config.replace(epochs=2, output_dir=str(tmp_path / "b")), **QUIET)
+    a = train(small_config.replace(epochs=1, output_dir=str(tmp_path / "a")))
+    b = train(small_config.replace(epochs=2, output_dir=str(tmp_path / "b")))
     before = {p.name: p.read_bytes() for p in b.output_dir.iterdir() if p.is_file()}
     with pytest.raises(FmnistError, match="already holds checkpoints of another run"):
-        train(small_config.replace(epochs=2, resume=str(a.last_checkpoint), output_dir=str(b.output_dir)), **QUIET)
+        train(small_config.replace(epochs=2, resume=str(a.last_checkpoint), output_dir=str(b.output_dir)))
     assert {p.name: p.read_bytes() for p in b.output_dir.iterdir() if p.is_file() and p.name != ".lock"} == {
         k: v for k, v in before.items() if k != ".lock"
     }
 
 
 def test_a_finished_run_whose_training_checkpoints_were_deleted_is_not_trained_over(small_config):
-    result = train(small_config.replace(epochs=2), **QUIET)
+    result = train(small_config.replace(epochs=2))
     for path in result.output_dir.glob("training_checkpoint_*.pt"):
         path.unlink()
     summary = (result.output_dir / "summary.json").read_bytes()
     with pytest.raises(FmnistError, match="holds a finished run of 2 epochs whose training checkpoints are gone"):
-        train(small_config.replace(epochs=2, resume="auto"), **QUIET)
+        train(small_config.replace(epochs=2, resume="auto"))
     assert (result.output_dir / "summary.json").read_bytes() == summary and result.best_checkpoint.exists()
 
 
@@ -549,7 +549,7 @@ def test_a_trial_whose_settings_always_fail_is_marked_failed_and_the_study_goes_
 
     config = small_config.replace(epochs=1, loader="dataloader")  # with hflip: refused, every time
     config = config.replace(output_dir=str(tmp_path / "study"))
-    result = tune(config, 2, space={"hflip": [True]}, log=lambda line: None)
+    result = tune(config, 2, space={"hflip": [True]})
     trials = result.study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
     assert all("hflip=True: needs loader tensor" in t.user_attrs["failed"] for t in trials)

@@ -109,7 +109,7 @@ class TanhNet(Net):
 
 @pytest.mark.slow  # a subprocess
 def test_evaluate_and_predict_refuse_the_weights_of_a_model_of_your_own_whatever_their_names(small_config, tmp_path):
-    result = train(small_config.replace(epochs=1), log=lambda line: None, model=TanhNet())
+    result = train(small_config.replace(epochs=1), model=TanhNet())
     assert json.loads((result.output_dir / "config.json").read_text())["model"] == "custom"
     for path in (result.best_checkpoint, result.last_checkpoint):
         with pytest.raises(
@@ -128,7 +128,7 @@ def test_evaluate_and_predict_refuse_the_weights_of_a_model_of_your_own_whatever
 @pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("damage", ["bomb", "truncated"])
 def test_predict_on_a_damaged_image_is_one_line_from_the_command_line(small_config, tmp_path, damage):
-    result = train(small_config.replace(epochs=1), log=lambda line: None)
+    result = train(small_config.replace(epochs=1))
     path = tmp_path / "x.png"
     if damage == "bomb":  # 20000 x 20000 pixels: PIL's own bomb limit, in a 60 kB file
         Image.new("1", (20000, 20000)).save(path)
@@ -213,7 +213,7 @@ def test_a_worker_with_other_settings_is_refused_by_the_study_the_first_one_pinn
     from fmnist_ignite import tune
 
     space = {"lr": {"low": 1e-3, "high": 1e-1, "log": True}}
-    study = {"space": space, "fixed": ("optimizer",), "log": lambda line: None}
+    study = {"space": space, "fixed": ("optimizer",)}
     first = small_config.replace(epochs=1, optimizer="sgd", output_dir=str(tmp_path / "study"))
     tune(first, 1, **study)
     with pytest.raises(FmnistError) as info:

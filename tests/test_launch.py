@@ -124,7 +124,7 @@ def test_a_worker_killed_mid_epoch_is_one_line_and_the_run_resumes(spawned_confi
 
 def test_sigterm_to_the_launcher_stops_every_worker_once_and_the_resume_is_bitwise_exact(spawned_config, tmp_path):
     full = spawned_config.replace(output_dir=str(tmp_path / "full"), master_port=free_port())
-    train(full, log=lambda line: None)
+    train(full)
 
     proc = run_kill_script(tmp_path, spawned_config, "signal_launcher", iteration=30)
     assert proc.returncode == 143, proc.stderr
@@ -209,10 +209,10 @@ def test_ctrl_c_while_waiting_for_a_peer_ends_the_wait_at_once(tmp_path):
 
 def test_a_run_in_a_thread_is_stopped_by_stop_and_resumes_bitwise(small_config, tmp_path):
     config = small_config.replace(epochs=3, dropout=0.2)
-    full = train(config.replace(output_dir=str(tmp_path / "full")), log=lambda line: None)
+    full = train(config.replace(output_dir=str(tmp_path / "full")))
 
     reached, go_on, outcome = threading.Event(), threading.Event(), {}
-    training = Training(config, log=lambda line: None)
+    training = Training(config)
 
     @training.trainer.on(Events.ITERATION_COMPLETED(once=13))
     def wait_for_stop(engine):
@@ -237,7 +237,7 @@ def test_a_run_in_a_thread_is_stopped_by_stop_and_resumes_bitwise(small_config, 
     assert error.exit_code == 143 and error.checkpoint.name == "interrupted_checkpoint_13.pt"
     assert str(error).startswith("stopped by Training.stop() at epoch 2, iteration 13")
 
-    resumed = train(config.replace(resume="auto"), log=lambda line: None)
+    resumed = train(config.replace(resume="auto"))
     assert_same_weights(final_weights(resumed), final_weights(full))
 
 
@@ -254,7 +254,7 @@ def test_a_sigint_handler_installed_before_train_is_there_after_it_and_still_cal
             trainer.add_event_handler(Events.ITERATION_COMPLETED(once=4), lambda e: os.kill(os.getpid(), signal.SIGINT))
 
         with pytest.raises(TrainingInterrupted):
-            train(small_config, log=lambda line: None, extra_handlers=[interrupt])
+            train(small_config, extra_handlers=[interrupt])
         assert signal.getsignal(signal.SIGINT) is handler and called == [signal.SIGINT]
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -268,5 +268,5 @@ def test_a_model_defined_inside_a_function_is_one_line_saying_where_to_define_it
 
     config = small_config.replace(nproc_per_node=2, threads=1, epochs=1, master_port=free_port(), peer_timeout=30)
     with pytest.raises(FmnistError, match="define your model class and handlers at module level"):
-        train(config, model=LocalNet(), log=lambda line: None)
+        train(config, model=LocalNet())
     assert not list(Path(config.output_dir).glob("*.pt"))

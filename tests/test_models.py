@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import QUIET, assert_same_weights, final_weights, signal_at
+from helpers import assert_same_weights, final_weights, signal_at
 from torch import nn
 
 from fmnist_ignite import CNN, Config, FmnistError, Net, TrainingInterrupted, evaluate_checkpoint, train
@@ -33,12 +33,12 @@ class TinyConvNet(nn.Module):
 def test_a_users_model_trains_resumes_bitwise_and_is_scored_with_its_class(small_config, tmp_path):
     config = small_config.replace(epochs=3, lr=0.02, optimizer="adamw")
     torch.manual_seed(0)
-    full = train(config.replace(output_dir=str(tmp_path / "full")), model=TinyConvNet(), **QUIET)
+    full = train(config.replace(output_dir=str(tmp_path / "full")), model=TinyConvNet())
     cut = config.replace(output_dir=str(tmp_path / "cut"))
     torch.manual_seed(0)
     with pytest.raises(TrainingInterrupted) as info:
-        train(cut, extra_handlers=[signal_at(13)], model=TinyConvNet(), **QUIET)
-    resumed = train(cut.replace(resume=str(info.value.checkpoint)), model=TinyConvNet(), **QUIET)
+        train(cut, extra_handlers=[signal_at(13)], model=TinyConvNet())
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)), model=TinyConvNet())
     assert_same_weights(final_weights(resumed), final_weights(full))
     assert resumed.test_metrics == full.test_metrics
 
@@ -49,9 +49,9 @@ def test_a_users_model_trains_resumes_bitwise_and_is_scored_with_its_class(small
     mine = evaluate_checkpoint(resumed.best_checkpoint, config.data_dir, "cpu", verify=False, model=TinyConvNet())
     assert mine["accuracy"] == resumed.test_metrics["accuracy"]
     with pytest.raises(FmnistError, match="other settings; .*: model: 'custom' -> 'mlp'"):
-        train(cut.replace(resume="auto", epochs=4), **QUIET)  # resumed with the built-in model instead
+        train(cut.replace(resume="auto", epochs=4))  # resumed with the built-in model instead
     with pytest.raises(FmnistError, match=r"model of your own \(model: custom\): pass it"):
-        train(cut.replace(resume="auto", epochs=4, model="custom"), **QUIET)  # as its saved config says
+        train(cut.replace(resume="auto", epochs=4, model="custom"))  # as its saved config says
 
 
 @pytest.mark.parametrize(
@@ -63,13 +63,13 @@ def test_a_users_model_trains_resumes_bitwise_and_is_scored_with_its_class(small
 )
 def test_a_model_that_does_not_give_ten_logits_is_refused_before_training(small_config, model, message):
     with pytest.raises(FmnistError, match=message):
-        train(small_config, model=model, **QUIET)
+        train(small_config, model=model)
     assert not list(Path(small_config.output_dir).glob("*.pt"))
 
 
 def test_the_cnn_trains_and_evaluate_and_predict_rebuild_it_from_the_checkpoint(small_config, tmp_path):
     assert config_from_args(build_parser().parse_args(["--model", "cnn"])).model == "cnn"
-    result = train(small_config.replace(model="cnn", epochs=1, dropout=0.2, lr=0.05), **QUIET)
+    result = train(small_config.replace(model="cnn", epochs=1, dropout=0.2, lr=0.05))
     assert isinstance(result.model, CNN)
     for path in (result.best_checkpoint, result.last_checkpoint):
         assert isinstance(load_model(path), CNN)
@@ -230,5 +230,5 @@ def test_optimizer_state_saved_nchw_resumes_channels_last_with_the_same_update(o
 
 
 def test_an_mlp_checkpoint_still_rebuilds_an_mlp(small_config):
-    result = train(small_config.replace(epochs=1), **QUIET)
+    result = train(small_config.replace(epochs=1))
     assert type(load_model(result.best_checkpoint)) is Net

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import QUIET, assert_same_weights, final_weights, signal_at
+from helpers import assert_same_weights, final_weights, signal_at
 from torch import nn
 
 from fmnist_ignite.core.models import build_model
@@ -71,7 +71,7 @@ def test_a_one_cycle_schedule_drives_both_halves(small_config):
 
     from fmnist_ignite.run.training import Training
 
-    with Training(config, **QUIET) as training:
+    with Training(config) as training:
         from ignite.engine import Events
 
         optimizer = training.optimizer
@@ -92,10 +92,10 @@ def test_a_muon_run_resumed_mid_epoch_is_bitwise_the_uninterrupted_one(small_con
     if precision == "bf16" and not torch.cpu._is_avx512_bf16_supported():
         pytest.skip("bf16 Newton-Schulz is torch's Muon, slow where bf16 is emulated")
     config = small_config.replace(optimizer="muon", lr=0.01, scheduler="onecycle", epochs=3, precision=precision)
-    full = train(config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    full = train(config.replace(output_dir=str(tmp_path / "full")))
     cut = config.replace(output_dir=str(tmp_path / "cut"))
     with pytest.raises(TrainingInterrupted) as info:
-        train(cut, extra_handlers=[signal_at(13)], **QUIET)  # epoch 2, batch 3 of 10
-    resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
+        train(cut, extra_handlers=[signal_at(13)])  # epoch 2, batch 3 of 10
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)))
     assert_same_weights(final_weights(full), final_weights(resumed))
     assert full.history[-1]["val_accuracy"] > full.history[0]["val_accuracy"] or full.history[0]["val_accuracy"] == 1.0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import small_config_file
-from helpers import QUIET, ROOT, signal_at
+from helpers import ROOT, signal_at
 
 from fmnist_ignite import FmnistError, Training, TrainingInterrupted, train
 from fmnist_ignite.cli.main import main
@@ -55,24 +55,24 @@ def test_tensorboard_without_its_package_is_refused_before_the_data_is_loaded(sm
     )
     monkeypatch.setattr(training_module, "get_data_loaders", lambda *a, **k: pytest.fail("the data was loaded"))
     with pytest.raises(FmnistError, match=r"^--tensorboard needs the tensorboard package \(not installed\)"):
-        Training(small_config.replace(tensorboard=True), **QUIET)
+        Training(small_config.replace(tensorboard=True))
 
 
-def test_resuming_an_early_stopped_run_scores_it_again_and_trains_no_more(small_config):
+def test_resuming_an_early_stopped_run_scores_it_again_and_trains_no_more(small_config, said):
     config = small_config.replace(epochs=10, patience=1, monitor="accuracy", lr=0.05)
-    first = train(config, **QUIET)
+    first = train(config)
     assert first.stopped_early, "the synthetic data reaches 100% and stops improving"
     checkpoints = sorted(p.name for p in first.output_dir.glob("training_checkpoint_*.pt"))
-    lines = []
-    again = train(config.replace(resume="auto"), log=lines.append)
-    assert not any(line.startswith("Epoch ") for line in lines) and again.epochs_run == first.epochs_run
+    said.clear()
+    again = train(config.replace(resume="auto"))
+    assert not any(line.startswith("Epoch ") for line in said()) and again.epochs_run == first.epochs_run
     assert sorted(p.name for p in first.output_dir.glob("training_checkpoint_*.pt")) == checkpoints
     assert again.test_metrics["accuracy"] == first.test_metrics["accuracy"]
 
 
 def test_a_run_interrupted_in_its_first_epoch_has_done_no_epoch(small_config):
     with pytest.raises(TrainingInterrupted):
-        train(small_config, extra_handlers=[signal_at(3)], **QUIET)
+        train(small_config, extra_handlers=[signal_at(3)])
     summary = json.loads((Path(small_config.output_dir) / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["epochs_done"] == 0
 

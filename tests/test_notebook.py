@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_config_file, write_synthetic
-from helpers import QUIET, ROOT, scripted_evaluator
+from helpers import ROOT, scripted_evaluator
 from ignite.engine import Engine
 from PIL import Image
 
@@ -163,7 +163,7 @@ def scripted_run(losses, max_epochs, patience=None, min_interval=0.5):
     """A trainer of 50 do-nothing batches an epoch whose evaluator reports ``losses``, with a view on a Recorder."""
     trainer = Engine(lambda engine, batch: torch.tensor(0.5))
     evaluator = scripted_evaluator(losses)
-    history = attach_evaluation(trainer, evaluator, [0], log=lambda line: None)
+    history = attach_evaluation(trainer, evaluator, [0])
     if patience:
         attach_early_stopping(trainer, evaluator, patience)
     output = Recorder()
@@ -192,7 +192,7 @@ def test_a_view_composed_as_the_docs_say_fills_every_column_and_one_without_says
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         trainer = Engine(lambda engine, batch: torch.tensor(0.5))
         evaluator = scripted_evaluator([0.9, 0.8])
-        history = attach_evaluation(trainer, evaluator, [0], log=lambda line: None)
+        history = attach_evaluation(trainer, evaluator, [0])
         output = Recorder()
         view = attach_notebook_view(
             trainer, history, evaluator, optimizer=optimizer if with_optimizer else None, output=output
@@ -313,7 +313,7 @@ def test_most_confused_and_top_losses_find_the_known_mistakes():
 def test_a_train_result_plots_and_looks_at_its_mistakes_as_a_saved_checkpoint_does(
     small_config, tmp_path, monkeypatch, capsys
 ):
-    result = train(small_config.replace(epochs=1), **QUIET)  # one epoch at lr 1e-3: many mistakes
+    result = train(small_config.replace(epochs=1))  # one epoch at lr 1e-3: many mistakes
     assert "<b>TrainResult</b>" in result._repr_html_()
     assert f"accuracy {result.test_metrics['accuracy']:.1%}" in result._repr_html_()
     assert result.best_checkpoint.name in result._repr_html_()
@@ -564,7 +564,7 @@ def test_runs_again_and_again_in_one_kernel_leak_no_threads_handlers_or_lock(ker
         "before = census()\n"
         'train(base.replace(epochs=1, output_dir="again-2"))\n'
         "after = census()\n"
-        'claim_run_directory(base.replace(output_dir="again-2", resume="auto"), lambda line: None).release()\n'
+        'claim_run_directory(base.replace(output_dir="again-2", resume="auto")).release()\n'
         'print(json.dumps({"before": before, "after": after}))'
     )
     assert status == "ok", outputs

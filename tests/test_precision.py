@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 import torch
-from helpers import QUIET, assert_same_weights, final_weights
+from helpers import assert_same_weights, final_weights
 
 import fmnist_ignite.core.device as device_module
 import fmnist_ignite.core.precision as precision_module
@@ -174,7 +174,9 @@ def test_the_measurement_times_both_precisions_and_draws_nothing_of_the_processe
     assert_same_weights(model.state_dict(), weights)  # a copy was trained
 
 
-def test_a_run_trains_to_the_same_weights_whether_it_measured_or_not(monkeypatch, tmp_path, small_config, native_cpu):
+def test_a_run_trains_to_the_same_weights_whether_it_measured_or_not(
+    monkeypatch, tmp_path, small_config, native_cpu, said
+):
     real = precision_module.measure_step_ms
     calls = []
 
@@ -185,28 +187,26 @@ def test_a_run_trains_to_the_same_weights_whether_it_measured_or_not(monkeypatch
     monkeypatch.setattr(precision_module, "measure_step_ms", measure_then_say_fp32_is_faster)
     monkeypatch.setenv("FMNIST_PRECISION_CACHE", str(tmp_path / "precision.json"))
     config = small_config.replace(epochs=1, dropout=0.2)
-    lines = []
-    auto = train(config.replace(precision="auto", output_dir=str(tmp_path / "auto")), log=lines.append)
-    asked = train(config.replace(precision="fp32", output_dir=str(tmp_path / "fp32")), **QUIET)
+    auto = train(config.replace(precision="auto", output_dir=str(tmp_path / "auto")))
+    asked = train(config.replace(precision="fp32", output_dir=str(tmp_path / "fp32")))
     assert len(calls) == 1
     assert_same_weights(final_weights(auto), final_weights(asked))
     why = f"auto: this {NATIVE} CPU took 1 ms a step in fp32 and 2 ms in bf16, measured as the run started"
-    assert lines[1] == f"Precision: fp32 ({why})"
+    assert said()[1] == f"Precision: fp32 ({why})"
     summary = json.loads((auto.output_dir / "summary.json").read_text())
     assert summary["precision"] == {"used": "fp32", "why": why, "step_ms": {"fp32": 1.0, "bf16": 2.0}, "cached": False}
 
 
 def test_a_resumed_run_trains_on_in_the_precision_its_run_chose_and_evaluate_scores_in_it(
-    monkeypatch, tmp_path, small_config, native_cpu
+    monkeypatch, tmp_path, small_config, native_cpu, said
 ):
     monkeypatch.setenv("FMNIST_PRECISION_CACHE", "0")
     timed(monkeypatch, fp32=4.0, bf16=2.0)  # bf16 faster when the run starts
     config = small_config.replace(precision="auto", epochs=1, output_dir=str(tmp_path / "run"))
-    train(config, **QUIET)
+    train(config)
     calls = timed(monkeypatch, fp32=2.0, bf16=4.0)  # today fp32 would be: the resume must not switch
-    lines = []
-    resumed = train(config.replace(resume="auto", epochs=2), log=lines.append)
-    assert calls == [] and "Precision: bf16 (auto: as the run it continues chose (its summary.json))" in lines
+    resumed = train(config.replace(resume="auto", epochs=2))
+    assert calls == [] and "Precision: bf16 (auto: as the run it continues chose (its summary.json))" in said()
     summary = json.loads((resumed.output_dir / "summary.json").read_text())
     assert summary["precision"]["used"] == "bf16"
     from fmnist_ignite.analysis import inference

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import QUIET
 from ignite.engine import Events
 
 from fmnist_ignite import RECIPES, Config, FmnistError, Net, Training, create_trainer, recipe, train
@@ -29,7 +28,7 @@ def test_flags_given_override_the_recipe_and_the_rest_come_from_it():
 
 def test_one_cycle_warms_up_to_the_peak_then_anneals_and_is_saved_for_resume(small_config):
     config = small_config.replace(optimizer="adamw", lr=0.01, scheduler="onecycle", epochs=4)
-    training = Training(config, **QUIET)
+    training = Training(config)
     lrs = []
     training.trainer.add_event_handler(
         Events.ITERATION_COMPLETED, lambda e: lrs.append(training.optimizer.param_groups[0]["lr"])
@@ -79,7 +78,7 @@ def test_bf16_autocast_trains_with_fp32_logits_and_close_losses():
 def test_threads_setting_is_applied(small_config):
     before = torch.get_num_threads()
     try:
-        train(small_config.replace(epochs=1, threads=1), **QUIET)
+        train(small_config.replace(epochs=1, threads=1))
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_synthetic
-from helpers import QUIET, runs_of_every_kind
+from helpers import runs_of_every_kind
 
 from fmnist_ignite import FmnistError, report, train
 from fmnist_ignite.analysis import report as report_module
@@ -58,11 +58,10 @@ def alts(page: str) -> list[str]:
     return IMAGE.findall(page)
 
 
-def test_a_run_writes_its_report_at_its_end_with_every_section(small_config):
-    lines: list[str] = []
-    result = train(small_config, log=lines.append)
+def test_a_run_writes_its_report_at_its_end_with_every_section(small_config, said):
+    result = train(small_config)
     path = result.output_dir / "report.html"
-    assert lines[-1] == f"Report: {path}"
+    assert said()[-1] == f"Report: {path}"
     page = path.read_text()
     assert_self_contained(page)
     verdict = re.search(r'<p class="verdict">([^<]*)</p>', page)[1]
@@ -147,7 +146,7 @@ def test_a_tampered_run_is_read_without_following_its_links_or_reading_too_much(
 
 
 def test_every_value_from_the_files_is_escaped(small_config, tmp_path):
-    result = train(small_config, **QUIET)
+    result = train(small_config)
     summary_path = result.output_dir / "summary.json"
     summary = json.loads(summary_path.read_text())
     summary["config"]["optimizer"] = "<script>alert(1)</script>"
@@ -160,7 +159,7 @@ def test_every_value_from_the_files_is_escaped(small_config, tmp_path):
 
 
 def test_corruption_robustness_is_shown_when_evaluate_left_it_and_a_damaged_file_is_said(small_config, tmp_path):
-    result = train(small_config, **QUIET)
+    result = train(small_config)
     scores = [
         {"corruption": name, "what": "", "severity": severity, "parameter": 1.0, "accuracy": 0.5, "ci95": [0.4, 0.6],
          "count": 200}
@@ -178,7 +177,7 @@ def test_corruption_robustness_is_shown_when_evaluate_left_it_and_a_damaged_file
 
 
 def test_the_top_losses_are_listed_by_index_when_the_scored_images_are_not_found(small_config, tmp_path):
-    result = train(small_config, **QUIET)
+    result = train(small_config)
     shutil.rmtree(small_config.data_dir)
     page = report(result.output_dir, output=tmp_path / "page.html").read_text()
     assert "The test images were not found under " in page and "the mistakes are listed by index." in page
@@ -188,15 +187,14 @@ def test_the_top_losses_are_listed_by_index_when_the_scored_images_are_not_found
     assert "are not the ones this run scored (their fingerprint differs)" in (tmp_path / "p.html").read_text()
 
 
-def test_a_report_that_cannot_be_written_never_fails_its_run(small_config, monkeypatch):
+def test_a_report_that_cannot_be_written_never_fails_its_run(small_config, monkeypatch, said):
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(report_module, "write_durably", full)
-    lines: list[str] = []
-    result = train(small_config, log=lines.append)
+    result = train(small_config)
     assert result.test_metrics and not (result.output_dir / "report.html").exists()
-    assert lines[-1] == (
+    assert said()[-1] == (
         f"Report not written (OSError: No space left on device): fmnist-ignite report {result.output_dir} tries again"
     )
 

@@ -14,7 +14,6 @@ import sys
 import pytest
 import torch
 from conftest import small_run_config, synthetic_set, write_idx
-from helpers import QUIET
 from ignite.engine import Events
 from PIL import Image
 
@@ -23,6 +22,7 @@ from fmnist_ignite.analysis.inference import evaluate_checkpoint, load_images, l
 from fmnist_ignite.cli.main import main
 from fmnist_ignite.data.fashion_mnist import load_fashion_mnist
 from fmnist_ignite.ui import plots as reports_module
+from fmnist_ignite.ui.console import lines_to
 
 COLUMNS = [
     "epoch",
@@ -43,10 +43,12 @@ def read_csv(path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One small trained run on synthetic data, shared by the tests that only read its results."""
+    """One small trained run on synthetic data, shared by the tests that only read its results (and its lines,
+    sent to a list: ``said`` is one test's)."""
     config = small_run_config(tmp_path_factory.mktemp("trained")).replace(lr=0.05)
-    lines = []
-    result = train(config, log=lines.append)
+    lines: list[str] = []
+    with lines_to(lines.append):
+        result = train(config)
     return config, result, lines
 
 
@@ -93,19 +95,18 @@ def test_per_class_table_is_printed_worst_first(trained):
 
 
 def test_plots_are_pngs_of_sensible_size(small_config):
-    result = train(small_config.replace(plots=True, epochs=2), **QUIET)
+    result = train(small_config.replace(plots=True, epochs=2))
     for name, min_size in (("curves.png", (600, 300)), ("confusion.png", (500, 500))):
         with Image.open(result.output_dir / name) as image:
             assert image.format == "PNG" and image.size[0] >= min_size[0] and image.size[1] >= min_size[1]
             assert len(image.convert("L").getcolors(maxcolors=256 * 256)) > 10  # something was drawn
 
 
-def test_without_matplotlib_the_run_works_and_says_plots_were_skipped(small_config, monkeypatch):
+def test_without_matplotlib_the_run_works_and_says_plots_were_skipped(small_config, monkeypatch, said):
     monkeypatch.setattr(reports_module, "pyplot", lambda: None)
     monkeypatch.setattr(reports_module, "new_figure", lambda **kwargs: None)
-    lines = []
-    result = train(small_config.replace(plots=True, epochs=1), log=lines.append)
-    assert any(line.startswith("Plots skipped: matplotlib is not installed") for line in lines)
+    result = train(small_config.replace(plots=True, epochs=1))
+    assert any(line.startswith("Plots skipped: matplotlib is not installed") for line in said())
     assert not (result.output_dir / "curves.png").exists() and result.test_metrics["count"] == 200  # scored
 
 
@@ -114,11 +115,11 @@ def test_an_interrupted_run_leaves_its_history_and_a_resumed_one_has_no_duplicat
         trainer.add_event_handler(Events.ITERATION_COMPLETED(once=25), lambda e: os.kill(os.getpid(), signal.SIGINT))
 
     with pytest.raises(TrainingInterrupted) as info:
-        train(small_config.replace(epochs=4), extra_handlers=[sigint_at_iteration_25], **QUIET)
+        train(small_config.replace(epochs=4), extra_handlers=[sigint_at_iteration_25])
     out = info.value.checkpoint.parent
     assert [row["epoch"] for row in read_csv(out / "metrics.csv")] == ["1", "2"]
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
-    train(small_config.replace(epochs=4, resume="auto"), **QUIET)
+    train(small_config.replace(epochs=4, resume="auto"))
     assert [row["epoch"] for row in read_csv(out / "metrics.csv")] == ["1", "2", "3", "4"]
 
 
@@ -126,7 +127,7 @@ def test_tensorboard_logs_loss_lr_and_validation(small_config):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = train(small_config.replace(tensorboard=True, epochs=2), **QUIET)
+    result = train(small_config.replace(tensorboard=True, epochs=2))
     events = EventAccumulator(str(result.output_dir / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
@@ -146,7 +147,7 @@ def test_tensorboard_missing_is_a_clear_error(small_config, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
     with pytest.raises(FmnistError, match=r"--tensorboard needs the tensorboard package.*fmnist-ignite\[tensorboard\]"):
-        train(small_config.replace(tensorboard=True, epochs=1), **QUIET)
+        train(small_config.replace(tensorboard=True, epochs=1))
 
 
 def test_evaluate_gives_the_accuracy_the_run_reported(trained):
@@ -278,7 +279,7 @@ def test_every_result_shows_itself_in_html_and_in_a_short_repr_without_tensors(s
     from fmnist_ignite.analysis.compare import RunScore
     from fmnist_ignite.analysis.statistics import mean_interval
 
-    result = train(small_config.replace(epochs=1, plots=False), **QUIET)
+    result = train(small_config.replace(epochs=1, plots=False))
     labels = torch.arange(200) % 10
     probabilities = torch.eye(10)[
         (labels + (labels % 3 == 0).long()) % 10

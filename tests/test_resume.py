@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import without_times
-from helpers import QUIET, assert_same_weights, final_weights, signal_at
+from helpers import assert_same_weights, final_weights, signal_at
 from ignite.engine import Events
 
 from fmnist_ignite import FmnistError, Net, TrainingInterrupted, find_latest_checkpoint, train
@@ -29,15 +29,15 @@ def resumable_config(small_config):
 
 @pytest.mark.parametrize("stop_at", [13, 10], ids=["mid-epoch", "between-epochs"])
 def test_interrupted_and_resumed_run_ends_bitwise_equal_to_the_uninterrupted_one(resumable_config, tmp_path, stop_at):
-    full = train(resumable_config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    full = train(resumable_config.replace(output_dir=str(tmp_path / "full")))
 
     interrupted_config = resumable_config.replace(output_dir=str(tmp_path / "cut"))
     with pytest.raises(TrainingInterrupted) as info:
-        train(interrupted_config, extra_handlers=[signal_at(stop_at)], **QUIET)
+        train(interrupted_config, extra_handlers=[signal_at(stop_at)])
     assert info.value.exit_code == 130 and info.value.checkpoint.name == f"interrupted_checkpoint_{stop_at}.pt"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers are put back
 
-    resumed = train(interrupted_config.replace(resume=str(info.value.checkpoint)), **QUIET)
+    resumed = train(interrupted_config.replace(resume=str(info.value.checkpoint)))
     assert_same_weights(final_weights(resumed), final_weights(full))
     assert without_times(resumed.history) == without_times(full.history)
     assert (resumed.epochs_run, resumed.stopped_early) == (full.epochs_run, full.stopped_early)
@@ -48,14 +48,14 @@ def test_interrupted_and_resumed_run_ends_bitwise_equal_to_the_uninterrupted_one
 
 def test_a_checkpoint_saved_before_runs_had_their_own_generator_resumes_bitwise(resumable_config, tmp_path):
     # Such a checkpoint holds only torch's process-wide states: its CPU one is what dropout drew from then.
-    full = train(resumable_config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    full = train(resumable_config.replace(output_dir=str(tmp_path / "full")))
     cut = resumable_config.replace(output_dir=str(tmp_path / "cut"))
     with pytest.raises(TrainingInterrupted) as info:
-        train(cut, extra_handlers=[signal_at(13)], **QUIET)
+        train(cut, extra_handlers=[signal_at(13)])
     checkpoint = torch.load(info.value.checkpoint, weights_only=True)
     checkpoint["random_state"] = {"cpu": checkpoint["random_state"].pop("generator")}
     torch.save(checkpoint, info.value.checkpoint)
-    resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)))
     assert_same_weights(final_weights(resumed), final_weights(full))
 
 
@@ -63,7 +63,7 @@ def test_a_run_validating_every_third_epoch_validates_at_3_and_the_last_and_resu
     resumable_config, tmp_path
 ):
     config = resumable_config.replace(validate_every=3, epochs=5, patience=1)
-    full = train(config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    full = train(config.replace(output_dir=str(tmp_path / "full")))
     assert [row["epoch"] for row in full.history if "val_loss" in row] == [3, 5]
     assert full.epochs_run == 5 and full.best_checkpoint.name.startswith(("best_model_3_", "best_model_5_"))
     csv_rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
@@ -71,8 +71,8 @@ def test_a_run_validating_every_third_epoch_validates_at_3_and_the_last_and_resu
 
     cut = config.replace(output_dir=str(tmp_path / "cut"))
     with pytest.raises(TrainingInterrupted) as info:
-        train(cut, extra_handlers=[signal_at(13)], **QUIET)
-    resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
+        train(cut, extra_handlers=[signal_at(13)])
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)))
     assert without_times(resumed.history) == without_times(full.history)
     assert_same_weights(final_weights(resumed), final_weights(full))
 
@@ -85,47 +85,46 @@ def test_a_cnn_run_saved_in_the_layout_before_2026_12_02_resumes_in_it_to_the_sa
     config = resumable_config.replace(model="cnn", epochs=2, ema=0.9)
     with monkeypatch.context() as before:
         before.setitem(models.MODELS, "cnn", lambda dropout: models.CNN(dropout, pool_first=False))
-        full = train(config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+        full = train(config.replace(output_dir=str(tmp_path / "full")))
         cut = config.replace(output_dir=str(tmp_path / "cut"))
         with pytest.raises(TrainingInterrupted) as info:
-            train(cut, extra_handlers=[signal_at(7)], **QUIET)
+            train(cut, extra_handlers=[signal_at(7)])
     assert "features.1.running_mean" in final_weights(full)
-    resumed = train(cut.replace(resume=str(info.value.checkpoint)), **QUIET)
+    resumed = train(cut.replace(resume=str(info.value.checkpoint)))
     assert_same_weights(final_weights(resumed), final_weights(full))
     assert resumed.test_metrics == full.test_metrics
 
 
 def test_sigterm_saves_and_reports_exit_143(small_config):
     with pytest.raises(TrainingInterrupted) as info:
-        train(small_config, extra_handlers=[signal_at(4, signal.SIGTERM)], **QUIET)
+        train(small_config, extra_handlers=[signal_at(4, signal.SIGTERM)])
     assert info.value.exit_code == 143 and "interrupted by SIGTERM at epoch 1, iteration 4" in str(info.value)
     assert torch.load(info.value.checkpoint, weights_only=True)["trainer"]["iteration"] == 4
 
 
-def test_resume_auto_picks_the_newest_checkpoint_and_says_so(small_config):
-    first = train(small_config.replace(epochs=2), **QUIET)
-    lines = []
-    resumed = train(small_config.replace(epochs=3, resume="auto"), log=lines.append)
-    assert lines[0] == f"Resuming from {first.last_checkpoint}"
+def test_resume_auto_picks_the_newest_checkpoint_and_says_so(small_config, said):
+    first = train(small_config.replace(epochs=2))
+    said.clear()
+    resumed = train(small_config.replace(epochs=3, resume="auto"))
+    assert said()[0] == f"Resuming from {first.last_checkpoint}"
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
-    assert sum(line.startswith("Epoch ") for line in lines) == 1  # only the extra epoch was trained
+    assert sum(line.startswith("Epoch ") for line in said()) == 1  # only the extra epoch was trained
 
 
-def test_resume_auto_with_nothing_to_resume_starts_fresh(small_config):
-    lines = []
-    result = train(small_config.replace(epochs=1, resume="auto"), log=lines.append)
-    assert lines[0] == f"No checkpoint in {small_config.output_dir}: starting fresh" and result.epochs_run == 1
+def test_resume_auto_with_nothing_to_resume_starts_fresh(small_config, said):
+    result = train(small_config.replace(epochs=1, resume="auto"))
+    assert said()[0] == f"No checkpoint in {small_config.output_dir}: starting fresh" and result.epochs_run == 1
 
 
 def test_resume_with_fewer_epochs_than_done_is_refused(small_config):
-    first = train(small_config.replace(epochs=2), **QUIET)
+    first = train(small_config.replace(epochs=2))
     with pytest.raises(FmnistError, match="is from epoch 2 of its run; --epochs 1 is fewer"):
-        train(small_config.replace(epochs=1, resume=str(first.last_checkpoint)), **QUIET)
+        train(small_config.replace(epochs=1, resume=str(first.last_checkpoint)))
 
 
 def test_find_latest_checkpoint_goes_by_the_state_not_the_file_times_and_ignores_foreign_files(small_config):
     """A copied run directory has new file times: the checkpoint furthest along is the one its trainer says."""
-    result = train(small_config.replace(epochs=2), **QUIET)
+    result = train(small_config.replace(epochs=2))
     out = result.output_dir
     interrupted = out / "interrupted_checkpoint_3.pt"  # an earlier stop's, in epoch 1, superseded by epoch 2's
     shutil.copy(out / "training_checkpoint_1.pt", interrupted)
@@ -161,7 +160,7 @@ def test_a_nan_mid_epoch_stops_the_run_before_the_epoch_ends_and_no_checkpoint_h
         FmnistError,
         match=r"epoch 2, iteration 20: the loss became nan at or before it .*good checkpoint is .*_checkpoint_1\.pt",
     ):
-        train(small_config, extra_handlers=[nan_batch_at(15), count], **QUIET)
+        train(small_config, extra_handlers=[nan_batch_at(15), count])
     assert iterations[-1] == 20 and evaluated == [1]  # no epoch-2 handlers ran
     saved = sorted(p.name for p in Path(small_config.output_dir).glob("*.pt"))
     assert saved == ["best_model_1_neg_val_loss=" + saved[0].split("=")[1], "training_checkpoint_1.pt"]
@@ -184,7 +183,6 @@ def test_a_nan_within_the_check_interval_is_caught_every_n_steps(small_config):
                 nan_batch_at(3),
                 lambda t: t.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(1)),
             ],
-            **QUIET,
         )
     assert len(iterations) == handlers.NAN_CHECK_EVERY
 
@@ -193,7 +191,7 @@ def test_a_stop_after_an_unchecked_nan_saves_no_checkpoint_and_says_nan(small_co
     # The NaN at iteration 12 is not checked for until iteration 20; a signal at 13 stops the run first:
     # the losses are checked before the stop's checkpoint is written, so none is.
     with pytest.raises(FmnistError, match=r"iteration 13: the loss became nan at or before it"):
-        train(small_config, extra_handlers=[nan_batch_at(12), signal_at(13)], **QUIET)
+        train(small_config, extra_handlers=[nan_batch_at(12), signal_at(13)])
     assert not list(Path(small_config.output_dir).glob("interrupted_*"))
     assert not list(Path(small_config.output_dir).glob("training_checkpoint_2.pt"))
 
@@ -207,13 +205,12 @@ def test_a_signal_stops_within_one_batch_in_a_single_process(small_config):
                 signal_at(13, signal.SIGTERM),
                 lambda t: t.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(1)),
             ],
-            **QUIET,
         )
     assert len(iterations) == 13 and info.value.checkpoint.name == "interrupted_checkpoint_13.pt"
 
 
 def test_no_restore_best_scores_the_last_weights(small_config):
-    result = train(small_config.replace(restore_best=False), **QUIET)
+    result = train(small_config.replace(restore_best=False))
     assert result.scored_weights == "last (epoch 3)"
     assert result.best_checkpoint is not None
 
@@ -253,7 +250,7 @@ def bad_checkpoints(tmp_path, good: Path) -> dict:
 
 
 def test_bad_checkpoints_are_refused_with_one_line_and_nothing_overwritten(small_config, tmp_path, capsys):
-    good = train(small_config.replace(epochs=1), **QUIET).last_checkpoint
+    good = train(small_config.replace(epochs=1)).last_checkpoint
     before = {path.name: path.read_bytes() for path in good.parent.iterdir()}
     for path, message in bad_checkpoints(tmp_path, good).items():
         # a checkpoint of another run goes into a directory of its own (into good's it is refused at once)
@@ -269,10 +266,10 @@ def test_bad_checkpoints_are_refused_with_one_line_and_nothing_overwritten(small
 
 def test_a_one_cycle_run_cannot_be_stretched_on_resume(small_config):
     config = small_config.replace(optimizer="adamw", scheduler="onecycle", lr=0.01, epochs=2)
-    first = train(config, **QUIET)
+    first = train(config)
     saved = (first.output_dir / "config.json").read_bytes()
     with pytest.raises(FmnistError, match="planned for 2 epochs and cannot be stretched to 4: resume with --epochs 2"):
-        train(config.replace(epochs=4, resume=str(first.last_checkpoint)), **QUIET)
+        train(config.replace(epochs=4, resume=str(first.last_checkpoint)))
     assert (first.output_dir / "config.json").read_bytes() == saved  # a refused resume leaves the run as it was
 
 
@@ -303,7 +300,6 @@ def test_a_finite_loss_with_a_nan_update_on_an_epoch_s_last_step_saves_no_nan_ch
             small_config.replace(optimizer="sgd", momentum=0.0),
             model=model,
             extra_handlers=[poison_the_last_step_of_epoch_1],
-            **QUIET,
         )
     assert torch.isnan(model.s).item()  # the update did make the weights NaN, with a finite loss
     for path in Path(small_config.output_dir).glob("*.pt"):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_config_file
-from helpers import QUIET
 
 from fmnist_ignite import FmnistError, LrFindSettings, find_latest_checkpoint, load_checkpoint, train
 from fmnist_ignite.cli.main import main
@@ -41,7 +40,7 @@ def test_a_lock_planted_as_a_link_is_refused_and_its_target_is_untouched(small_c
     victim.write_text("keep me\n")
     (out / ".lock").symlink_to(victim)
     with pytest.raises(FmnistError, match=r"\.lock is a symbolic link: refused"):
-        train(small_config, **QUIET)
+        train(small_config)
     assert victim.read_text() == "keep me\n"
 
 
@@ -54,7 +53,7 @@ def test_plots_planted_as_links_are_replaced_never_written_through(small_config,
         victims[name] = tmp_path / f"victim-{name}"
         victims[name].write_text("keep me")
         (out / name).symlink_to(victims[name])
-    train(small_config.replace(epochs=1, plots=True), **QUIET)
+    train(small_config.replace(epochs=1, plots=True))
     for name, victim in victims.items():
         assert victim.read_text() == "keep me", name
         assert not (out / name).is_symlink() and (out / name).stat().st_size > 20, name
@@ -76,7 +75,7 @@ def test_the_lr_finder_plot_planted_as_a_link_is_replaced(small_config, tmp_path
 
 def test_a_checkpoint_list_read_back_never_names_a_file_to_delete_outside_its_directory(small_config, tmp_path):
     """The training checkpoint keeps the list of files its handler saved (to delete the oldest): data read back."""
-    first = train(small_config.replace(epochs=1), **QUIET)
+    first = train(small_config.replace(epochs=1))
     victim = tmp_path / "victim.pt"
     victim.write_bytes(b"precious")
     checkpoint = load_checkpoint(first.last_checkpoint)
@@ -84,7 +83,7 @@ def test_a_checkpoint_list_read_back_never_names_a_file_to_delete_outside_its_di
     saved.insert(0, (0, "../victim.pt"))  # the oldest entries: what the handler deletes when it saves the next
     saved.insert(0, (0, str(victim)))
     torch.save(checkpoint, first.last_checkpoint)
-    train(small_config.replace(epochs=3, resume="auto"), **QUIET)
+    train(small_config.replace(epochs=3, resume="auto"))
     assert victim.read_bytes() == b"precious"
 
 
@@ -102,8 +101,8 @@ def test_a_checkpoint_list_read_back_never_names_a_file_to_delete_outside_its_di
     ],
 )
 def test_a_directory_cut_at_any_instant_is_completed_by_resume_auto(small_config, tmp_path, left):
-    whole = train(small_config.replace(epochs=2, output_dir=str(tmp_path / "whole")), **QUIET)
-    one = train(small_config.replace(epochs=1, output_dir=str(tmp_path / "one")), **QUIET)  # epoch 1's files
+    whole = train(small_config.replace(epochs=2, output_dir=str(tmp_path / "whole")))
+    one = train(small_config.replace(epochs=1, output_dir=str(tmp_path / "one")))  # epoch 1's files
     cut = tmp_path / "cut"
     if left == ("ALL",):
         shutil.copytree(whole.output_dir, cut)
@@ -117,7 +116,7 @@ def test_a_directory_cut_at_any_instant_is_completed_by_resume_auto(small_config
                 (cut / ".summary.json.zz99yy88.partial").write_text("{")
             else:
                 shutil.copy(one.output_dir / name, cut)
-    resumed = train(small_config.replace(epochs=2, resume="auto", output_dir=str(cut)), **QUIET)
+    resumed = train(small_config.replace(epochs=2, resume="auto", output_dir=str(cut)))
     assert resumed.test_metrics["accuracy"] == whole.test_metrics["accuracy"]
     summary = finished(cut)
     assert summary["epochs_done"] == 2
@@ -125,28 +124,27 @@ def test_a_directory_cut_at_any_instant_is_completed_by_resume_auto(small_config
     assert sorted(p.name for p in cut.glob("training_checkpoint_*.pt"))[-1] == "training_checkpoint_2.pt"
 
 
-def test_resume_auto_in_a_copied_directory_goes_by_the_state_not_the_file_times(small_config, capsys):
+def test_resume_auto_in_a_copied_directory_goes_by_the_state_not_the_file_times(small_config, capsys, said):
     """A copy gives every file a new time; a stale interrupted checkpoint of epoch 1 may be the newest file."""
-    result = train(small_config.replace(epochs=2), **QUIET)
+    result = train(small_config.replace(epochs=2))
     out = result.output_dir
     shutil.copy(out / "training_checkpoint_1.pt", out / "interrupted_checkpoint_3.pt")  # epoch 1's stop
     os.utime(out / "training_checkpoint_2.pt", (1, 1))
-    lines = []
-    again = train(small_config.replace(epochs=2, resume="auto"), log=lines.append)
-    assert f"Resuming from {out / 'training_checkpoint_2.pt'}" in lines
-    assert again.epochs_run == 2 and not any(line.startswith("Epoch ") for line in lines)  # nothing trained again
+    said.clear()
+    again = train(small_config.replace(epochs=2, resume="auto"))
+    assert f"Resuming from {out / 'training_checkpoint_2.pt'}" in said()
+    assert again.epochs_run == 2 and not any(line.startswith("Epoch ") for line in said())  # nothing trained again
     assert find_latest_checkpoint(out).name == "training_checkpoint_2.pt"
 
 
 @pytest.mark.parametrize("link", ["dangling", "loop"])
-def test_a_checkpoint_that_is_a_broken_link_is_set_aside_as_damaged(small_config, link):
-    result = train(small_config.replace(epochs=1), **QUIET)
+def test_a_checkpoint_that_is_a_broken_link_is_set_aside_as_damaged(small_config, link, said):
+    result = train(small_config.replace(epochs=1))
     out = result.output_dir
     bad = out / "training_checkpoint_9.pt"
     bad.symlink_to(out / "nowhere.pt" if link == "dangling" else bad)
-    lines = []
-    train(small_config.replace(epochs=2, resume="auto"), log=lines.append)
-    assert any(line.startswith(f"Skipped {bad}: a symbolic link") for line in lines)
+    train(small_config.replace(epochs=2, resume="auto"))
+    assert any(line.startswith(f"Skipped {bad}: a symbolic link") for line in said())
     assert (out / "training_checkpoint_9.pt.damaged").is_symlink() and not bad.exists()
     assert finished(out)["epochs_done"] == 2
 
@@ -232,16 +230,16 @@ def test_a_huge_sparse_config_json_is_refused_by_its_size_unread(tmp_path, capsy
         pytest.param(lambda s: {**s, "history": [[[[1]]]]}, id="nested-history"),
     ],
 )
-def test_seeds_over_a_damaged_summary_score_that_seed_again_never_report_a_wrong_mean(small_config, damage):
+def test_seeds_over_a_damaged_summary_score_that_seed_again_never_report_a_wrong_mean(small_config, damage, said):
     from fmnist_ignite import train_seeds
 
     config = small_config.replace(epochs=1, seeds="0,1")
-    first = train_seeds(config, log=lambda line: None, run_log=lambda line: None)
+    first = train_seeds(config)
     path = first.output_dir / "seed-0" / "summary.json"
     path.write_text(json.dumps(damage(json.loads(path.read_text()))))
-    lines = []
-    again = train_seeds(config, log=lines.append, run_log=lambda line: None)
-    assert any(line.startswith(f"Seed 0: {path}: ") and line.endswith("its run is scored again") for line in lines)
+    said.clear()
+    again = train_seeds(config)
+    assert any(line.startswith(f"Seed 0: {path}: ") and line.endswith("its run is scored again") for line in said())
     assert again.test is not None and again.test.mean == pytest.approx(first.test.mean) and 0 <= again.test.mean <= 1
     assert read_summary(path).status is RunStatus.COMPLETED
 

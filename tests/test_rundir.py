@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import small_run_config, without_times
-from helpers import QUIET, ROOT, assert_same_weights, final_weights, signal_at
+from helpers import ROOT, assert_same_weights, final_weights, signal_at
 
 import fmnist_ignite.run.training as finish_module
 import fmnist_ignite.run.training as training_module
@@ -38,13 +38,13 @@ def contents(directory: Path) -> dict:
 
 
 def test_a_second_claim_on_a_claimed_directory_is_refused_naming_the_holder(small_config):
-    first = claim_run_directory(small_config, print)
+    first = claim_run_directory(small_config)
     try:
         with pytest.raises(FmnistError, match=rf"out is in use by another run \(pid {os.getpid()}\)"):
-            claim_run_directory(small_config.replace(resume="auto"), print)
+            claim_run_directory(small_config.replace(resume="auto"))
     finally:
         first.release()
-    claim_run_directory(small_config.replace(resume="auto"), print).release()  # free again once released
+    claim_run_directory(small_config.replace(resume="auto")).release()  # free again once released
 
 
 @pytest.mark.slow  # a subprocess
@@ -94,7 +94,7 @@ def test_a_second_process_is_refused_while_the_first_runs_and_allowed_once_it_is
     for path in out.glob("training_checkpoint_*.pt"):  # every checkpoint it left is whole
         assert torch.load(path, weights_only=True)["trainer"]["iteration"] >= 10
     # The OS released the killed run's lock: a resume into the directory may claim it.
-    run = claim_run_directory(config.replace(resume="auto"), lambda line: None)
+    run = claim_run_directory(config.replace(resume="auto"))
     run.release()
     assert run.resume_from is not None and run.resume_from.name.startswith("training_checkpoint_")
 
@@ -112,11 +112,11 @@ def fast_config(small_config):
 
 
 def test_a_resume_without_flags_continues_the_saved_run_bitwise(fast_config, tmp_path, capsys):
-    full = train(fast_config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    full = train(fast_config.replace(output_dir=str(tmp_path / "full")))
     cut = fast_config.replace(output_dir=str(tmp_path / "cut"))
     with pytest.raises(TrainingInterrupted):
-        train(cut, extra_handlers=[signal_at(13)], **QUIET)  # mid-epoch 2
-
+        train(cut, extra_handlers=[signal_at(13)])  # mid-epoch 2
+    capsys.readouterr()  # the lines of the runs above
     assert main(["--resume", "auto", "--output-dir", cut.output_dir]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"Resuming from {tmp_path / 'cut' / 'interrupted_checkpoint_13.pt'}\n")
@@ -133,7 +133,7 @@ def test_a_resume_without_flags_continues_the_saved_run_bitwise(fast_config, tmp
 )
 def test_a_resume_that_changes_the_result_is_refused_listing_each_difference(fast_config, capsys, flags, difference):
     with pytest.raises(TrainingInterrupted):
-        train(fast_config, extra_handlers=[signal_at(13)], **QUIET)
+        train(fast_config, extra_handlers=[signal_at(13)])
     out = Path(fast_config.output_dir)
     before = contents(out)
     assert main(["--resume", "auto", "--output-dir", str(out), *flags]) == 2
@@ -144,14 +144,14 @@ def test_a_resume_that_changes_the_result_is_refused_listing_each_difference(fas
 
 
 def test_flags_that_do_not_change_the_result_may_differ_on_resume(small_config, capsys):
-    train(small_config.replace(epochs=1), **QUIET)
+    train(small_config.replace(epochs=1))
     argv = ["--resume", "auto", "--output-dir", small_config.output_dir, "--epochs", "2", "--threads", "1"]
     assert main([*argv, "--log-interval", "1000", "--no-plots"]) == 0
     assert json.loads((Path(small_config.output_dir) / "config.json").read_text())["epochs"] == 2
 
 
 def test_the_saved_configuration_is_in_config_json_and_in_every_checkpoint(small_config):
-    result = train(small_config.replace(epochs=1), **QUIET)
+    result = train(small_config.replace(epochs=1))
     saved = json.loads((result.output_dir / "config.json").read_text())
     assert saved == {**small_config.replace(epochs=1).__dict__, "resume": None}
     assert torch.load(result.last_checkpoint, weights_only=True)["config"] == saved
@@ -160,43 +160,43 @@ def test_the_saved_configuration_is_in_config_json_and_in_every_checkpoint(small
 # ------------------------------------------------------------------------------------ damaged checkpoints
 
 
-def test_resume_auto_skips_a_damaged_newest_checkpoint_and_keeps_it(small_config, tmp_path):
-    full = train(small_config.replace(epochs=2, output_dir=str(tmp_path / "full")), **QUIET)
+def test_resume_auto_skips_a_damaged_newest_checkpoint_and_keeps_it(small_config, tmp_path, said):
+    full = train(small_config.replace(epochs=2, output_dir=str(tmp_path / "full")))
     cut = small_config.replace(epochs=2)
-    first = train(cut, **QUIET)
+    first = train(cut)
     newest = first.last_checkpoint
     damaged = newest.read_bytes()[:1000]
     newest.write_bytes(damaged)
-
-    lines = []
-    resumed = train(cut.replace(resume="auto"), log=lines.append)
-    assert lines[0].startswith(f"Skipped {newest}: truncated or corrupt checkpoint")
-    assert lines[0].endswith(f"; kept as {newest.name}.damaged")
-    assert lines[1] == f"Resuming from {newest.parent / 'training_checkpoint_1.pt'}"
+    said.clear()
+    resumed = train(cut.replace(resume="auto"))
+    assert said()[0].startswith(f"Skipped {newest}: truncated or corrupt checkpoint")
+    assert said()[0].endswith(f"; kept as {newest.name}.damaged")
+    assert said()[1] == f"Resuming from {newest.parent / 'training_checkpoint_1.pt'}"
     assert newest.with_name(newest.name + ".damaged").read_bytes() == damaged  # the evidence is kept
     assert_same_weights(final_weights(resumed), final_weights(full))
 
 
 def test_resume_auto_with_every_checkpoint_damaged_is_one_error(small_config):
-    result = train(small_config.replace(epochs=2), **QUIET)
+    result = train(small_config.replace(epochs=2))
     for path in result.output_dir.glob("training_checkpoint_*.pt"):
         path.write_bytes(b"garbage")
     before = contents(result.output_dir)
     with pytest.raises(FmnistError, match=f"no intact checkpoint to resume from in {result.output_dir}: "):
-        train(small_config.replace(resume="auto"), **QUIET)
+        train(small_config.replace(resume="auto"))
     assert contents(result.output_dir) == before
 
 
 def test_resume_auto_where_a_kill_left_only_a_best_model_starts_again_and_keeps_it(small_config, capsys):
     """A SIGKILL after the epoch's best model was written and before its training checkpoint: the directory must
     not be refused for good (a SLURM job would fail on every requeue)."""
-    result = train(small_config.replace(epochs=1), **QUIET)
+    result = train(small_config.replace(epochs=1))
     for path in result.output_dir.glob("training_checkpoint_*.pt"):
         path.unlink()
     summary = json.loads((result.output_dir / "summary.json").read_text())  # as the kill left it: still running
     (result.output_dir / "summary.json").write_text(json.dumps({**summary, "status": "running", "epochs_done": 0}))
     (best,) = result.output_dir.glob("best_model_*.pt")
     kept = best.read_bytes()
+    capsys.readouterr()  # the first run's lines
     assert main(["--resume", "auto", "--output-dir", str(result.output_dir), "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith(f"No training checkpoint in {result.output_dir}: its run was stopped")
@@ -204,7 +204,7 @@ def test_resume_auto_where_a_kill_left_only_a_best_model_starts_again_and_keeps_
     assert sorted(p.name for p in result.output_dir.glob("training_checkpoint_*.pt")) == ["training_checkpoint_1.pt"]
 
 
-def test_sigterm_after_training_says_where_the_weights_are_and_marks_the_summary(small_config, monkeypatch):
+def test_sigterm_after_training_says_where_the_weights_are_and_marks_the_summary(small_config, monkeypatch, said):
     scored = finish_module.per_class_accuracy
 
     def sigterm_while_scoring(confusion):
@@ -212,10 +212,9 @@ def test_sigterm_after_training_says_where_the_weights_are_and_marks_the_summary
         return scored(confusion)
 
     monkeypatch.setattr(finish_module, "per_class_accuracy", sigterm_while_scoring)
-    lines = []
     with pytest.raises(TrainingInterrupted) as info:
-        train(small_config.replace(epochs=1), log=lines.append)
-    assert "Training completed" in lines and info.value.exit_code == 143 and info.value.checkpoint is None
+        train(small_config.replace(epochs=1))
+    assert "Training completed" in said() and info.value.exit_code == 143 and info.value.checkpoint is None
     out = Path(small_config.output_dir)
     best = next(out.glob("best_model_*.pt"))
     assert str(info.value) == (
@@ -224,7 +223,7 @@ def test_sigterm_after_training_says_where_the_weights_are_and_marks_the_summary
     )
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers are put back
-    claim_run_directory(small_config.replace(resume="auto"), print).release()  # and the directory released
+    claim_run_directory(small_config.replace(resume="auto")).release()  # and the directory released
 
 
 def test_ctrl_c_while_loading_the_data_is_one_line_and_exit_130(small_config, monkeypatch):
@@ -238,9 +237,9 @@ def test_ctrl_c_while_loading_the_data_is_one_line_and_exit_130(small_config, mo
     with pytest.raises(
         TrainingInterrupted, match="^interrupted by SIGINT before training started; nothing was trained$"
     ):
-        train(small_config, **QUIET)
+        train(small_config)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    claim_run_directory(small_config, print).release()  # the directory was released, and holds no checkpoint
+    claim_run_directory(small_config).release()  # the directory was released, and holds no checkpoint
 
 
 # ------------------------------------------------------------------------------------------- durable files
@@ -277,7 +276,7 @@ def test_the_disk_saver_fsyncs_the_checkpoint_and_its_directory(tmp_path, fsyncs
 
 
 def test_a_run_fsyncs_every_file_it_keeps(small_config, fsyncs):
-    train(small_config.replace(epochs=1), **QUIET)
+    train(small_config.replace(epochs=1))
     names = {Path(path).name for is_dir, path in fsyncs if not is_dir}
     for prefix in (".config.json.", ".summary.json.", ".metrics.csv.", ".training_checkpoint_1.pt.", ".best_model_1_"):
         assert any(name.startswith(prefix) and name.endswith(".partial") for name in names), prefix

@@ -86,12 +86,11 @@ def test_holm_and_the_t_interval_by_hand():
     assert mean_interval([0.9]).sd is None
 
 
-def test_a_run_prints_the_intervals_its_summary_csv_and_predictions_hold(small_config):
-    lines = []
-    result = train(small_config.replace(epochs=2, lr=0.01), log=lines.append)
+def test_a_run_prints_the_intervals_its_summary_csv_and_predictions_hold(small_config, said):
+    result = train(small_config.replace(epochs=2, lr=0.01))
     out = result.output_dir
     summary = json.loads((out / "summary.json").read_text())
-    test_line = next(line for line in lines if line.startswith("Test, "))
+    test_line = next(line for line in said() if line.startswith("Test, "))
     accuracy, low, high = map(float, re.search(rf"Accuracy: {INTERVAL}, Avg loss", test_line).groups())
     test = summary["test"]
     assert 0 < test["accuracy"] < 1 and test["count"] == 200  # the synthetic test set, not learnt perfectly
@@ -101,7 +100,7 @@ def test_a_run_prints_the_intervals_its_summary_csv_and_predictions_hold(small_c
     )
     assert test["accuracy_ci95"] == pytest.approx(list(wilson_interval(round(test["accuracy"] * 200), 200)))
     # Every validation line's interval is its metrics.csv row's, on the 100 validation images.
-    printed = [re.search(rf"^Validation: Accuracy: {INTERVAL}", line) for line in lines]
+    printed = [re.search(rf"^Validation: Accuracy: {INTERVAL}", line) for line in said()]
     rows = (out / "metrics.csv").read_text().splitlines()[1:]
     assert len([m for m in printed if m]) == len(rows) == 2
     for match, row in zip(filter(None, printed), rows, strict=False):
@@ -146,7 +145,7 @@ def test_seeds_train_one_run_each_resume_an_interrupted_one_and_summarise(tmp_pa
     file = small_config_file(tmp_path, epochs=2, lr=0.01, log_interval=100)
     config = small_config.replace(**read_config_file(file), seeds="0,1", output_dir=str(parent))
     with pytest.raises(TrainingInterrupted):  # seed 1 stopped in its first epoch
-        train_seeds(config, extra_handlers=[stop_the_second_seed_at(4)], run_log=lambda line: None)
+        train_seeds(config, extra_handlers=[stop_the_second_seed_at(4)])
     first = parent / "seed-0" / "training_checkpoint_2.pt"
     first_written = first.stat().st_mtime_ns
     assert (parent / "seed-1" / "interrupted_checkpoint_4.pt").is_file()
@@ -188,20 +187,15 @@ def test_seeds_train_one_run_each_resume_an_interrupted_one_and_summarise(tmp_pa
     assert f"Test accuracy over 2 seeds: mean {100 * stats.mean(accuracies):.2f}%" in out
 
 
-def test_a_seed_another_process_holds_is_left_to_it_and_the_summary_says_so(tmp_path, small_config):
+def test_a_seed_another_process_holds_is_left_to_it_and_the_summary_says_so(tmp_path, small_config, said):
     parent = tmp_path / "seeds"
     (parent / "seed-0").mkdir(parents=True)
     with open(parent / "seed-0" / ".lock", "a+") as held:  # as another run holds its directory
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         held.write("4242\n")
         held.flush()
-        lines = []
-        result = train_seeds(
-            small_config.replace(epochs=1, seeds="0,1", output_dir=str(parent)),
-            log=lines.append,
-            run_log=lambda line: None,
-        )
-    assert "Seed 0: another process (pid 4242) is training it; left to it" in lines
+        result = train_seeds(small_config.replace(epochs=1, seeds="0,1", output_dir=str(parent)))
+    assert "Seed 0: another process (pid 4242) is training it; left to it" in said()
     assert result.pending == [0] and [run["seed"] for run in result.runs] == [1]
     summary = json.loads((parent / "seeds_summary.json").read_text())
     assert not summary["complete"] and summary["pending"] == [0] and summary["test_accuracy"]["n"] == 1

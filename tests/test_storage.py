@@ -37,13 +37,9 @@ from fmnist_ignite.experiments.tuning import tune  # noqa: E402
 SPACE = {"lr": [0.05, 0.1], "optimizer": ["sgd"]}
 
 
-def quiet(line: str) -> None:
-    pass
-
-
 def test_a_new_study_lives_in_a_journal_file_in_its_directory(small_config, tmp_path):
     study_dir = tmp_path / "study"
-    result = tune(small_config.replace(output_dir=str(study_dir), epochs=1), 2, space=SPACE, log=quiet)
+    result = tune(small_config.replace(output_dir=str(study_dir), epochs=1), 2, space=SPACE)
     assert (study_dir / "study.journal").is_file() and not (study_dir / "study.db").exists()
     assert isinstance(result.study._storage, HeartbeatJournalStorage)
     reloaded = load_study(study_dir)  # what another process reads back from the file
@@ -56,7 +52,7 @@ def test_a_study_created_with_study_db_keeps_its_sqlite_database(small_config, t
     study_dir.mkdir()
     old = optuna.create_study(study_name="fmnist", storage=f"sqlite:///{study_dir / 'study.db'}")
     old.enqueue_trial({"lr": 0.1, "optimizer": "sgd"})
-    tune(small_config.replace(output_dir=str(study_dir), epochs=1), 2, space=SPACE, log=quiet)
+    tune(small_config.replace(output_dir=str(study_dir), epochs=1), 2, space=SPACE)
     assert not (study_dir / "study.journal").exists()
     trials = optuna.load_study(study_name="fmnist", storage=f"sqlite:///{study_dir / 'study.db'}").get_trials()
     assert len(trials) == 2 and trials[0].params["lr"] == 0.1  # the old study's queued trial ran first
@@ -89,7 +85,7 @@ def test_a_journal_that_is_a_link_is_refused_and_its_target_untouched(small_conf
     study_dir.mkdir()
     (study_dir / "study.journal").symlink_to(target)
     with pytest.raises(FmnistError, match=r"journal .*study.journal is not a regular file \(a link is not followed\)"):
-        tune(small_config.replace(output_dir=str(study_dir), epochs=1), 1, space=SPACE, log=quiet)
+        tune(small_config.replace(output_dir=str(study_dir), epochs=1), 1, space=SPACE)
     assert target.read_text() == "someone's notes\n"
 
 
@@ -107,7 +103,7 @@ def test_a_journal_path_elsewhere_is_used_and_shared_by_two_studies_directories(
     journal = tmp_path / "shared" / "fmnist.journal"
     for name, trials in (("a", 1), ("b", 2)):  # the second worker joins the first's study from elsewhere
         config = small_config.replace(output_dir=str(tmp_path / name), epochs=1)
-        tune(config, TuneSettings(trials, storage=str(journal)), space=SPACE, log=quiet)
+        tune(config, TuneSettings(trials, storage=str(journal)), space=SPACE)
     assert journal.is_file() and not (tmp_path / "a" / "study.journal").exists()
     study = load_study(tmp_path, storage=str(journal))
     assert [t.state for t in study.get_trials() if "surplus" not in t.user_attrs] == [TrialState.COMPLETE] * 2
@@ -184,7 +180,7 @@ def test_a_heartbeat_read_back_that_is_no_time_counts_as_none(tmp_path, beat):
 def test_optuna_dashboard_opens_our_journal_and_our_old_database(small_config, tmp_path):
     dashboard = pytest.importorskip("optuna_dashboard._storage_url", reason="optuna-dashboard is not installed")
     study_dir = tmp_path / "study"
-    tune(small_config.replace(output_dir=str(study_dir), epochs=1), 1, space=SPACE, log=quiet)
+    tune(small_config.replace(output_dir=str(study_dir), epochs=1), 1, space=SPACE)
     storage = dashboard.get_storage(str(study_dir / "study.journal"))  # `optuna-dashboard PATH`'s loader
     (summary,) = storage.get_all_studies()
     trials = storage.get_all_trials(summary._study_id)
@@ -200,10 +196,9 @@ def test_open_storage_makes_the_journals_directory(tmp_path):
     assert journal.is_file() and isinstance(storage, HeartbeatJournalStorage)
 
 
-def test_storage_flag_in_the_log_line(small_config, tmp_path):
-    lines: list[str] = []
-    tune(small_config.replace(output_dir=str(tmp_path / "s"), epochs=1), 1, space=SPACE, log=lines.append)
-    assert lines[0].startswith(f"Study 'fmnist' in journal file {Path(tmp_path / 's' / 'study.journal')}: 1 trials")
+def test_storage_flag_in_the_log_line(small_config, tmp_path, said):
+    tune(small_config.replace(output_dir=str(tmp_path / "s"), epochs=1), 1, space=SPACE)
+    assert said()[0].startswith(f"Study 'fmnist' in journal file {Path(tmp_path / 's' / 'study.journal')}: 1 trials")
 
 
 def test_a_journal_over_its_bound_is_refused_unread(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import small_config_file
-from helpers import QUIET, assert_same_weights, final_weights, signal_at
+from helpers import assert_same_weights, final_weights, signal_at
 
 from fmnist_ignite import TrainingInterrupted, train
 from fmnist_ignite.config.files import read_config_file
@@ -33,14 +33,14 @@ def status_of(run: Path) -> str:
 
 def test_sighup_saves_a_checkpoint_says_so_and_resumes_bitwise(small_config, tmp_path):
     config = small_config.replace(dropout=0.2)
-    full = train(config.replace(output_dir=str(tmp_path / "full")), **QUIET)
+    full = train(config.replace(output_dir=str(tmp_path / "full")))
     cut = config.replace(output_dir=str(tmp_path / "cut"))
     with pytest.raises(TrainingInterrupted) as info:  # the terminal of a login node closed
-        train(cut, extra_handlers=[signal_at(4, signal.SIGHUP)], **QUIET)
+        train(cut, extra_handlers=[signal_at(4, signal.SIGHUP)])
     assert info.value.exit_code == 129 and "interrupted by SIGHUP at epoch 1, iteration 4" in str(info.value)
     assert info.value.checkpoint.name == "interrupted_checkpoint_4.pt" and status_of(tmp_path / "cut") == "interrupted"
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back
-    resumed = train(cut.replace(resume="auto"), **QUIET)
+    resumed = train(cut.replace(resume="auto"))
     assert_same_weights(final_weights(resumed), final_weights(full))
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from helpers import QUIET, assert_same_weights, final_weights
+from helpers import assert_same_weights, final_weights
 from ignite.engine import Engine, Events
 
 from fmnist_ignite import train
@@ -85,12 +85,11 @@ def _burn() -> None:
         pass
 
 
-def test_a_resumed_run_computes_with_the_thread_count_of_the_run_it_continues(small_config):
-    first = train(small_config.replace(epochs=1, threads=2), **QUIET)
-    lines = []
-    train(small_config.replace(epochs=2, threads=None, resume="auto"), log=lines.append)
+def test_a_resumed_run_computes_with_the_thread_count_of_the_run_it_continues(small_config, said):
+    first = train(small_config.replace(epochs=1, threads=2))
+    train(small_config.replace(epochs=2, threads=None, resume="auto"))
     assert any(
-        line.startswith("CPU: 2 threads of ") and line.endswith("for an exactly equal resume)") for line in lines
+        line.startswith("CPU: 2 threads of ") and line.endswith("for an exactly equal resume)") for line in said()
     )
     summary = json.loads((first.output_dir / "summary.json").read_text())
     assert summary["threads"] == 2
@@ -129,7 +128,7 @@ def test_two_runs_in_threads_at_once_each_end_bitwise_equal_to_the_same_run_alon
     # Each run owns its generators (initialisation, data order, augmentation, dropout) and its thread count.
     base = small_config.replace(epochs=2, dropout=0.3, hflip=True, shift=2)
     configs = [base.replace(seed=seed, threads=seed + 1) for seed in (0, 1)]
-    alone = [train(config.replace(output_dir=str(tmp_path / f"alone-{config.seed}")), **QUIET) for config in configs]
+    alone = [train(config.replace(output_dir=str(tmp_path / f"alone-{config.seed}"))) for config in configs]
     step = threading.Barrier(2, timeout=60)  # the two take each step together: their draws interleave
 
     def in_step(trainer: Engine) -> None:
@@ -137,7 +136,7 @@ def test_two_runs_in_threads_at_once_each_end_bitwise_equal_to_the_same_run_alon
 
     together = [config.replace(output_dir=str(tmp_path / f"beside-{config.seed}")) for config in configs]
     with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(train, config, extra_handlers=[in_step], **QUIET) for config in together]
+        futures = [pool.submit(train, config, extra_handlers=[in_step]) for config in together]
         beside = [future.result(timeout=300) for future in futures]
     for run_alone, run_beside in zip(alone, beside, strict=True):
         assert_same_weights(final_weights(run_beside), final_weights(run_alone))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import small_config_file
-from helpers import QUIET, free_port, run_script, signal_at
+from helpers import free_port, run_script, signal_at
 
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
 from fmnist_ignite.run.launch import train
@@ -35,8 +35,8 @@ def tracked(small_config, tmp_path, monkeypatch):
 def interrupted_then_resumed(config):
     """The run stopped by SIGINT in its second epoch (batch 3 of 10), then resumed to its end."""
     with pytest.raises(TrainingInterrupted) as info:
-        train(config, extra_handlers=[signal_at(13)], **QUIET)
-    return train(config.replace(resume=str(info.value.checkpoint)), **QUIET)
+        train(config, extra_handlers=[signal_at(13)])
+    return train(config.replace(resume=str(info.value.checkpoint)))
 
 
 @pytest.mark.slow  # a quick-tier budget: trains more than a few steps
@@ -70,7 +70,7 @@ def test_two_tracked_runs_in_two_directories_of_one_process_use_their_own_stores
     import os
 
     for parent in ("first", "second"):
-        train(tracked.replace(tracker="mlflow", epochs=1, output_dir=str(tmp_path / parent / "run")), **QUIET)
+        train(tracked.replace(tracker="mlflow", epochs=1, output_dir=str(tmp_path / parent / "run")))
         assert (tmp_path / parent / "mlflow.db").is_file(), parent
     assert "MLFLOW_TRACKING_URI" not in os.environ  # not left behind for the next run
 
@@ -121,13 +121,12 @@ def test_wandb_offline_has_every_epoch_once_across_a_resume(tracked):
 
 
 @pytest.mark.slow  # a quick-tier budget: trains more than a few steps
-def test_both_trackers_at_once(tracked):
+def test_both_trackers_at_once(tracked, said):
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     pytest.importorskip("wandb", reason="the wandb extra is not installed")
-    lines: list[str] = []
-    train(tracked.replace(tracker="mlflow,wandb", epochs=1), log=lines.append)
-    said = [line for line in lines if line.startswith("Tracking: ")]
-    assert len(said) == 2 and "mlflow run " in said[0] and "(offline; wandb sync uploads it)" in said[1]
+    train(tracked.replace(tracker="mlflow,wandb", epochs=1))
+    tracking = [line for line in said() if line.startswith("Tracking: ")]
+    assert len(tracking) == 2 and "mlflow run " in tracking[0] and "(offline; wandb sync uploads it)" in tracking[1]
     assert set(json.loads((Path(tracked.output_dir) / "tracking.json").read_text())) == {"mlflow", "wandb"}
 
 
@@ -139,7 +138,7 @@ def test_a_missing_tracker_package_is_one_line_naming_its_extra(tracked, monkeyp
     with pytest.raises(
         FmnistError, match=r"^--tracker wandb needs the wandb package: pip install 'fmnist-ignite\[wandb\]'$"
     ):
-        train(tracked.replace(tracker="wandb"), **QUIET)
+        train(tracked.replace(tracker="wandb"))
     assert not Path(tracked.output_dir).exists()  # refused before anything was written
 
 
@@ -161,17 +160,17 @@ def test_an_unknown_tracker_is_refused_in_one_line(tracked, given):
 def test_a_tampered_tracking_file_is_one_line(tracked, content, message):
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     config = tracked.replace(tracker="mlflow", epochs=1)
-    train(config, **QUIET)
+    train(config)
     (Path(config.output_dir) / "tracking.json").write_text(content)
     with pytest.raises(FmnistError, match=message):
-        train(config.replace(resume="auto", epochs=2), **QUIET)
+        train(config.replace(resume="auto", epochs=2))
 
 
 def test_a_tracker_that_cannot_start_is_one_line(tracked, monkeypatch):
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
     with pytest.raises(FmnistError, match=r"^--tracker mlflow: could not start its run \(\w+: "):
-        train(tracked.replace(tracker="mlflow", epochs=1), **QUIET)
+        train(tracked.replace(tracker="mlflow", epochs=1))
 
 
 def test_an_epoch_checkpointed_but_not_yet_tracked_when_killed_is_tracked_on_resume(tracked, monkeypatch):
@@ -186,9 +185,9 @@ def test_an_epoch_checkpointed_but_not_yet_tracked_when_killed_is_tracked_on_res
             real(self, metrics, step)
 
     monkeypatch.setattr(MlflowTracker, "log_metrics", killed_before_epoch_2)
-    first = train(config, **QUIET)
+    first = train(config)
     monkeypatch.setattr(MlflowTracker, "log_metrics", real)
-    resumed = train(config.replace(resume="auto", epochs=3), **QUIET)
+    resumed = train(config.replace(resume="auto", epochs=3))
     store = Path(config.output_dir).parent / "mlflow.db"
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{store}")
     run_id = json.loads((Path(config.output_dir) / "tracking.json").read_text())["mlflow"]
@@ -209,7 +208,7 @@ def test_a_failing_tracker_leaves_no_half_started_run_of_the_other_open(tracked,
 
     monkeypatch.setattr(WandbTracker, "start", staticmethod(no_server))
     with pytest.raises(FmnistError, match=r"^--tracker wandb: could not start its run"):
-        train(tracked.replace(tracker="mlflow,wandb", epochs=1), **QUIET)
+        train(tracked.replace(tracker="mlflow,wandb", epochs=1))
     assert mlflow.active_run() is None
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{Path(tracked.output_dir).parent / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("fmnist-ignite").experiment_id])
@@ -295,7 +294,7 @@ def test_a_users_own_mlflow_client_settings_win(tracked, monkeypatch, silent_ser
     with pytest.raises(
         FmnistError, match=r"^--tracker mlflow: no MLflow tracking server answers .*: no answer within 1 s"
     ):
-        train(tracked.replace(tracker="mlflow", epochs=1), **QUIET)
+        train(tracked.replace(tracker="mlflow", epochs=1))
     assert time.monotonic() - started < 8  # one try of 1 s, not ours (3 of 10 s)
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "1" and "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR" not in os.environ
 

@@ -12,7 +12,7 @@ from fmnist_ignite.cli.parser import build_parser, config_from_args
 
 
 def test_train_returns_history_test_metrics_and_checkpoints(small_config):
-    result = train(small_config.replace(lr=0.05), log=lambda line: None)
+    result = train(small_config.replace(lr=0.05))
     assert result.epochs_run == 3 and not result.stopped_early
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     best = min(result.history, key=lambda row: row["val_loss"])
@@ -29,15 +29,14 @@ def test_train_returns_history_test_metrics_and_checkpoints(small_config):
     assert rescored["loss"] == pytest.approx(result.test_metrics["loss"], rel=1e-5)
 
 
-def test_train_prints_the_tutorials_blocks(small_config):
-    lines = []
-    train(small_config.replace(epochs=2), log=lines.append)
-    text = "\n".join(lines)
+def test_train_prints_the_tutorials_blocks(small_config, said):
+    train(small_config.replace(epochs=2))
+    text = "\n".join(said())
     assert text.count("-------------------------------") == 2 and "Epoch 2\n" in text
     assert "loss: " in text and "/  500]" in text
     assert text.count("Validation: Accuracy: ") == 2
-    done = lines.index("Training completed")
-    after = [line.split(" ", 2)[:2] for line in lines[done + 1 : done + 5]]
+    done = said().index("Training completed")
+    after = [line.split(" ", 2)[:2] for line in said()[done + 1 : done + 5]]
     assert after == [
         ["Calibration", "(validation):"],
         ["Test,", "best"],
@@ -48,7 +47,7 @@ def test_train_prints_the_tutorials_blocks(small_config):
 
 def test_same_seed_gives_the_same_run_and_another_seed_does_not(small_config, tmp_path):
     runs = [
-        train(small_config.replace(output_dir=str(tmp_path / name), seed=seed), log=lambda line: None)
+        train(small_config.replace(output_dir=str(tmp_path / name), seed=seed))
         for name, seed in (("a", 1), ("b", 1), ("c", 2))
     ]
     assert without_times(runs[0].history) == without_times(runs[1].history)
@@ -58,21 +57,21 @@ def test_same_seed_gives_the_same_run_and_another_seed_does_not(small_config, tm
 def test_early_stopping_ends_the_run_after_patience_epochs_without_progress(small_config):
     # A learning rate too small to change any prediction: validation accuracy never improves.
     config = small_config.replace(lr=1e-9, momentum=0.0, epochs=30, patience=2, monitor="accuracy")
-    result = train(config, log=lambda line: None)
+    result = train(config)
     assert result.epochs_run == 3 and result.stopped_early
     assert result.scored_weights == "best (epoch 1)"
 
 
 def test_without_validation_the_last_weights_are_scored(small_config):
-    result = train(small_config.replace(val_size=0, epochs=2), log=lambda line: None)
+    result = train(small_config.replace(val_size=0, epochs=2))
     assert [sorted(row) for row in result.history] == [["epoch", "epoch_time_s", "lr", "train_loss"]] * 2
     assert result.best_checkpoint is None
     assert result.scored_weights == "last (epoch 2)"
 
 
 def test_one_hot_training_gives_the_same_run(small_config, tmp_path):
-    by_index = train(small_config.replace(output_dir=str(tmp_path / "i")), log=lambda line: None)
-    by_one_hot = train(small_config.replace(output_dir=str(tmp_path / "o"), one_hot=True), log=lambda line: None)
+    by_index = train(small_config.replace(output_dir=str(tmp_path / "i")))
+    by_one_hot = train(small_config.replace(output_dir=str(tmp_path / "o"), one_hot=True))
     for a, b in zip(by_index.history, by_one_hot.history, strict=True):
         assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=0.011)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
@@ -81,7 +80,7 @@ def test_one_hot_training_gives_the_same_run(small_config, tmp_path):
 
 
 def test_dataloader_path_trains_too(small_config):
-    result = train(small_config.replace(loader="dataloader", epochs=2, lr=0.05), log=lambda line: None)
+    result = train(small_config.replace(loader="dataloader", epochs=2, lr=0.05))
     assert result.epochs_run == 2 and result.test_metrics["accuracy"] > 0.5  # it learned: chance is 0.1
 
 
@@ -90,17 +89,16 @@ def test_an_output_dir_with_checkpoints_is_refused_and_left_alone(small_config, 
     out.mkdir()
     (out / "training_checkpoint_7.pt").write_bytes(b"precious")
     with pytest.raises(FmnistError, match="already holds checkpoints"):
-        train(small_config, log=lambda line: None)
+        train(small_config)
     assert sorted(p.name for p in out.iterdir()) == [".lock", "training_checkpoint_7.pt"]  # the OS lock file only
     assert (out / "training_checkpoint_7.pt").read_bytes() == b"precious"
 
 
-def test_an_unwritable_output_dir_is_reported_before_training(small_config, tmp_path):
+def test_an_unwritable_output_dir_is_reported_before_training(small_config, tmp_path, said):
     (tmp_path / "a-file").write_text("")
-    lines = []
     with pytest.raises(FmnistError, match="is not writable"):
-        train(small_config.replace(output_dir=str(tmp_path / "a-file" / "out")), log=lines.append)
-    assert lines == []
+        train(small_config.replace(output_dir=str(tmp_path / "a-file" / "out")))
+    assert said() == []
 
 
 @pytest.mark.parametrize(

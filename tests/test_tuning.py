@@ -120,6 +120,9 @@ def test_tune_trains_on_train_and_validation_only_and_writes_its_results(small_c
     assert replayed["lr"] == best.params["lr"] and replayed["optimizer"] == "sgd" and "output_dir" not in replayed
     assert Config(**replayed).validate().epochs == 2
     assert f"Train it: fmnist-ignite train --config={study_dir / 'best.yaml'}" in out
+    # each trial's run lines go to its train.log; the worker's lines ("Trial N: ...") to standard output
+    assert "Trial 0: " in out and "Epoch 1" not in out and "Training completed" not in out
+    assert "Epoch 1" in (study_dir / "trial-0000" / "train.log").read_text()
     assert out.index(f"\n{best.number}  ") < min(out.index(f"\n{t.number}  ") for t in trials if t != best)
     assert {p.name for p in study_dir.glob("*.png")} >= {"history.png", "intermediate_values.png"}
 

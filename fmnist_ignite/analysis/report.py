@@ -12,6 +12,7 @@ at its end, else from the data set, used only when its fingerprint is the one th
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import time
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from fmnist_ignite.analysis.predictions import Loader
 
+logger = logging.getLogger(__name__)
 REPORT_FILE = "report.html"
 TOP_K = 16  # top losses shown
 MAX_FIGURE_BYTES = 8 << 20  # a run's PNG: about 60 KB
@@ -94,8 +96,6 @@ class FinishingRun(Protocol):
     @property
     def loaders(self) -> Mapping[str, Loader]: ...
 
-    def log(self, message: str) -> None: ...
-
 
 def report_at_finish(training: FinishingRun) -> None:
     """The run's ``report.html``, written by rank 0 once its final summary is; the test images from its own
@@ -112,11 +112,11 @@ def report_at_finish(training: FinishingRun) -> None:
         write_durably(path, report_html(gather(directory, images, None, TOP_K, draw=False)))
     except Exception as exc:  # noqa: BLE001 (the run is done and recorded: its page is a convenience)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(str(exc))
-        training.log(
+        logger.warning(
             f"Report not written ({type(exc).__name__}: {reason}): fmnist-ignite report {directory} tries again"
         )
         return
-    training.log(f"Report: {path}")
+    logger.info(f"Report: {path}")
 
 
 def gather(

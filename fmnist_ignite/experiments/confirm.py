@@ -11,10 +11,10 @@ images, so a "distinguishable" is optimistic; a "not distinguishable" is not.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -26,6 +26,9 @@ from fmnist_ignite.errors import FmnistError, shell_command
 from fmnist_ignite.experiments.seeds import SeedsResult, mean_text, parse_seeds, train_seeds
 from fmnist_ignite.files.durable import open_log, write_durably
 from fmnist_ignite.files.saved_config import check_saved_config
+from fmnist_ignite.ui.console import lines_to, to_file
+
+logger = logging.getLogger(__name__)
 
 ALPHA = 0.05
 PREDICTIONS_DIR = "validation_predictions"
@@ -93,8 +96,6 @@ def confirm_top(
     study_dir: Path,
     config: Config,
     top: int,
-    log: Callable[[str], None],
-    run_log: Callable[[str], None] | None = None,
 ) -> tuple[Path, dict] | None:
     """Re-train the study's ``top`` completed trials once per seed of ``config.seeds`` (a count N: the N seeds
     after the study's own), on the validation split only, and write the trial with the best mean validation
@@ -103,7 +104,7 @@ def confirm_top(
     trials = study.get_trials(deepcopy=False)
     running = [t.number for t in trials if t.state == TrialState.RUNNING]
     if running:
-        log(
+        logger.info(
             f"Confirmation of the top {top} trials waits: trial{'s' * (len(running) > 1)} "
             f"{', '.join(map(str, running))} still running in other workers; run the same command again once they end"
         )
@@ -113,7 +114,7 @@ def confirm_top(
         return None
     seeds = parse_seeds(config.seeds, config.seed + 1)
     listed = ", ".join(map(str, seeds))
-    log(
+    logger.info(
         f"Confirming the top {len(chosen)} trials ({', '.join(str(t.number) for t in chosen)}) with seed"
         f"{'s' * (len(seeds) > 1)} {listed} each, on the validation split (the test split is not loaded)"
     )
@@ -130,28 +131,24 @@ def confirm_top(
             progress=False,
         )
         parent.mkdir(parents=True, exist_ok=True)
-        with open_log(parent / "train.log") as out:
-
-            def to_file(line: str, out: IO[str] = out) -> None:
-                print(line, file=out, flush=True)
-
-            result = train_seeds(trial_config, log=to_file, run_log=run_log or to_file)
+        with open_log(parent / "train.log") as out, lines_to(to_file(out)):  # the seeds' lines and their runs'
+            result = train_seeds(trial_config)
         if result.pending or result.validation is None:
-            log(
+            logger.info(
                 f"Trial {trial.number}: seeds {', '.join(map(str, result.pending))} are being trained by another "
                 "worker; the worker that finishes last writes best.yaml"
             )
             return None
         results[trial.number] = result
         values = ", ".join(f"{100 * run['validation']['accuracy']:.2f}%" for run in result.runs)
-        log(f"Trial {trial.number}: validation {values}; {mean_text(result.validation)}")
+        logger.info(f"Trial {trial.number}: validation {values}; {mean_text(result.validation)}")
     picked = max(chosen, key=lambda t: (_validation(results[t.number]).mean, -chosen.index(t)))
     evidence = confirmation_evidence(chosen, results, picked, seeds)
     path = Path(study_dir) / "best.yaml"
     write_confirmed_best(path, study.study_name, picked, evidence)
     write_durably(Path(study_dir) / CONFIRM_DIR / "summary.json", json.dumps(evidence, indent=2) + "\n")
-    log(evidence["verdict"])
-    log(f"Its settings: {path}; train it: {shell_command('fmnist-ignite train', config=path)}")
+    logger.info(evidence["verdict"])
+    logger.info(f"Its settings: {path}; train it: {shell_command('fmnist-ignite train', config=path)}")
     return path, evidence
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from fmnist_ignite.files.summary import SUMMARY_FILE as RUN_SUMMARY_FILE
 from fmnist_ignite.files.summary import RunSummary, read_summary
 from fmnist_ignite.run.rundir import held_by
 
+logger = logging.getLogger(__name__)
 SEEDS_SUMMARY_FILE = "seeds_summary.json"
 MAX_SEEDS = 1000  # runs of one setting; more is a typo (a billion would be refused only after building the list)
 
@@ -81,7 +83,7 @@ def seed_record(seed: int, directory: Path, summary: RunSummary, monitor: str) -
     }
 
 
-def finished_summary(directory: Path, config: Config, say: Callable[[str], None] = print) -> RunSummary | None:
+def finished_summary(directory: Path, config: Config) -> RunSummary | None:
     """The summary of the finished run of ``config`` in ``directory``, or None when it is not finished, not
     there or damaged (then the run is scored again from its checkpoints, saying so). A run there with other
     settings is refused in one line."""
@@ -97,7 +99,7 @@ def finished_summary(directory: Path, config: Config, say: Callable[[str], None]
     try:
         summary = read_summary(directory / RUN_SUMMARY_FILE)
     except FmnistError as exc:
-        say(f"Seed {config.seed}: {exc}; its run is scored again")
+        logger.warning(f"Seed {config.seed}: {exc}; its run is scored again")
         return None
     if summary is None:
         return None
@@ -214,22 +216,16 @@ def interval_text(accuracy: float, ci: list | None) -> str:
     return f"{100 * accuracy:.2f}% (95% CI {100 * ci[0]:.2f}-{100 * ci[1]:.2f}%)"
 
 
-def train_seeds(
-    config: Config,
-    log: Callable[[str], None] | None = None,
-    extra_handlers: Iterable[Callable] = (),
-    run_log: Callable[[str], None] | None = None,
-) -> SeedsResult:
+def train_seeds(config: Config, extra_handlers: Iterable[Callable] = ()) -> SeedsResult:
     """Train ``config`` once per seed of ``config.seeds``, each in ``OUTPUT_DIR/seed-N``.
 
     Finished seeds are kept, an interrupted one continues from its newest checkpoint, a seed another process
-    is training is left to it.
+    is training is left to it. Its lines, and its runs', are log records, printed as ``train`` says; its own
+    are this module's logger's (``fmnist_ignite.experiments.seeds``).
 
     Args:
         config: the runs' settings, with ``seeds`` (e.g. "0,1,2", or a count).
-        log: where this function's lines go; None: printed.
         extra_handlers: called with each run's trainer, as ``train`` takes them.
-        run_log: where the runs' own lines go; None: printed.
 
     Returns:
         Each seed's accuracies and their mean, sd and t-interval, also written to
@@ -241,7 +237,6 @@ def train_seeds(
     """
     from fmnist_ignite.run.launch import train
 
-    say = log or print
     if not config.seeds:
         raise FmnistError("no seeds given: set seeds, e.g. Config(seeds='0,1,2') or --seeds 0,1,2")
     seeds = parse_seeds(config.seeds, config.seed)
@@ -253,32 +248,32 @@ def train_seeds(
     config = config.with_environment().validate()
     parent = Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S-seeds"))
     parent.mkdir(parents=True, exist_ok=True)
-    say(f"Seeds {', '.join(map(str, seeds))}: one run each, in {parent}/seed-N")
+    logger.info(f"Seeds {', '.join(map(str, seeds))}: one run each, in {parent}/seed-N")
     runs, pending, summaries = [], [], {}
     for seed in seeds:
         directory = seed_directory(parent, seed)
         seed_config = config.replace(seeds=None, seed=seed, output_dir=str(directory), resume=None)
-        summary = finished_summary(directory, seed_config, say)
+        summary = finished_summary(directory, seed_config)
         if summary is None:
             holder = held_by(directory)
             if holder is not None:
-                say(f"Seed {seed}: another process (pid {holder}) is training it; left to it")
+                logger.info(f"Seed {seed}: another process (pid {holder}) is training it; left to it")
                 pending.append(seed)
                 continue
             resume = "auto" if resumable_checkpoints(directory) else None
-            say(f"Seed {seed}: {'continuing' if resume else 'training'} {directory}")
+            logger.info(f"Seed {seed}: {'continuing' if resume else 'training'} {directory}")
             try:
-                train(seed_config.replace(resume=resume), run_log, tuple(extra_handlers))
+                train(seed_config.replace(resume=resume), tuple(extra_handlers))
             except DirectoryInUse:
-                say(f"Seed {seed}: another process took it first; left to it")
+                logger.info(f"Seed {seed}: another process took it first; left to it")
                 pending.append(seed)
                 continue
-            summary = finished_summary(directory, seed_config, say)
+            summary = finished_summary(directory, seed_config)
             if summary is None:  # a machine other than rank 0's: its summary is there
                 pending.append(seed)
                 continue
         else:
-            say(f"Seed {seed}: finished earlier, kept ({directory})")
+            logger.info(f"Seed {seed}: finished earlier, kept ({directory})")
         summaries[seed] = summary.to_dict()
         runs.append(seed_record(seed, directory, summary, config.monitor))
         write_seeds_summary(parent, config, seeds, runs, [s for s in seeds if s not in summaries])
@@ -294,17 +289,17 @@ def train_seeds(
         summaries,
     )
     if runs:
-        say(f"Seeds {', '.join(str(run['seed']) for run in runs)} of {parent}:")
-        say(seeds_table(runs))
+        logger.info(f"Seeds {', '.join(str(run['seed']) for run in runs)} of {parent}:")
+        logger.info(seeds_table(runs))
         for name, stats in (("Validation", result.validation), ("Test", result.test)):
             if stats is not None:
-                say(f"{name} accuracy over {stats.n} seed{'s' * (stats.n > 1)}: {mean_text(stats)}")
+                logger.info(f"{name} accuracy over {stats.n} seed{'s' * (stats.n > 1)}: {mean_text(stats)}")
     if pending:
-        say(
+        logger.info(
             f"Not finished here: seed{'s' * (len(pending) > 1)} {', '.join(map(str, pending))} (another process "
             "has them): the same command again, once they end, completes the summary"
         )
-    say(f"Summary: {parent / SEEDS_SUMMARY_FILE}" + ("" if written["complete"] else " (so far)"))
+    logger.info(f"Summary: {parent / SEEDS_SUMMARY_FILE}" + ("" if written["complete"] else " (so far)"))
     return result
 
 

@@ -72,10 +72,12 @@ from fmnist_ignite.experiments.study_report import (
 from fmnist_ignite.files.durable import open_log
 from fmnist_ignite.files.layout import resumable_checkpoints
 from fmnist_ignite.files.saved_config import storable_config
-from fmnist_ignite.handlers.loss_logging import Log
 from fmnist_ignite.run.launch import NOISY_LOGGERS, quiet, setup_process
 from fmnist_ignite.run.signals import Stopped, StopRequests, catching_stop_signals, raising
 from fmnist_ignite.run.training import Training
+from fmnist_ignite.ui.console import lines_to, to_file
+
+logger = logging.getLogger(__name__)
 
 
 def attach_pruning(trial: optuna.Trial, trainer: Engine, evaluator: Engine, metric: str = "accuracy") -> list:
@@ -193,9 +195,8 @@ class Worker:
         space: dict,
         pruner: optuna.pruners.BasePruner | None = None,
         sampler: optuna.samplers.BaseSampler | None = None,
-        log: Log = print,
     ) -> None:
-        self.config, self.space, self.log = config, space, log
+        self.config, self.space = config, space
         self.trials, self.keep_trials = study.trials, study.keep_trials
         self.study_dir = study_directory(config, study)
         self.storage = storage_of(self.study_dir, study)
@@ -226,11 +227,11 @@ class Worker:
         trial.set_user_attr("output_dir", str(directory))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         settings = ", ".join(f"{k}={shown(v)}" for k, v in params.items())
-        self.log(f"Trial {trial.number}: {settings}" + (f" (continues {directory.name})" if retried else ""))
+        logger.info(f"Trial {trial.number}: {settings}" + (f" (continues {directory.name})" if retried else ""))
         directory.mkdir(parents=True, exist_ok=True)
-        with open_log(directory / "train.log") as out:
+        with open_log(directory / "train.log") as out, lines_to(to_file(out)):  # the run's lines; the worker's: stdout
             try:
-                with Training(config, log=lambda line: print(line, file=out, flush=True)) as training:
+                with Training(config) as training:
                     pruned = attach_pruning(trial, training.trainer, training.evaluator)
                     result = training.run()
             except NonFiniteLoss as exc:
@@ -252,7 +253,7 @@ class Worker:
         finished trial's directory."""
         self.running = None
         if "surplus" not in trial.user_attrs:
-            self.log(f"Trial {trial.number}: {trial_outcome(trial)}")
+            logger.info(f"Trial {trial.number}: {trial_outcome(trial)}")
         if self.keep_trials == "none" and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             remove_trial_directory(self.study_dir, trial)
         if len(counted_trials(study)) >= self.trials:
@@ -261,7 +262,7 @@ class Worker:
     def run(self, timeout: float | None = None) -> None:
         """Run trials; a stop signal saves the running trial's checkpoint and queues it for the next worker."""
         if len(counted_trials(self.study)) >= self.trials:
-            self.log(f"The study already has its {self.trials} trials")
+            logger.info(f"The study already has its {self.trials} trials")
             return
         setup_process(self.config)
         requests = StopRequests()
@@ -269,7 +270,7 @@ class Worker:
         level = optuna_logger.level
         optuna_logger.setLevel(logging.ERROR)  # a failed trial's warning and traceback: the line below says it
         try:
-            with catching_stop_signals(requests, self.log), raising(requests), quiet(NOISY_LOGGERS):
+            with catching_stop_signals(requests), raising(requests), quiet(NOISY_LOGGERS):
                 self.study.optimize(
                     self.objective,
                     timeout=timeout,
@@ -318,25 +319,25 @@ class Worker:
     def report(self) -> Path | None:
         """Print the trials (best first), write best.yaml and the plots, tidy the trial directories."""
         trials = [t for t in self.study.get_trials(deepcopy=False) if "surplus" not in t.user_attrs]
-        self.log(trials_table(trials, list(self.space)))
+        logger.info(trials_table(trials, list(self.space)))
         verdict = best_versus_rest(trials, self.study_dir)
         if verdict:
-            self.log(verdict)
+            logger.info(verdict)
         best_config = None
         if any(t.state == TrialState.COMPLETE for t in trials):
             best = self.study.best_trial
             best_config = self.study_dir / "best.yaml"
             write_best_config(best, best_config, self.study.study_name)
-            self.log(f"Best: trial {best.number}, validation accuracy {best.value:.4f}; its settings: {best_config}")
-            self.log(f"Train it: {shell_command('fmnist-ignite train', config=best_config)}")
+            logger.info(f"Best: trial {best.number}, validation accuracy {best.value:.4f}; its settings: {best_config}")
+            logger.info(f"Train it: {shell_command('fmnist-ignite train', config=best_config)}")
             if self.keep_trials == "best":
                 for trial in trials:
                     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and trial.number != best.number:
                         remove_trial_directory(self.study_dir, trial)
             plots = plot_study(self.study, self.study_dir)
-            self.log(f"Plots: {', '.join(p.name for p in plots)}" if plots else "Plots skipped (need matplotlib)")
+            logger.info(f"Plots: {', '.join(p.name for p in plots)}" if plots else "Plots skipped (need matplotlib)")
         size = sum(p.stat().st_size for p in self.study_dir.rglob("*") if p.is_file())
-        self.log(f"Disk: {size / 1e6:.1f} MB in {self.study_dir} (trial directories kept: {self.keep_trials})")
+        logger.info(f"Disk: {size / 1e6:.1f} MB in {self.study_dir} (trial directories kept: {self.keep_trials})")
         return best_config
 
 
@@ -358,7 +359,6 @@ def tune(
     fixed: tuple[str, ...] = (),
     pruner: optuna.pruners.BasePruner | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
-    log: Log = print,
 ) -> TuneResult:
     """Search hyperparameters with Optuna (TPE, percentile pruning).
 
@@ -376,7 +376,6 @@ def tune(
         fixed: settings that are not searched (given by a flag or the config file).
         pruner: Optuna's pruner, instead of the default (percentile pruning).
         sampler: Optuna's sampler, instead of the default (TPE).
-        log: where the lines go (``print`` by default).
 
     Raises:
         FmnistError: settings a study cannot run with (``resume``, several processes, no validation split,
@@ -405,13 +404,13 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # each trial is reported in one line, below
     storage = storage_of(study_dir, study)
     with failures_in_one_line(storage):
-        worker = Worker(config, study, space, pruner or default_pruner(config.epochs), sampler, log)
-        log(f"Study {study.study!r} in {storage}: {study.trials} trials, searching {', '.join(space)}")
+        worker = Worker(config, study, space, pruner or default_pruner(config.epochs), sampler)
+        logger.info(f"Study {study.study!r} in {storage}: {study.trials} trials, searching {', '.join(space)}")
         started = time.perf_counter()
         worker.run(study.timeout)
-        log(f"This worker's part: {time.perf_counter() - started:.0f} s")
+        logger.info(f"This worker's part: {time.perf_counter() - started:.0f} s")
         best_config = worker.report()
         if confirm and best_config is not None:
-            confirmed = confirm_top(worker.study, study_dir, config, confirm, log)
+            confirmed = confirm_top(worker.study, study_dir, config, confirm)
             best_config = confirmed[0] if confirmed else best_config
     return TuneResult(worker.study, study_dir, best_config)

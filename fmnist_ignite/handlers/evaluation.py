@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from ignite.engine import Engine, Events
 
 from fmnist_ignite.analysis.statistics import accuracy_interval, accuracy_with_interval
 from fmnist_ignite.handlers.history import MetricsHistory
-from fmnist_ignite.handlers.loss_logging import Log
+
+logger = logging.getLogger(__name__)
 
 
 def format_metrics(name: str, metrics: dict) -> str:
@@ -39,20 +41,18 @@ def attach_evaluation(
     evaluator: Engine,
     loader: Iterable[object],
     name: str = "Validation",
-    log: Log = print,
     history: MetricsHistory | None = None,
     prefix: str = "val",
     every: int = 1,
 ) -> MetricsHistory:
     """After each training epoch (or every ``every``), run ``evaluator`` on ``loader``, print its metrics and
-    record them.
+    record them. The line is this module's logger's (printed unless ``logging`` is told otherwise).
 
     Args:
         trainer: the trainer after whose epochs it evaluates.
         evaluator: the evaluator to run (``create_evaluator``'s).
         loader: the split to score (the validation loader).
         name: the split, as the printed line names it.
-        log: where the line goes (``print`` by default).
         history: where the metrics are recorded; None: a new ``MetricsHistory``.
         prefix: the history's columns: ``<prefix>_loss`` and ``<prefix>_accuracy`` (and the accuracy's
             interval, ``<prefix>_accuracy_ci_low`` and ``_high``).
@@ -73,9 +73,9 @@ def attach_evaluation(
         >>> evaluator = create_evaluator(model)
         >>> from fmnist_ignite import attach_evaluation
         >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
-        >>> quiet = lambda line: None
-        >>> history = attach_evaluation(trainer, evaluator, loader, log=quiet)
+        >>> history = attach_evaluation(trainer, evaluator, loader)
         >>> _ = trainer.run([0], max_epochs=2)
+        Validation: Accuracy: ...
         >>> last = history.epochs[-1]
         >>> [row["epoch"] for row in history.epochs], 0 <= last["val_accuracy"] <= 1
         ([1, 2], True)
@@ -89,7 +89,7 @@ def attach_evaluation(
             **{f"{prefix}_{key}": metrics[key] for key in ("loss", "accuracy")},
             **interval_columns(prefix, metrics),
         )
-        log(format_metrics(name, metrics) + "\n")
+        logger.info(format_metrics(name, metrics) + "\n")
 
     def due(engine: Engine, epoch: int) -> bool:
         return epoch % every == 0 or epoch == engine.state.max_epochs

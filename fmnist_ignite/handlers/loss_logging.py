@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sized
 from typing import Protocol, SupportsFloat, cast
 
 from ignite.engine import Engine, Events
 
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 class _Batches(Protocol):
@@ -17,12 +18,13 @@ class _Batches(Protocol):
     dataset: Sized
 
 
-def attach_epoch_header(trainer: Engine, log: Log = print) -> Callable[[Engine], None]:
+def attach_epoch_header(trainer: Engine) -> Callable[[Engine], None]:
     """Print the tutorial's ``Epoch N`` header and dashes when an epoch starts.
+
+    The lines are this module's logger's (printed unless ``logging`` is told otherwise).
 
     Args:
         trainer: the trainer whose epochs it announces.
-        log: where the lines go (``print`` by default).
 
     Returns:
         The handler, as attached on ``EPOCH_STARTED`` (to remove it, or to call it).
@@ -40,22 +42,22 @@ def attach_epoch_header(trainer: Engine, log: Log = print) -> Callable[[Engine],
     """
 
     def print_header(engine: Engine) -> None:
-        log(f"Epoch {engine.state.epoch}\n-------------------------------")
+        logger.info(f"Epoch {engine.state.epoch}\n-------------------------------")
 
     trainer.add_event_handler(Events.EPOCH_STARTED, print_header)
     return print_header
 
 
-def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> Callable[[Engine], None]:
+def attach_loss_logging(trainer: Engine, every: int = 100) -> Callable[[Engine], None]:
     """Every ``every`` batches of an epoch, from its first, print ``loss: 2.313032  [    0/60000]``.
 
     The count is samples seen before this batch, out of the samples in the epoch, as in the tutorial
-    (over all processes when a ``TensorLoader`` is sharded across several).
+    (over all processes when a ``TensorLoader`` is sharded across several). The lines are this module's
+    logger's (printed unless ``logging`` is told otherwise).
 
     Args:
         trainer: the trainer whose loss it prints (its output is the batch loss).
         every: print every this many batches of an epoch.
-        log: where the lines go (``print`` by default).
 
     Returns:
         The handler, as attached on ``ITERATION_COMPLETED`` (to remove it, or to call it).
@@ -83,7 +85,7 @@ def attach_loss_logging(trainer: Engine, every: int = 100, log: Log = print) -> 
         batch_index = (engine.state.iteration - 1) % engine.state.epoch_length
         loss = float(cast(SupportsFloat, engine.state.output))  # the loss: Ignite annotates output as int | None
         seen = batch_index * loader.batch_size * getattr(loader, "world_size", 1)
-        log(f"loss: {loss:>7f}  [{seen:>5d}/{len(loader.dataset):>5d}]")
+        logger.info(f"loss: {loss:>7f}  [{seen:>5d}/{len(loader.dataset):>5d}]")
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED(event_filter=every_n_in_epoch), log_loss)
     return log_loss

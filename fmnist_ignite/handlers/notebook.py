@@ -11,7 +11,8 @@
 Plain HTML: no ipywidgets, so nothing renders as ``HBox(children=...)`` where they are missing, and a
 saved notebook shows the last state. The tutorial's text lines (``Epoch N``, the loss every
 ``log_interval`` batches, ``Validation: ...``) stay off the live view: it keeps them and shows them at the
-end, folded, under "Text log"; pass ``log=print`` to ``train`` to have them printed as well.
+end, folded, under "Text log" (``Training`` makes the view their destination: ``fmnist_ignite.ui.console``);
+a handler of your own on the ``fmnist_ignite`` logger, ``logging.StreamHandler(sys.stdout)``, prints them as well.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class JupyterOutput:
 class NotebookView:
     """The live view of one run (see the module's docstring).
 
-    Its ``log`` method is a ``Log`` that keeps the run's text lines for the end.
+    Its ``log`` method keeps a text line of the run for the end: a destination of the run's lines.
 
     Args:
         history: the history that gives the table and curves.
@@ -125,7 +126,7 @@ class NotebookView:
         return self
 
     def log(self, line: str) -> None:
-        """Keep a text line of the run (a ``Log``): shown folded at the end, not while it runs."""
+        """Keep a text line of the run: shown folded at the end, not while it runs."""
         self.lines.append(str(line))
 
     def _started(self, engine: Engine) -> None:
@@ -377,7 +378,7 @@ def attach_notebook_view(
 
 
 def tee(*logs: Callable[[str], None]) -> Callable[[str], None]:
-    """A ``Log`` that passes each line to every one of ``logs``."""
+    """A destination of lines that passes each line to every one of ``logs``."""
 
     def log(line: str) -> None:
         for each in logs:

@@ -17,7 +17,7 @@ from fmnist_ignite.handlers.early_stopping import attach_early_stopping
 from fmnist_ignite.handlers.epoch_stats import NAN_CHECK_EVERY, EpochLossAverage, attach_epoch_stats
 from fmnist_ignite.handlers.evaluation import attach_evaluation
 from fmnist_ignite.handlers.history import MetricsHistory
-from fmnist_ignite.handlers.loss_logging import Log, attach_epoch_header, attach_loss_logging
+from fmnist_ignite.handlers.loss_logging import attach_epoch_header, attach_loss_logging
 from fmnist_ignite.handlers.metrics_csv import attach_metrics_csv
 from fmnist_ignite.handlers.target import TargetAccuracy, attach_target_accuracy
 
@@ -82,7 +82,6 @@ def attach_default_handlers(
     loaders: dict,
     to_save: dict,
     output_dir: str | Path,
-    log: Log = print,
     scored_model: torch.nn.Module | None = None,
 ) -> StandardHandlers:
     """Attach every handler of a standard run, in dependency order, and return them.
@@ -101,7 +100,6 @@ def attach_default_handlers(
         to_save: what the training checkpoints save besides the handlers' own state, with at least "model" and
             "optimizer" (left as given: the handlers' state is added in the returned ``to_save``).
         output_dir: the run directory: the checkpoints and ``metrics.csv`` go there.
-        log: where the text lines go (``print`` by default).
         scored_model: the weights the evaluator scores, which the best-model checkpoint keeps; None:
             ``to_save["model"]`` (with ``--ema``, the averaged model is given).
 
@@ -119,11 +117,14 @@ def attach_default_handlers(
         >>> loaders = {"train": DataLoader(data, batch_size=10)}
         >>> loaders["validation"] = DataLoader(data, batch_size=20)
         >>> engines = {"model": model, "optimizer": optimizer, "trainer": trainer}
-        >>> run_dir, quiet = tempfile.mkdtemp(), lambda line: None
+        >>> run_dir = tempfile.mkdtemp()
         >>> handlers = attach_default_handlers(
-        ...     Config(), trainer, evaluator, loaders, engines, run_dir, log=quiet
+        ...     Config(), trainer, evaluator, loaders, engines, run_dir
         ... )
         >>> _ = trainer.run(loaders["train"], max_epochs=2)
+        Epoch 1
+        -------------------------------
+        loss: ...
         >>> [row["epoch"] for row in handlers.history.epochs], handlers.last_saved.name
         ([1, 2], 'training_checkpoint_2.pt')
         >>> sorted(handlers.to_save)  # what its checkpoints save, and a resume loads
@@ -131,13 +132,13 @@ def attach_default_handlers(
     """
     output_dir = Path(output_dir)
     saved = dict(to_save)
-    epoch_header = attach_epoch_header(trainer, log)
-    loss_logging = attach_loss_logging(trainer, config.log_interval, log)
+    epoch_header = attach_epoch_header(trainer)
+    loss_logging = attach_loss_logging(trainer, config.log_interval)
     history = saved["history"] = MetricsHistory()
     best_checkpoint = early_stopping = None
     if "validation" in loaders:
         attach_evaluation(
-            trainer, evaluator, loaders["validation"], "Validation", log, history=history, every=config.validate_every
+            trainer, evaluator, loaders["validation"], "Validation", history=history, every=config.validate_every
         )
         best_checkpoint = saved["best_checkpoint"] = attach_best_model_checkpoint(
             evaluator,
@@ -157,7 +158,7 @@ def attach_default_handlers(
         attach_metrics_csv(trainer, history, output_dir / "metrics.csv")
     target = None
     if config.target_accuracy is not None and "validation" in loaders:  # before the checkpoint of its epoch
-        target = saved["target_accuracy"] = attach_target_accuracy(trainer, history, config.target_accuracy, log)
+        target = saved["target_accuracy"] = attach_target_accuracy(trainer, history, config.target_accuracy)
     checkpoint = attach_checkpointing(trainer, saved, output_dir, config.n_saved)
     return StandardHandlers(
         epoch_header, loss_logging, history, train_loss, checkpoint, best_checkpoint, early_stopping, target, saved

@@ -3,6 +3,7 @@ as MLPerf's "time to target quality" does."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -12,7 +13,8 @@ from ignite.base import Serializable
 from ignite.engine import Engine, Events
 
 from fmnist_ignite.handlers.history import MetricsHistory
-from fmnist_ignite.handlers.loss_logging import Log
+
+logger = logging.getLogger(__name__)
 
 
 class TargetAccuracy(Serializable):
@@ -20,12 +22,12 @@ class TargetAccuracy(Serializable):
     keeps when: the epoch, the seconds of training to it (the epochs' times summed, validation included,
     so a resumed run counts its earlier epochs), and the seconds since this process set the run up.
 
-    Saved with the checkpoints: a resumed run that had reached its target does not train on.
+    Saved with the checkpoints: a resumed run that had reached its target does not train on. The line saying
+    it was reached is this module's logger's.
 
     Args:
         target: the validation accuracy to reach, a fraction (0.9 for 90%).
         history: the run's per-epoch history, whose rows it reads (``val_accuracy``, ``epoch_time_s``).
-        log: where the line saying it was reached goes.
         started: the ``time.perf_counter()`` the run's set-up began at.
 
     Attributes:
@@ -34,8 +36,8 @@ class TargetAccuracy(Serializable):
         process_s: the seconds from the run's set-up to then (this process's; None if an earlier one's).
     """
 
-    def __init__(self, target: float, history: MetricsHistory, log: Log, started: float) -> None:
-        self.target, self.history, self.log, self.started = target, history, log, started
+    def __init__(self, target: float, history: MetricsHistory, started: float) -> None:
+        self.target, self.history, self.started = target, history, started
         self.epoch: int | None = None
         self.training_s: float | None = None
         self.process_s: float | None = None
@@ -51,7 +53,7 @@ class TargetAccuracy(Serializable):
         self.epoch = trainer.state.epoch
         self.training_s = sum(r.get("epoch_time_s", 0.0) for r in self.history.epochs)
         self.process_s = time.perf_counter() - self.started
-        self.log(
+        logger.info(
             f"Target reached: validation accuracy {row['val_accuracy']:.2%} >= {self.target:.2%} at epoch "
             f"{self.epoch}, after {self.training_s:.1f} s of training ({self.process_s:.1f} s since the run "
             "started); stopping"
@@ -80,7 +82,7 @@ class TargetAccuracy(Serializable):
 
 
 def attach_target_accuracy(
-    trainer: Engine, history: MetricsHistory, target: float, log: Log, started: float | None = None
+    trainer: Engine, history: MetricsHistory, target: float, started: float | None = None
 ) -> TargetAccuracy:
     """Stop ``trainer`` once validation accuracy reaches ``target``, and keep when (``TargetAccuracy``).
 
@@ -91,12 +93,11 @@ def attach_target_accuracy(
         trainer: the trainer to stop.
         history: the run's per-epoch history.
         target: the validation accuracy to reach, a fraction.
-        log: where the line saying it was reached goes.
         started: the ``time.perf_counter()`` the run began at; None: now.
 
     Returns:
         The handler, to read when the target was reached and to checkpoint.
     """
-    handler = TargetAccuracy(target, history, log, time.perf_counter() if started is None else started)
+    handler = TargetAccuracy(target, history, time.perf_counter() if started is None else started)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, handler)
     return handler

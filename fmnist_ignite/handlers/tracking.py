@@ -17,6 +17,7 @@ store one at a time, under ``PARENT/mlflow.db.lock``, without MLflow's or alembi
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 from collections.abc import Iterable
 from contextlib import suppress
@@ -33,6 +34,7 @@ from fmnist_ignite.handlers.tracker import Tracker, environment_defaults
 from fmnist_ignite.handlers.wandb_tracker import WandbTracker
 
 TRACKER_CLASSES: dict[str, type[Tracker]] = {"mlflow": MlflowTracker, "wandb": WandbTracker}
+logger = logging.getLogger(__name__)
 
 
 def require_trackers(names: Iterable[str]) -> None:
@@ -49,11 +51,11 @@ def attach_trackers(
     history: MetricsHistory,
     output_dir: Path,
     params: dict[str, Any],
-    log: Any = print,
 ) -> list[Tracker]:
     """Start (or, for a run that has one in ``tracking.json``, continue) a tracked run in each tracker, and
     log each finished epoch's row of ``history`` (train loss, validation loss and accuracy, learning rate,
-    epoch time) at the epoch as step. Call it on rank 0 only, after the handlers that fill ``history``.
+    epoch time) at the epoch as step. Call it on rank 0 only, after the handlers that fill ``history``. The line
+    saying where each run is tracked is this module's logger's.
 
     Args:
         names: the trackers, of ``TRACKERS``.
@@ -61,7 +63,6 @@ def attach_trackers(
         history: the run's per-epoch history (``StandardHandlers.history``).
         output_dir: the run directory.
         params: the run's settings, logged as the tracked run's parameters (a resume adds the new ones only).
-        log: where the line saying where each run is tracked goes.
 
     Returns:
         The trackers, in the order given.
@@ -92,7 +93,7 @@ def attach_trackers(
         write_tracked_runs(output_dir, {**kept, **{t.name: t.run_id for t in trackers}})
         for tracker in trackers:
             resumed = " (continued)" if kept.get(tracker.name) == tracker.run_id else ""
-            log(f"Tracking: {tracker.name} run {tracker.run_id}{resumed} in {tracker.where}")
+            logger.info(f"Tracking: {tracker.name} run {tracker.run_id}{resumed} in {tracker.where}")
             logged = tracker.logged_epochs() if resumed else None
             if logged is not None:  # an epoch checkpointed, but killed before it was logged: logged now, once
                 for row in history.epochs:

@@ -40,7 +40,6 @@ from fmnist_ignite.core.allocator import keep_freed_memory
 from fmnist_ignite.core.models import match_saved_layout
 from fmnist_ignite.core.threads import apply_threads, plan_threads
 from fmnist_ignite.errors import FmnistError, TrainingInterrupted
-from fmnist_ignite.handlers.loss_logging import Log
 from fmnist_ignite.run.result import TrainResult, close_summary
 from fmnist_ignite.run.rundir import RunDirectory, claim_run_directory, find_latest_checkpoint
 from fmnist_ignite.run.signals import STOP_SIGNALS, handling
@@ -357,7 +356,6 @@ def quiet(names: tuple[str, ...]) -> Iterator[None]:
 
 def train(
     config: Config,
-    log: Log | None = None,
     extra_handlers: Iterable[Callable[[Engine], object]] = (),
     model: torch.nn.Module | None = None,
 ) -> TrainResult | None:
@@ -365,11 +363,15 @@ def train(
 
     One path for any number of processes (``config.nproc_per_node``, ``nnodes``, or under torchrun or
     srun). With spawned processes ``extra_handlers`` and ``model`` must be picklable (defined at module
-    level), and ``log`` applies to this process only.
+    level).
+
+    The run's lines (``Epoch N``, the loss, ``Validation: ...``, the test block) are log records of the
+    ``fmnist_ignite`` logger's children, printed on standard output (in a notebook kept by the live view,
+    shown folded at the end). ``logging.getLogger("fmnist_ignite").setLevel(logging.WARNING)`` silences them;
+    a handler of your own on that logger receives them too.
 
     Args:
         config: the run's settings (with the environment's, then validated).
-        log: where the run's text lines go; None: printed (in a notebook, kept by the live view).
         extra_handlers: called with each process's trainer after the standard handlers are attached.
         model: a model of your own instead of the built-in ``config.model``; it gets rank 0's trained weights.
 
@@ -385,12 +387,12 @@ def train(
     if config.seeds:
         raise FmnistError(f"seeds {config.seeds!r} asks for one run per seed: train_seeds(config) trains them")
     spawning = config.world_size > 1 and not launched_externally()
-    run_dir = claim_run_directory(config, log or print) if spawning and config.node_rank == 0 else None
+    run_dir = claim_run_directory(config) if spawning and config.node_rank == 0 else None
     if run_dir is not None:  # the launcher holds the lock for its workers
         config = config.replace(output_dir=str(run_dir.path), resume=str(run_dir.resume_from or "") or None)
     handed = RunDirectory(run_dir.path, run_dir.resume_from) if run_dir else None
     try:
-        result = launch(config, run_training, None if spawning else log, tuple(extra_handlers), model, handed)
+        result = launch(config, run_training, tuple(extra_handlers), model, handed)
     except BaseException as exc:
         if run_dir is not None:
             with suppress(OSError):  # a full disk must not hide the error
@@ -409,13 +411,12 @@ def train(
 
 def run_training(
     config: Config,
-    log: Log | None,
     extra_handlers: tuple,
     model: torch.nn.Module | None = None,
     run_dir: RunDirectory | None = None,
 ) -> TrainResult:
     """One process's part of a run (module level, so spawned processes can import it)."""
-    with Training(config, log, model, run_dir) as training:
+    with Training(config, model, run_dir) as training:
         for attach in extra_handlers:
             attach(training.trainer)
         return training.run()

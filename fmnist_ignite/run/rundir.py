@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
+import logging
 import os
 import stat
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -23,6 +23,8 @@ from fmnist_ignite.files.durable import remove_partial_files
 from fmnist_ignite.files.layout import LOCK_FILE, ORPHAN_PATTERN, resumable_checkpoints
 from fmnist_ignite.files.saved_config import check_saved_config, config_differences, saved_config, write_saved_config
 from fmnist_ignite.files.summary import SUMMARY_FILE, read_summary_or_none
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -180,18 +182,18 @@ class RunDirectory:
         write_saved_config(self.path, config)
 
 
-def claim_run_directory(config: Config, log: Callable[[str], None]) -> RunDirectory:
+def claim_run_directory(config: Config) -> RunDirectory:
     """Claim the run's output directory and find what it continues from, or fail with one line.
 
     The directory is locked before anything is read or written in it, and temporary files that killed writes
     left are removed; a fresh run refuses one that holds checkpoints; ``--resume auto`` continues from the
     intact checkpoint furthest along (damaged ones are set aside, saying so), or starts again where a kill came
     before the first training checkpoint; a resume whose settings differ from the saved run's in anything that
-    changes the result is refused.
+    changes the result is refused. The lines about removed, damaged or orphaned files, and what it resumes
+    from, are this module's logger's.
 
     Args:
         config: the run's settings: ``output_dir`` (None: a new ``runs/<date>-<time>``) and ``resume``.
-        log: where the lines about removed, damaged or orphaned files go.
 
     Returns:
         The claimed directory, locked; release it (``RunDirectory.release``) when the run is done.
@@ -225,32 +227,32 @@ def claim_run_directory(config: Config, log: Callable[[str], None]) -> RunDirect
         run.release()
         raise
     if cleaned:
-        log(f"Removed {len(cleaned)} temporary file{'s' * (len(cleaned) > 1)} that interrupted writes left")
+        logger.info(f"Removed {len(cleaned)} temporary file{'s' * (len(cleaned) > 1)} that interrupted writes left")
     for path, message in skipped:  # kept as evidence, under a name no later resume picks up
         path.rename(path.with_name(path.name + ".damaged"))
-        log(f"Skipped {message}; kept as {path.name}.damaged")
+        logger.warning(f"Skipped {message}; kept as {path.name}.damaged")
     for path in orphans:
         path.rename(path.with_name(path.name + ".orphaned"))
     if orphans:
         names = ", ".join(f"{path.name}.orphaned" for path in orphans)
-        log(
+        logger.warning(
             f"No training checkpoint in {run.path}: its run was stopped before its first one; starting again "
             f"(its best model kept as {names})"
         )
     elif config.resume:
-        log(f"Resuming from {run.resume_from}" if run.resume_from else f"No checkpoint in {run.path}: starting fresh")
+        logger.info(
+            f"Resuming from {run.resume_from}" if run.resume_from else f"No checkpoint in {run.path}: starting fresh"
+        )
     return run
 
 
-def claim_for_process(
-    config: Config, claimed: RunDirectory | None, rank: int, world_size: int, log: Callable[[str], None]
-) -> RunDirectory:
+def claim_for_process(config: Config, claimed: RunDirectory | None, rank: int, world_size: int) -> RunDirectory:
     """A process's run directory. The directory is claimed once, by ``claim_run_directory``: by the process
     that spawned this one (``claimed``: what it handed on), else by rank 0; in a data-parallel run every
     process gets rank 0's answer (path and checkpoint to resume from), and reads the checkpoint itself."""
     run_dir = claimed
     if run_dir is None and rank == 0:
-        run_dir = claim_run_directory(config, log)
+        run_dir = claim_run_directory(config)
     if world_size == 1:
         if run_dir is None:
             raise RuntimeError("a single process is rank 0: it claims its directory")

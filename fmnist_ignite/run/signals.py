@@ -11,6 +11,7 @@ login node that dropped), which would otherwise end the run with nothing saved.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +26,8 @@ from ignite.handlers import Checkpoint
 from fmnist_ignite.core.distributed import agreed_max
 from fmnist_ignite.errors import TrainingInterrupted
 from fmnist_ignite.files.checkpoints import DurableDiskSaver
-from fmnist_ignite.handlers.loss_logging import Log
+
+logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
 SIGNAL_CHECK_EVERY = 20  # iterations between the processes' checks for a stop signal
@@ -92,11 +94,12 @@ class StopRequests:
 
 
 @contextmanager
-def catching_stop_signals(requests: StopRequests, log: Log) -> Iterator[StopRequests]:
+def catching_stop_signals(requests: StopRequests, note: bool = True) -> Iterator[StopRequests]:
     """While inside, the stop signals go to ``requests`` (then to any handler the application had);
-    outside the main thread nothing is installed, and ``log`` says so once."""
+    outside the main thread nothing is installed, and a line says so (unless ``note`` is False)."""
     if threading.current_thread() is not threading.main_thread():
-        log("Note: not in the main thread, so signals cannot checkpoint this run; Training.stop() can")
+        if note:
+            logger.warning("Note: not in the main thread, so signals cannot checkpoint this run; Training.stop() can")
         yield requests
         return
 

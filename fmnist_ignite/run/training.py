@@ -45,7 +45,6 @@ from fmnist_ignite.files.saved_config import storable_config
 from fmnist_ignite.files.summary import RunStatus
 from fmnist_ignite.handlers.evaluation import format_metrics
 from fmnist_ignite.handlers.history import MetricsHistory
-from fmnist_ignite.handlers.loss_logging import Log
 from fmnist_ignite.handlers.notebook import NotebookView, tee
 from fmnist_ignite.handlers.progress import attach_progress_bar
 from fmnist_ignite.handlers.standard import attach_default_handlers
@@ -64,11 +63,12 @@ from fmnist_ignite.run.signals import (
     save_on_stop,
     stopping_trainer,
 )
-from fmnist_ignite.ui.console import safe_stdout, say
+from fmnist_ignite.ui.console import Destination, destination, lines_to, no_lines, safe_stdout, say
 from fmnist_ignite.ui.display import choose_display
 from fmnist_ignite.ui.plots import plot_confusion, plot_curves
 
 PLOTS = ("curves.png", "confusion.png", "reliability.png")  # what plot() draws in the run directory
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,34 +81,34 @@ class Scored:
     probabilities: tuple[np.ndarray, np.ndarray] | None
 
 
-def quiet_log(line: str) -> None:
-    """A ``Log`` that says nothing (the processes but rank 0's)."""
-
-
 @dataclass
 class RunOutput:
     """How one process's run shows itself: ``display`` ("notebook", "terminal" or "plain"), the progress
-    ``bar`` (a terminal's), the notebook ``view`` (attached once the handlers are), and ``log``, where each
-    line goes."""
+    ``bar`` (a terminal's), the notebook ``view`` (attached once the handlers are), and the ``destination``
+    of the run's lines while it runs (``fmnist_ignite.ui.console.lines_to``)."""
 
     display: str
     bar: ProgressBar | None
     view: NotebookView | None
-    log: Log
+    destination: Destination
 
 
-def route_output(config: Config, trainer: Engine, rank: int, log: Log | None) -> RunOutput:
-    """Choose the display (``config.display``, rank 0 only), attach the progress bar it has, and send the
-    lines to ``log`` (default: printed, above the bar), also kept by the notebook view to show folded."""
+def route_output(config: Config, trainer: Engine, rank: int) -> RunOutput:
+    """Choose the display (``config.display``, rank 0 only), attach the progress bar it has, and choose where
+    the lines go: where the caller sent them (``lines_to``), else printed, above the bar; in a notebook kept
+    by the view as well, to show folded (only kept, unless the caller sent them somewhere)."""
     display = choose_display(config.display) if rank == 0 else "plain"
     bar = attach_progress_bar(trainer, enabled=config.progress and display == "terminal")
-    if rank != 0:  # only rank 0 prints
-        log = quiet_log
+    chosen = destination()
+    if rank != 0:  # only rank 0 says anything
+        chosen = no_lines
     view = None
     if display == "notebook":
         view = NotebookView(MetricsHistory(), f"Training {config.model}", config.monitor, config.progress)
-        log = tee(log, view.log) if log else view.log  # the text lines: kept, shown folded at the end
-    return RunOutput(display, bar, view, log or (above_bar if bar else say))
+        chosen = view.log if chosen is say else tee(chosen, view.log)  # the text lines: kept, shown folded at the end
+    elif bar is not None and chosen is say:
+        chosen = above_bar
+    return RunOutput(display, bar, view, chosen)
 
 
 def above_bar(line: str) -> None:
@@ -185,15 +185,17 @@ class Training:
 
     It resumes from a checkpoint if asked (``config.resume``). Its parts are attributes (``config``,
     ``model``, ``optimizer``, ``trainer``, ``evaluator``, ``ema``, ``loaders``, ``handlers``, ``output_dir``,
-    ``log``, ...), so code can attach more handlers before ``run()``.
+    ...), so code can attach more handlers before ``run()``.
+
+    Its lines are log records of the package's loggers. While it sets up and runs, they go where the caller
+    sent them (``fmnist_ignite.ui.console.lines_to``), else to standard output (above the progress bar), and
+    in a notebook to the live view, shown folded at the end; the processes but rank 0's say nothing.
 
     Use it as a context manager (``with Training(config) as training: ...``): the directory is released on
     leaving, whether or not the run ran. ``stop()`` stops it from any thread, as SIGTERM would.
 
     Args:
         config: the run's settings (validated here).
-        log: where the run's text lines go; None: printed (above the progress bar), and in a notebook kept by
-            the live view, shown folded at the end.
         model: a model of your own (any module mapping N x 1 x 28 x 28 to N x 10 logits) instead of the
             built-in ``config.model``; the run records it as "custom".
         run_dir: the output directory as the launching process claimed it (the processes it spawned do not
@@ -203,7 +205,6 @@ class Training:
     def __init__(
         self,
         config: Config,
-        log: Log | None = None,
         model: torch.nn.Module | None = None,
         run_dir: RunDirectory | None = None,
     ) -> None:
@@ -219,18 +220,22 @@ class Training:
         self.device, self.model, self.optimizer = engines.device, engines.model, engines.optimizer
         self.trainer, self.evaluator, self.ema = engines.trainer, engines.evaluator, engines.ema
         self.precision, self.precision_reason = engines.precision, engines.precision_reason
-        self._output = route_output(config, self.trainer, self.rank, log)
-        self.log = self._output.log
+        self._output = route_output(config, self.trainer, self.rank)
         self._requests = StopRequests()
         self._phase: RunPhase | None = None  # what the run does once training is over, for a stop's message
         self._record: RunRecord | None = None  # summary.json, once the run is set up
         self.kept_predictions: dict = {}  # where the test predictions went, once scored
         self.calibration: dict | None = None  # the temperature fitted on validation, once fitted
         self.trackers: list[Tracker] = []  # the MLflow and W&B runs (--tracker) rank 0 writes, while open
-        self.run_dir = claim_for_process(config, run_dir, self.rank, self.world_size, self.log)
+        with lines_to(self._output.destination):
+            self.run_dir = claim_for_process(config, run_dir, self.rank, self.world_size)
         self.output_dir = self.run_dir.path
         try:
-            with catching_stop_signals(self._requests, lambda line: None), raising(self._requests):
+            with (
+                lines_to(self._output.destination),
+                catching_stop_signals(self._requests, note=False),
+                raising(self._requests),
+            ):
                 self._set_up()
         except BaseException as exc:
             self.close()
@@ -270,7 +275,7 @@ class Training:
         batches = len(self.loaders["train"])
         scored, engines_state = self.engines.scored_model, state_to_save(config, self.engines, batches)
         self.handlers = attach_default_handlers(
-            config, trainer, self.evaluator, self.loaders, engines_state, self.output_dir, self.log, scored
+            config, trainer, self.evaluator, self.loaders, engines_state, self.output_dir, scored
         )
         self._to_save = self.handlers.to_save  # the engines' state and the handlers': what a resume loads
         self.tensorboard = None  # Ignite's TensorboardLogger, with --tensorboard
@@ -292,11 +297,11 @@ class Training:
             self.run_dir.save_config(config)
             if config.trackers:  # after the handlers that fill the history: each epoch's row is whole
                 history, params = self.handlers.history, storable_config(config)
-                self.trackers = attach_trackers(config.trackers, trainer, history, self.output_dir, params, self.log)
+                self.trackers = attach_trackers(config.trackers, trainer, history, self.output_dir, params)
         plan = applied_threads()
         if plan is not None:
-            self.log(plan.describe())
-        self.log(f"Precision: {self.precision} ({self.precision_reason})")
+            logger.info(plan.describe())
+        logger.info(f"Precision: {self.precision} ({self.precision_reason})")
         self._record = RunRecord(
             config, self.engines, self.handlers, self.output_dir, resume, self._started, self.rank, self.world_size
         )
@@ -316,7 +321,7 @@ class Training:
         Whatever ends the run, ``summary.json`` says how, and the directory is released.
         """
         try:
-            with catching_stop_signals(self._requests, self.log):
+            with lines_to(self._output.destination), catching_stop_signals(self._requests):
                 return self._run()
         except Stopped:
             raise self._stopped() from None
@@ -380,9 +385,9 @@ class Training:
         if nonfinite:
             self.write_summary(status=RunStatus.NON_FINITE)
             raise non_finite_loss(trainer, handlers.last_saved)
-        self.log("Training completed")
+        logger.info("Training completed")
         if handlers.stopped_early:
-            self.log(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
+            logger.info(f"Early stopping: validation {config.monitor} did not improve for {config.patience} epochs")
 
     def evaluate(
         self, loader: Any, confusion_matrix: bool = False, attach: Callable[[Engine], object] | None = None
@@ -426,7 +431,7 @@ class Training:
         if self.rank == 0:
             write_calibration(self.output_dir, temperature, holder, scored, report)
         self.calibration = {"temperature": temperature, "fitted_on": "validation", "validation": report}
-        self.log(calibration_line("validation", report, temperature))
+        logger.info(calibration_line("validation", report, temperature))
         return temperature
 
     def _score_test(self, scored: str, temperature: float | None) -> Scored:
@@ -441,15 +446,15 @@ class Training:
         self.kept_predictions = collector.save(self.output_dir / PREDICTIONS_FILE, loader)
         probabilities, labels = collector.of_split(loader)
         test["calibration"] = calibration_report(probabilities, labels, temperature)
-        self.log(format_metrics(f"Test, {scored} weights", test))
-        self.log(calibration_line("test", test["calibration"], temperature))
-        self.log(per_class_table(per_class_accuracy(confusion), per_class_counts(confusion)))
+        logger.info(format_metrics(f"Test, {scored} weights", test))
+        logger.info(calibration_line("test", test["calibration"], temperature))
+        logger.info(per_class_table(per_class_accuracy(confusion), per_class_counts(confusion)))
         return Scored(test, confusion, (probabilities, labels))
 
     def _plot(self, scored: Scored, temperature: float | None) -> None:
         last, best = self.handlers.last_saved, self.handlers.best_saved
         assert last is not None  # training completed (at least one epoch), and each epoch saves a checkpoint
-        self.log(f"Checkpoints in {self.output_dir}: {last.name}" + (f", {best.name}" if best else ""))
+        logger.info(f"Checkpoints in {self.output_dir}: {last.name}" + (f", {best.name}" if best else ""))
         if not (self.config.plots and self.rank == 0):
             return
         history, out, confusion = self.handlers.history, self.output_dir, scored.confusion
@@ -457,7 +462,7 @@ class Training:
         if plotted and confusion is not None and scored.probabilities is not None:
             plot_confusion(confusion, out / "confusion.png")
             plot_reliability(*scored.probabilities, temperature, out / "reliability.png")
-        self.log(
+        logger.info(
             f"Plots: curves.png{', confusion.png, reliability.png' if confusion is not None else ''}"
             if plotted
             else "Plots skipped: matplotlib is not installed (pip install 'fmnist-ignite[plot]')"
@@ -493,7 +498,7 @@ class Training:
         if target is not None and not target.reached:
             best = max((row.get("val_accuracy", 0.0) for row in self.handlers.history.epochs), default=0.0)
             epochs = self.trainer.state.epoch
-            self.log(
+            logger.info(
                 f"Target not reached: validation accuracy {target.target:.2%} not reached in {epochs} epochs "
                 f"(best {best:.2%})"
             )

@@ -2,17 +2,26 @@
 reader gone (``| head``) ends the output quietly, a stream that cannot be written (``> /dev/full``) is said
 once on standard error and dropped. The training goes on either way; its files say what it did.
 
-The command line installs it (``guard_console``); a run's default log writes through it (``say``).
+The command line installs it (``guard_console``); a run's lines are written through it (``say``).
+
+The run's lines are log records of the package's loggers (``logging.getLogger(__name__)`` in each module
+that says something). One handler, installed on the ``fmnist_ignite`` logger when the package is imported
+(``install``), writes each record's message, as it is, as one line to the current destination: standard
+output unless a run or a caller chose another (``lines_to``: above a terminal's progress bar, a notebook
+view's folded text, a tuning trial's ``train.log``). ``logging.getLogger("fmnist_ignite").setLevel(
+logging.WARNING)`` silences the lines; a handler of your own on that logger receives them as well.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
+import logging
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator
+from typing import IO, Any, TextIO
 
 
 class SafeStream(io.TextIOBase):
@@ -110,5 +119,83 @@ def safe_stdout() -> TextIO:
 
 
 def say(line: str) -> None:
-    """Print ``line`` on standard output, through a ``SafeStream``: a run's default log."""
+    """Print ``line`` on standard output, through a ``SafeStream``: where the lines go unless told otherwise."""
     print(line, file=safe_stdout())
+
+
+PACKAGE_LOGGER = "fmnist_ignite"  # the loggers of every module are below it
+Destination = Callable[[str], None]  # where a line goes: one call per line
+# A ContextVar, not a global: each run chooses its lines' destination, and runs in threads of one process (or
+# a tuning trial beside its worker's own lines) must not send them to each other's.
+_destination: contextvars.ContextVar[Destination] = contextvars.ContextVar("fmnist_ignite_lines", default=say)
+
+
+def destination() -> Destination:
+    """Where the lines go now, in this thread: ``say`` unless ``lines_to`` chose another."""
+    return _destination.get()
+
+
+@contextlib.contextmanager
+def lines_to(where: Destination) -> Iterator[None]:
+    """While inside, the package's lines go to ``where`` instead of standard output: in this thread (or
+    asyncio task) only, so runs in other threads keep theirs. A run started inside sends its lines there too.
+
+    Args:
+        where: called with each line (a list's ``append``, a notebook view's ``log``, a file's writer).
+
+    Examples:
+        >>> import torch
+        >>> from ignite.engine import Engine
+        >>> from fmnist_ignite import attach_epoch_header, lines_to
+        >>> trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+        >>> _ = attach_epoch_header(trainer)
+        >>> lines = []
+        >>> with lines_to(lines.append):
+        ...     _ = trainer.run([0], max_epochs=2)
+        >>> [line.splitlines()[0] for line in lines]
+        ['Epoch 1', 'Epoch 2']
+    """
+    token = _destination.set(where)
+    try:
+        yield
+    finally:
+        _destination.reset(token)
+
+
+def no_lines(line: str) -> None:
+    """A destination that says nothing (the processes of a run but rank 0's)."""
+
+
+def to_file(stream: IO[str]) -> Destination:
+    """A destination that writes each line to ``stream`` (a trial's ``train.log``), flushed at once."""
+
+    def write(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    return write
+
+
+class LineHandler(logging.Handler):
+    """Writes each record's message, nothing added, as one line to the current ``destination()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _destination.get()(self.format(record))
+        except Exception:  # noqa: BLE001 (logging's own rule: a line that cannot be written never fails the run)
+            self.handleError(record)
+
+
+def install() -> None:
+    """Give the ``fmnist_ignite`` logger its ``LineHandler``, at level INFO and not passed on to the root
+    logger (so a ``logging.basicConfig`` does not print each line twice). Idempotent; a level set, or a
+    handler added, before it is kept (then no handler is added)."""
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        logger.addHandler(LineHandler())
+        logger.propagate = False
