@@ -219,9 +219,10 @@ def test_a_worker_with_other_settings_is_refused_by_the_study_the_first_one_pinn
     with pytest.raises(FmnistError) as info:
         tune(first.replace(epochs=2, optimizer="adam"), 2, **study)
     assert str(info.value) == (
-        "study 'fmnist' was started with other settings; give the same to join it, or name another --study: "
+        "study 'fmnist' was started with other settings; give the same to join it, or name another study: "
         "epochs: 1 -> 2, optimizer: 'sgd' -> 'adam'"
     )
+    assert "or name another --study: epochs: 1 -> 2" in info.value.on_command_line()
     tune(first.replace(threads=1), 2, **study)  # where and how a worker runs may differ: it joins
 
 

@@ -61,7 +61,7 @@ def test_lr_find_refuses_a_falling_range_in_one_line(small_config):
 
 
 def test_a_curve_without_a_fall_is_one_line_not_ignite_s_traceback(small_config):
-    with pytest.raises(FmnistError, match=r"^no learning rate to suggest: .* raise --iterations or widen the range$"):
+    with pytest.raises(FmnistError, match=r"^no learning rate to suggest: .* raise iterations or widen the range$"):
         find_lr(small_config, LrFindSettings(iterations=3))
 
 

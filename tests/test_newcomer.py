@@ -54,7 +54,7 @@ def test_tensorboard_without_its_package_is_refused_before_the_data_is_loaded(sm
         importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a)
     )
     monkeypatch.setattr(training_module, "get_data_loaders", lambda *a, **k: pytest.fail("the data was loaded"))
-    with pytest.raises(FmnistError, match=r"^--tensorboard needs the tensorboard package \(not installed\)"):
+    with pytest.raises(FmnistError, match=r"^tensorboard needs the tensorboard package \(not installed\)"):
         Training(small_config.replace(tensorboard=True))
 
 

@@ -551,7 +551,7 @@ def test_a_library_error_in_a_kernel_is_one_short_block_in_the_python_api_s_word
     assert status == "error" and error["ename"] == "FmnistError"
     assert len(error["traceback"]) == 1 and "\x1b" not in error["traceback"][0]  # no frames of the library
     line = error["traceback"][0]
-    assert line.startswith("FmnistError: ") and 'continue it with resume="auto", or choose another output_dir' in line
+    assert line.startswith("FmnistError: ") and "continue it with resume='auto', or choose another output_dir" in line
     assert "--" not in line  # no command-line flag: the reader wrote Config(...)
     status, outputs = kernel.run("Config(epoch=2)")
     (error,) = [content for kind, content in outputs if kind == "error"]

@@ -146,7 +146,7 @@ def test_tensorboard_missing_is_a_clear_error(small_config, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    with pytest.raises(FmnistError, match=r"--tensorboard needs the tensorboard package.*fmnist-ignite\[tensorboard\]"):
+    with pytest.raises(FmnistError, match=r"^tensorboard needs the tensorboard package.*fmnist-ignite\[tensorboard\]"):
         train(small_config.replace(tensorboard=True, epochs=1))
 
 

@@ -118,7 +118,7 @@ def test_resume_auto_with_nothing_to_resume_starts_fresh(small_config, said):
 
 def test_resume_with_fewer_epochs_than_done_is_refused(small_config):
     first = train(small_config.replace(epochs=2))
-    with pytest.raises(FmnistError, match="is from epoch 2 of its run; --epochs 1 is fewer"):
+    with pytest.raises(FmnistError, match="is from epoch 2 of its run; epochs=1 is fewer: pass epochs=2 or more"):
         train(small_config.replace(epochs=1, resume=str(first.last_checkpoint)))
 
 
@@ -268,7 +268,7 @@ def test_a_one_cycle_run_cannot_be_stretched_on_resume(small_config):
     config = small_config.replace(optimizer="adamw", scheduler="onecycle", lr=0.01, epochs=2)
     first = train(config)
     saved = (first.output_dir / "config.json").read_bytes()
-    with pytest.raises(FmnistError, match="planned for 2 epochs and cannot be stretched to 4: resume with --epochs 2"):
+    with pytest.raises(FmnistError, match="planned for 2 epochs and cannot be stretched to 4: resume with epochs=2"):
         train(config.replace(epochs=4, resume=str(first.last_checkpoint)))
     assert (first.output_dir / "config.json").read_bytes() == saved  # a refused resume leaves the run as it was
 

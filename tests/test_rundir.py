@@ -217,10 +217,9 @@ def test_sigterm_after_training_says_where_the_weights_are_and_marks_the_summary
     assert "Training completed" in said() and info.value.exit_code == 143 and info.value.checkpoint is None
     out = Path(small_config.output_dir)
     best = next(out.glob("best_model_*.pt"))
-    assert str(info.value) == (
-        f"interrupted by SIGTERM after training, while scoring the test set: the trained weights are in {best}; "
-        f"score them with: fmnist-ignite evaluate {best}"
-    )
+    said_first = f"interrupted by SIGTERM after training, while scoring the test set: the trained weights are in {best}"
+    assert str(info.value) == f"{said_first}; score them with: evaluate_checkpoint('{best}')"
+    assert info.value.on_command_line() == f"{said_first}; score them with: fmnist-ignite evaluate {best}"
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers are put back
     claim_run_directory(small_config.replace(resume="auto")).release()  # and the directory released

@@ -217,7 +217,9 @@ def test_bad_seeds_and_a_resume_path_are_refused_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     with pytest.raises(FmnistError, match="one run per seed"):
         train(read_config_file_config(file, seeds="0,1"))
-    with pytest.raises(FmnistError, match="leave out --resume PATH"):
+    with pytest.raises(
+        FmnistError, match="leave out resume='PATH', or resume that one run alone with output_dir='PARENT/seed-N'"
+    ):
         train_seeds(read_config_file_config(file, seeds="0,1", resume=str(tmp_path / "x.pt")))
 
 

@@ -73,7 +73,10 @@ def test_a_sqlite_path_that_is_no_sqlite_study_is_one_line(tmp_path, content):
     path = tmp_path / "study.db"
     if content is not None:
         path.write_bytes(content)
-    with pytest.raises(FmnistError, match=r"^--storage .*study.db: not an existing SQLite study; a new study's"):
+    with pytest.raises(
+        FmnistError,
+        match=r"^storage='.*study.db': not an existing SQLite study; .* journal file \(storage='PATH.journal'\)",
+    ):
         resolve_storage(tmp_path, str(path))
     assert path.exists() == (content is not None)  # nothing created
 

@@ -136,7 +136,7 @@ def test_a_missing_tracker_package_is_one_line_naming_its_extra(tracked, monkeyp
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
     with pytest.raises(
-        FmnistError, match=r"^--tracker wandb needs the wandb package: pip install 'fmnist-ignite\[wandb\]'$"
+        FmnistError, match=r"^tracker='wandb' needs the wandb package: pip install 'fmnist-ignite\[wandb\]'$"
     ):
         train(tracked.replace(tracker="wandb"))
     assert not Path(tracked.output_dir).exists()  # refused before anything was written
@@ -169,7 +169,7 @@ def test_a_tampered_tracking_file_is_one_line(tracked, content, message):
 def test_a_tracker_that_cannot_start_is_one_line(tracked, monkeypatch):
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nosuchscheme://nowhere")
-    with pytest.raises(FmnistError, match=r"^--tracker mlflow: could not start its run \(\w+: "):
+    with pytest.raises(FmnistError, match=r"^tracker='mlflow': could not start its run \(\w+: "):
         train(tracked.replace(tracker="mlflow", epochs=1))
 
 
@@ -207,7 +207,7 @@ def test_a_failing_tracker_leaves_no_half_started_run_of_the_other_open(tracked,
         raise ConnectionRefusedError("no W&B here")
 
     monkeypatch.setattr(WandbTracker, "start", staticmethod(no_server))
-    with pytest.raises(FmnistError, match=r"^--tracker wandb: could not start its run"):
+    with pytest.raises(FmnistError, match=r"^tracker='wandb': could not start its run"):
         train(tracked.replace(tracker="mlflow,wandb", epochs=1))
     assert mlflow.active_run() is None
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{Path(tracked.output_dir).parent / 'mlflow.db'}")
@@ -292,7 +292,7 @@ def test_a_users_own_mlflow_client_settings_win(tracked, monkeypatch, silent_ser
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
     started = time.monotonic()
     with pytest.raises(
-        FmnistError, match=r"^--tracker mlflow: no MLflow tracking server answers .*: no answer within 1 s"
+        FmnistError, match=r"^tracker='mlflow': no MLflow tracking server answers .*: no answer within 1 s"
     ):
         train(tracked.replace(tracker="mlflow", epochs=1))
     assert time.monotonic() - started < 8  # one try of 1 s, not ours (3 of 10 s)

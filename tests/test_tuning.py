@@ -231,7 +231,7 @@ def space_file(root: Path) -> Path:
 
 
 def test_tune_refuses_resume_and_several_processes(small_config):
-    with pytest.raises(FmnistError, match="without --resume"):
+    with pytest.raises(FmnistError, match="without resume$"):
         tune(small_config.replace(resume="auto"), 1)
     with pytest.raises(FmnistError, match="several tune workers"):
         tune(small_config.replace(nproc_per_node=2), 1)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 
-from fmnist_ignite.errors import FmnistError, shell_command
+from fmnist_ignite.errors import Command, FmnistError, Message
 from fmnist_ignite.files.layout import resumable_checkpoints
 from fmnist_ignite.files.predictions import (
     PREDICTIONS_FILE,
@@ -204,14 +204,18 @@ def load_predictions(run: str | Path, split: str = "test") -> dict:
         raise FmnistError(f"{run}: no such run directory")
     if not path.is_file():
         again = (
-            "score it again from its checkpoints with: "
-            + shell_command("fmnist-ignite train", resume="auto", output_dir=run)
+            Message(
+                "score it again from its checkpoints with: {train}", train=Command.train(resume="auto", output_dir=run)
+            )
             if run.is_dir() and resumable_checkpoints(run)
             else "it has no checkpoint to score again from: train it again"
         )
         raise FmnistError(
-            f"{run}: no {path.name} (a run that did not finish, that did not score the test set, "
-            f"or one from before runs kept their predictions); {again}"
+            "{run}: no {name} (a run that did not finish, that did not score the test set, or one from before runs "
+            "kept their predictions); {again}",
+            run=run,
+            name=path.name,
+            again=again,
         )
     loaded = read_predictions(path, split)
     loaded["sha256"] = loaded[f"{split}_set_sha256"]

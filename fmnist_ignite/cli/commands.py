@@ -69,7 +69,7 @@ def run_tune(args: argparse.Namespace) -> int:
     try:
         tune(config, study, fixed=fixed_settings(without(args, TuneSettings)))
     except TrainingInterrupted as exc:
-        print(exc, file=sys.stderr)
+        print(exc.on_command_line(), file=sys.stderr)
         return exc.exit_code
     return 0
 
@@ -86,9 +86,10 @@ def run_train(args: argparse.Namespace, prog: str) -> int:
         train(config)
     except TrainingInterrupted as exc:
         if exc.checkpoint and exc.output_dir:
-            print(f"{exc}\nTo resume: {shell_command(prog, resume='auto', output_dir=exc.output_dir)}", file=sys.stderr)
+            resume = shell_command(prog, resume="auto", output_dir=exc.output_dir)
+            print(f"{exc.on_command_line()}\nTo resume: {resume}", file=sys.stderr)
         else:
-            print(exc, file=sys.stderr)
+            print(exc.on_command_line(), file=sys.stderr)
         return exc.exit_code
     return 0
 

@@ -22,6 +22,8 @@ from fmnist_ignite.cli.commands import (
     run_tune,
 )
 from fmnist_ignite.cli.parser import build_command_parser, build_parser
+from fmnist_ignite.config.fields import named
+from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.ui.console import guard_console
 
@@ -85,7 +87,12 @@ def _guarded(run: Callable[[], int], stopped: str) -> int:
 
         if not out_of_memory(exc):
             raise
-        print("error: out of memory: lower --batch-size or --eval-batch-size, or use a larger machine", file=sys.stderr)
+        lower = FmnistError(
+            "out of memory: lower {batch_size} or {eval_batch_size}, or use a larger machine",
+            batch_size=named(Config, "batch_size"),
+            eval_batch_size=named(Config, "eval_batch_size"),
+        )
+        print(f"error: {lower.on_command_line()}", file=sys.stderr)
         return 2
     except OSError as exc:  # a directory not writable, a read-only file system, a full disk outside a run
         where = f"{exc.filename}: " if exc.filename else ""

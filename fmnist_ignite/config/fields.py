@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fmnist_ignite.errors import MissingSetting, SettingError, UnknownSetting
+from fmnist_ignite.errors import MissingSetting, Named, SettingError, UnknownSetting
 
 TYPES = {"int": int, "float": float, "str": str, "bool": bool}  # the types a field's annotation may name
 FLAGS = ("value", "switch", "negated", None)  # the forms of a setting's flag (Setting.flag)
@@ -186,6 +186,19 @@ def check_values(instance: object) -> None:
         problem = setting.problem(value)
         if problem is not None:
             raise SettingError(name, value, problem, {name: setting.option})
+
+
+def named(of: type, name: str, *value: object) -> Named:
+    """The setting ``name`` of the settings dataclass ``of`` (with ``value`` if given) as an error's message
+    names it: by its own flag on the command line (``--batch-size``, ``--no-plots``; its settings-file key where
+    it has none, ``eval_batch_size``), by its field in Python.
+
+    Examples:
+        >>> from fmnist_ignite import Config
+        >>> named(Config, "eval_batch_size").said(command_line=True), named(Config, "plots", False).said(True)
+        ('eval_batch_size', '--no-plots')
+    """
+    return Named(name, *value, flag=settings_of(of)[name].option)
 
 
 def refuse(of: type, name: str, value: object, problem: str) -> SettingError:

@@ -7,6 +7,8 @@ from contextlib import suppress
 
 import torch
 
+from fmnist_ignite.config.fields import named
+from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 
 
@@ -23,7 +25,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise FmnistError("--device cuda asked for, but torch sees no CUDA device: use --device cpu or auto")
+        raise FmnistError(
+            "{cuda} asked for, but torch sees no CUDA device: use {cpu} or {auto}",
+            cuda=named(Config, "device", "cuda"),
+            cpu=named(Config, "device", "cpu"),
+            auto=named(Config, "device", "auto"),
+        )
     return torch.device(name)
 
 

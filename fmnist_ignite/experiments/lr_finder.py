@@ -14,6 +14,7 @@ import torch
 from ignite.handlers import FastaiLRFinder
 
 from fmnist_ignite.config.commands import LrFindSettings
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.allocator import keep_freed_memory
 from fmnist_ignite.core.device import choose_precision, resolve_device
@@ -129,13 +130,21 @@ def find_lr(
     diverged = not any("without loss diverging" in str(w.message) for w in caught)
     results = finder.get_results()
     if len(results["loss"]) < 3:
-        raise FmnistError(f"the loss diverged within {len(results['loss'])} iterations: lower --start-lr")
+        raise FmnistError(
+            "the loss diverged within {done} iterations: lower {start_lr}",
+            done=len(results["loss"]),
+            start_lr=named(LrFindSettings, "start_lr"),
+        )
     try:
         suggestion = float(finder.lr_suggestion())
     except RuntimeError as exc:  # Ignite's: a curve without the fall it reads the suggestion from
         raise FmnistError(
-            f"no learning rate to suggest: the loss did not fall and rise over {iterations} iterations "
-            f"({start_lr:g} to {end_lr:g}); raise --iterations or widen the range"
+            "no learning rate to suggest: the loss did not fall and rise over {done} iterations ({start_lr:g} to "
+            "{end_lr:g}); raise {iterations} or widen the range",
+            done=iterations,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            iterations=named(LrFindSettings, "iterations"),
         ) from exc
     result = LRFinderResult(
         suggestion, [float(v) for v in results["lr"]], [float(v) for v in results["loss"]], diverged=diverged

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fmnist_ignite.analysis.statistics import MeanInterval, mean_interval, percent_range
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import MAX_SEED, Config, best_row
 from fmnist_ignite.errors import DirectoryInUse, FmnistError, shell_command
 from fmnist_ignite.files.layout import resumable_checkpoints
@@ -42,16 +43,24 @@ def parse_seeds(seeds: str | None, first: int = 0) -> list[int]:
         else:
             count = int(text)
             if not 1 <= count <= MAX_SEEDS:
-                raise FmnistError(f"--seeds {seeds}: a count of seeds must be in [1, {MAX_SEEDS}]")
+                raise FmnistError(
+                    "{seeds}: a count of seeds must be in [1, {most}]",
+                    seeds=named(Config, "seeds", seeds),
+                    most=MAX_SEEDS,
+                )
             values = list(range(first, first + count))
     except ValueError:
-        raise FmnistError(f"--seeds {seeds}: expected a list of seeds (0,1,2) or a count (3)") from None
+        raise FmnistError(
+            "{seeds}: expected a list of seeds (0,1,2) or a count (3)", seeds=named(Config, "seeds", seeds)
+        ) from None
     if not values or any(not 0 <= v <= MAX_SEED for v in values):
-        raise FmnistError(f"--seeds {seeds}: seeds are integers in [0, {MAX_SEED}]")
+        raise FmnistError(
+            "{seeds}: seeds are integers in [0, {most}]", seeds=named(Config, "seeds", seeds), most=MAX_SEED
+        )
     if len(values) > MAX_SEEDS:
-        raise FmnistError(f"--seeds {seeds}: at most {MAX_SEEDS} seeds")
+        raise FmnistError("{seeds}: at most {most} seeds", seeds=named(Config, "seeds", seeds), most=MAX_SEEDS)
     if len(set(values)) != len(values):
-        raise FmnistError(f"--seeds {seeds}: a seed is named twice")
+        raise FmnistError("{seeds}: a seed is named twice", seeds=named(Config, "seeds", seeds))
     return values
 
 
@@ -93,8 +102,11 @@ def finished_summary(directory: Path, config: Config) -> RunSummary | None:
     differences = config_differences(saved, config)
     if differences:
         raise FmnistError(
-            f"{directory} holds a run with other settings ({', '.join(differences)}): give the settings it was "
-            "trained with, or another --output-dir for these"
+            "{directory} holds a run with other settings ({differences}): give the settings it was trained with, "
+            "or another {output_dir} for these",
+            directory=directory,
+            differences=", ".join(differences),
+            output_dir=named(Config, "output_dir"),
         )
     try:
         summary = read_summary(directory / RUN_SUMMARY_FILE)
@@ -238,12 +250,16 @@ def train_seeds(config: Config, extra_handlers: Iterable[Callable] = ()) -> Seed
     from fmnist_ignite.run.launch import train
 
     if not config.seeds:
-        raise FmnistError("no seeds given: set seeds, e.g. Config(seeds='0,1,2') or --seeds 0,1,2")
+        raise FmnistError("no seeds given: set them, e.g. {seeds}", seeds=named(Config, "seeds", "0,1,2"))
     seeds = parse_seeds(config.seeds, config.seed)
     if config.resume not in (None, "auto"):
         raise FmnistError(
-            "--seeds continues each seed's run by itself (as --resume auto): leave out --resume PATH, or resume "
-            "that one run alone with --output-dir PARENT/seed-N"
+            "{seeds} continues each seed's run by itself (as {auto}): leave out {resume}, or resume that one run "
+            "alone with {output_dir}",
+            seeds=named(Config, "seeds"),
+            auto=named(Config, "resume", "auto"),
+            resume=named(Config, "resume", "PATH"),
+            output_dir=named(Config, "output_dir", "PARENT/seed-N"),
         )
     config = config.with_environment().validate()
     parent = Path(config.output_dir or time.strftime("runs/%Y%m%d-%H%M%S-seeds"))
@@ -317,6 +333,8 @@ def run_seeds_command(config: Config, prog: str) -> int:
         train_seeds(config)
     except TrainingInterrupted as exc:
         again = f"the same {prog} command with {shell_command('', output_dir=config.output_dir).strip()}"
-        print(f"{exc}\nTo go on (finished seeds are kept, this one continues): {again}", file=sys.stderr)
+        print(
+            f"{exc.on_command_line()}\nTo go on (finished seeds are kept, this one continues): {again}", file=sys.stderr
+        )
         return exc.exit_code
     return 0

@@ -39,6 +39,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from fmnist_ignite.config.commands import TuneSettings
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.errors import FmnistError
 
 JOURNAL_NAME = "study.journal"  # a new study's storage, in its directory
@@ -96,8 +98,11 @@ def resolve_storage(study_dir: Path, given: str | None) -> StudyStorage:
     if path.suffix.lower() in SQLITE_SUFFIXES:
         if not is_sqlite_file(path):
             raise FmnistError(
-                f"--storage {given}: not an existing SQLite study; a new study's storage is a journal file "
-                f"(--storage PATH.journal) or a database URL (sqlite:///{given} creates one)"
+                "{given}: not an existing SQLite study; a new study's storage is a journal file ({journal}) or a "
+                "database URL (sqlite:///{path} creates one)",
+                given=named(TuneSettings, "storage", given),
+                journal=named(TuneSettings, "storage", "PATH.journal"),
+                path=given,
             )
         return StudyStorage(StorageKind.RDB, f"sqlite:///{path}")
     return StudyStorage(StorageKind.JOURNAL, str(path))

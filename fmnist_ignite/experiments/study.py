@@ -13,6 +13,8 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
+from fmnist_ignite.config.commands import TuneSettings
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.experiments import storage as study_storage
@@ -132,6 +134,9 @@ def pin_study_settings(study: optuna.Study, given: dict) -> None:
     ]
     if differences:
         raise FmnistError(
-            f"study {study.study_name!r} was started with other settings; give the same to join it, or name another "
-            f"--study: {', '.join(differences)}"
+            "study {name!r} was started with other settings; give the same to join it, or name another {study}: "
+            "{differences}",
+            name=study.study_name,
+            study=named(TuneSettings, "study"),
+            differences=", ".join(differences),
         )

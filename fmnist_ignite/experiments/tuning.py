@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fmnist_ignite.analysis.predictions import keep_validation_predictions
 from fmnist_ignite.config.commands import TuneSettings
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import Config, best_row
 from fmnist_ignite.errors import (
     CouldNotWrite,
@@ -383,14 +384,24 @@ def tune(
     """
     study = (TuneSettings(trials=study) if isinstance(study, int) else study).validate()
     if config.resume:
-        raise FmnistError("a study continues on its own: run the same tune command again, without --resume")
+        raise FmnistError(
+            "a study continues on its own: run the same tune command again, without {resume}",
+            resume=named(Config, "resume"),
+        )
     if config.world_size > 1:
-        raise FmnistError("trials run in one process each: start several tune workers instead of --nproc-per-node")
+        raise FmnistError(
+            "trials run in one process each: start several tune workers instead of {processes}",
+            processes=named(Config, "nproc_per_node"),
+        )
     if config.val_size == 0:
         raise FmnistError("trials are scored on the validation split: set a validation size > 0")
     confirm = study.confirm_top
     if confirm and not config.seeds:
-        raise FmnistError(f"--confirm-top {confirm} re-trains the top trials once per seed: give --seeds (3, or 1,2,3)")
+        raise FmnistError(
+            "{confirm} re-trains the top trials once per seed: give {seeds} (3, or 1,2,3)",
+            confirm=named(TuneSettings, "confirm_top", confirm),
+            seeds=named(Config, "seeds"),
+        )
     if config.seeds:
         parse_seeds(config.seeds, config.seed + 1)
     config.validate()

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fmnist_ignite.config.fields import named
+from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.handlers.tracker import (
     DEFAULT_PROJECT,
@@ -99,8 +101,12 @@ class MlflowTracker(Tracker):
             with suppress(Exception):  # nothing half-started left open in this process
                 mlflow.end_run(status="KILLED")
             raise FmnistError(
-                f"--tracker mlflow: no MLflow tracking server answers at {shown_uri(uri)} (MLFLOW_TRACKING_URI): "
-                f"{why}; gave up after {time.monotonic() - started:.0f} s"
+                "{tracker}: no MLflow tracking server answers at {uri} (MLFLOW_TRACKING_URI): {why}; gave up after "
+                "{waited:.0f} s",
+                tracker=named(Config, "tracker", "mlflow"),
+                uri=shown_uri(uri),
+                why=why,
+                waited=time.monotonic() - started,
             ) from None
         return cls(active.info.run_id, shown_uri(uri), logger)
 
@@ -170,7 +176,10 @@ def store_lock(uri: str) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise FmnistError(
-            f"--tracker mlflow: {path}.lock stayed held by another run for {STORE_LOCK_TIMEOUT:.0f} s"
+            "{tracker}: {path}.lock stayed held by another run for {waited:.0f} s",
+            tracker=named(Config, "tracker", "mlflow"),
+            path=path,
+            waited=STORE_LOCK_TIMEOUT,
         ) from None
     try:
         yield

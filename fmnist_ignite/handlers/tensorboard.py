@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING
 from ignite.engine import Engine, Events
 from ignite.handlers import global_step_from_engine
 
+from fmnist_ignite.config.fields import named
+from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 
 if TYPE_CHECKING:
     import torch
     from ignite.handlers.tensorboard_logger import TensorboardLogger
 
-MISSING = "--tensorboard needs the tensorboard package ({}): pip install 'fmnist-ignite[tensorboard]'"
+MISSING = "{tensorboard} needs the tensorboard package ({why}): pip install 'fmnist-ignite[tensorboard]'"
 
 
 def require_tensorboard() -> None:
@@ -22,7 +24,7 @@ def require_tensorboard() -> None:
     import importlib.util
 
     if importlib.util.find_spec("tensorboard") is None:
-        raise FmnistError(MISSING.format("not installed"))
+        raise FmnistError(MISSING, tensorboard=named(Config, "tensorboard"), why="not installed")
 
 
 def attach_tensorboard(
@@ -71,7 +73,7 @@ def attach_tensorboard(
 
         logger = TensorboardLogger(log_dir=str(log_dir))
     except (ImportError, ModuleNotFoundError, RuntimeError) as exc:
-        raise FmnistError(MISSING.format(exc.__class__.__name__)) from None
+        raise FmnistError(MISSING, tensorboard=named(Config, "tensorboard"), why=exc.__class__.__name__) from None
     logger.attach_output_handler(
         trainer,
         event_name=Events.ITERATION_COMPLETED(every=every),

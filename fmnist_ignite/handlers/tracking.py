@@ -26,6 +26,8 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
+from fmnist_ignite.config.fields import named
+from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.files.tracking import read_tracked_runs, write_tracked_runs
 from fmnist_ignite.handlers.history import MetricsHistory
@@ -42,7 +44,11 @@ def require_trackers(names: Iterable[str]) -> None:
     for name in names:
         package = TRACKER_CLASSES[name].package
         if importlib.util.find_spec(package) is None:
-            raise FmnistError(f"--tracker {name} needs the {package} package: pip install 'fmnist-ignite[{package}]'")
+            raise FmnistError(
+                "{tracker} needs the {package} package: pip install 'fmnist-ignite[{package}]'",
+                tracker=named(Config, "tracker", name),
+                package=package,
+            )
 
 
 def attach_trackers(
@@ -87,8 +93,10 @@ def attach_trackers(
                     raise
                 words = str(exc).strip().splitlines()
                 raise FmnistError(
-                    f"--tracker {name}: could not start its run ({type(exc).__name__}: "
-                    f"{words[0][:200] if words else ''})"
+                    "{tracker}: could not start its run ({kind}: {why})",
+                    tracker=named(Config, "tracker", name),
+                    kind=type(exc).__name__,
+                    why=words[0][:200] if words else "",
                 ) from None
         write_tracked_runs(output_dir, {**kept, **{t.name: t.run_id for t in trackers}})
         for tracker in trackers:

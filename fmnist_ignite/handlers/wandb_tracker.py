@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from fmnist_ignite.config.fields import named
+from fmnist_ignite.config.settings import Config
 from fmnist_ignite.errors import FmnistError
 from fmnist_ignite.handlers.tracker import DEFAULT_PROJECT, Tracker, shown_param, shown_uri
 
@@ -75,9 +77,13 @@ class WandbTracker(Tracker):
             lines = str(exc).strip().splitlines()
             why = lines[-1].rsplit(": ", 1)[-1][:200] if lines else ""
             raise FmnistError(
-                f"--tracker wandb: W&B could not start its online run at {wandb_base_url()} "
-                f"({type(exc).__name__}: {why}; gave up after {time.monotonic() - started:.0f} s); "
-                "WANDB_MODE=offline keeps the run on disk for wandb sync"
+                "{tracker}: W&B could not start its online run at {url} ({kind}: {why}; gave up after {waited:.0f} "
+                "s); WANDB_MODE=offline keeps the run on disk for wandb sync",
+                tracker=named(Config, "tracker", "wandb"),
+                url=wandb_base_url(),
+                kind=type(exc).__name__,
+                why=why,
+                waited=time.monotonic() - started,
             ) from None
         where = f"{Path(output_dir) / 'wandb'} ({mode}" + ("; wandb sync uploads it)" if mode == "offline" else ")")
         return cls(run_id, where, logger)

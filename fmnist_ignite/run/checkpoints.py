@@ -15,6 +15,7 @@ import torch
 from ignite.engine import Engine
 from ignite.handlers import Checkpoint, LRScheduler
 
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import MAX_THREADS, Config
 from fmnist_ignite.core.distributed import unwrap
 from fmnist_ignite.core.models import match_saved_layout
@@ -117,8 +118,11 @@ def check_epochs_left(config: Config, trainer: Engine, resume: Path) -> None:
     started = state.epoch + (1 if state.iteration % state.epoch_length else 0)
     if config.epochs < started:
         raise FmnistError(
-            f"{resume} is from epoch {started} of its run; --epochs {config.epochs} is fewer: "
-            f"pass --epochs {started} or more to continue it"
+            "{resume} is from epoch {started} of its run; {epochs} is fewer: pass {enough} or more to continue it",
+            resume=resume,
+            started=started,
+            epochs=named(Config, "epochs", config.epochs),
+            enough=named(Config, "epochs", started),
         )
 
 
@@ -148,8 +152,12 @@ def check_schedule_fits(scheduler: LRScheduler | None, epochs: int, epoch_length
     if one_cycle.total_steps != planned:
         kept = one_cycle.total_steps // epoch_length
         raise FmnistError(
-            f"{resume}: its one-cycle learning rate was planned for {kept} epochs and cannot be "
-            f"stretched to {epochs}: resume with --epochs {kept}"
+            "{resume}: its one-cycle learning rate was planned for {kept} epochs and cannot be stretched to {epochs}: "
+            "resume with {planned}",
+            resume=resume,
+            kept=kept,
+            epochs=epochs,
+            planned=named(Config, "epochs", kept),
         )
 
 

@@ -35,11 +35,12 @@ from ignite.engine import Engine
 from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 from torch.multiprocessing.spawn import ProcessException
 
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.allocator import keep_freed_memory
 from fmnist_ignite.core.models import match_saved_layout
 from fmnist_ignite.core.threads import apply_threads, plan_threads
-from fmnist_ignite.errors import FmnistError, TrainingInterrupted
+from fmnist_ignite.errors import FmnistError, Message, TrainingInterrupted
 from fmnist_ignite.run.result import TrainResult, close_summary
 from fmnist_ignite.run.rundir import RunDirectory, claim_run_directory, find_latest_checkpoint
 from fmnist_ignite.run.signals import STOP_SIGNALS, handling
@@ -238,14 +239,16 @@ def _result(
     return None  # a machine other than rank 0's: the results are there
 
 
-def _death(config: Config, died: ProcessException, mailbox: Mailbox, ended: set[int]) -> str:
+def _death(config: Config, died: ProcessException, mailbox: Mailbox, ended: set[int]) -> Message:
     """One line on a process that died, never joined or stopped answering, and what is safe on disk."""
     rank = config.node_rank * config.nproc_per_node + died.error_index
     reason = str(died).strip().splitlines()[-1]
     if died.error_pid in ended:
-        what = (
-            f"training process {rank} stopped answering (stopped or hung: the others gave up on it after "
-            f"--peer-timeout {config.peer_timeout} s) and was ended"
+        what: str | Message = Message(
+            "training process {rank} stopped answering (stopped or hung: the others gave up on it after {timeout} "
+            "s) and was ended",
+            rank=rank,
+            timeout=named(Config, "peer_timeout", config.peer_timeout),
         )
     elif isinstance(died, ProcessExitedException):
         how = f"was killed by {died.signal_name}" if died.signal_name else f"exited with code {died.exit_code}"
@@ -253,17 +256,28 @@ def _death(config: Config, died: ProcessException, mailbox: Mailbox, ended: set[
     elif mailbox.has_started(died.error_pid):
         what = f"training process {rank} failed ({reason})"
     else:  # it raised before the work began: it could not join its peers
-        what = (
-            f"training process {rank} could not join the others within {config.peer_timeout} s ({reason}); "
-            f"are all {config.nnodes} machines started, with the same --master-addr and --master-port?"
+        what = Message(
+            "training process {rank} could not join the others within {timeout} s ({reason}); are all {nnodes} "
+            "machines started, with the same {master_addr} and {master_port}?",
+            rank=rank,
+            timeout=config.peer_timeout,
+            reason=reason,
+            nnodes=config.nnodes,
+            master_addr=named(Config, "master_addr"),
+            master_port=named(Config, "master_port"),
         )
     latest = find_latest_checkpoint(config.output_dir) if config.output_dir else None
     safe = (
-        f"the checkpoints in {config.output_dir} are intact (newest: {latest.name}); continue with --resume auto"
+        Message(
+            "the checkpoints in {output_dir} are intact (newest: {newest}); continue with {resume}",
+            output_dir=config.output_dir,
+            newest=latest.name,
+            resume=named(Config, "resume", "auto"),
+        )
         if latest
         else "no checkpoint was saved"
     )
-    return f"{what}; {safe}"
+    return Message("{what}; {safe}", what=what, safe=safe)
 
 
 def check_main_module() -> None:

@@ -14,7 +14,7 @@ import torch
 from fmnist_ignite.analysis.interpretation import ResultViews
 from fmnist_ignite.analysis.statistics import accuracy_interval
 from fmnist_ignite.config.settings import Config
-from fmnist_ignite.errors import TrainingInterrupted
+from fmnist_ignite.errors import TrainingInterrupted, said
 from fmnist_ignite.files.summary import RunStatus, read_summary_or_none, write_summary
 
 
@@ -89,7 +89,8 @@ def close_summary(path: Path, error: BaseException) -> None:
     if isinstance(error, TrainingInterrupted):
         summary.status, summary.failure = RunStatus.INTERRUPTED, None
     else:
-        summary.status, summary.failure = RunStatus.FAILED, str(error)
+        # said as the command line says it, as the runs listing and the report show it
+        summary.status, summary.failure = RunStatus.FAILED, str(said(error, command_line=True))
     write_summary(path, summary)
 
 

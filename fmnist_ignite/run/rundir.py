@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import Config
-from fmnist_ignite.errors import DirectoryInUse, FmnistError
+from fmnist_ignite.errors import Command, DirectoryInUse, FmnistError
 from fmnist_ignite.files.durable import remove_partial_files
 from fmnist_ignite.files.layout import LOCK_FILE, ORPHAN_PATTERN, resumable_checkpoints
 from fmnist_ignite.files.saved_config import check_saved_config, config_differences, saved_config, write_saved_config
@@ -147,7 +148,10 @@ def _lock(directory: Path) -> IO[str]:
         holder = lock.read(64).strip() or "unknown"
         lock.close()
         raise DirectoryInUse(
-            f"{directory} is in use by another run (pid {holder}): wait for it to end, or choose another --output-dir"
+            "{directory} is in use by another run (pid {holder}): wait for it to end, or choose another {output_dir}",
+            directory=directory,
+            holder=holder,
+            output_dir=named(Config, "output_dir"),
         ) from None
     lock.truncate(0)
     lock.write(f"{os.getpid()}\n")
@@ -277,15 +281,21 @@ def _find_resume_checkpoint(run: RunDirectory, config: Config) -> tuple[list[tup
         run.checkpoint = _read_training_checkpoint(run.resume_from)
         if names and run.resume_from.parent.resolve() != run.path.resolve():  # never mixed with another run's
             raise FmnistError(
-                f"{run.path} already holds checkpoints of another run: resume {run.resume_from.name} into its own "
-                "directory, or give an empty --output-dir"
+                "{path} already holds checkpoints of another run: resume {name} into its own directory, or give an "
+                "empty {output_dir}",
+                path=run.path,
+                name=run.resume_from.name,
+                output_dir=named(Config, "output_dir"),
             )
         return [], []
     if not config.resume:
         if names:
             raise FmnistError(
-                f"{run.path} already holds checkpoints of an earlier run: continue it with --resume auto, "
-                "or choose another --output-dir"
+                "{path} already holds checkpoints of an earlier run: continue it with {resume}, or choose another "
+                "{output_dir}",
+                path=run.path,
+                resume=named(Config, "resume", "auto"),
+                output_dir=named(Config, "output_dir"),
             )
         return [], []
     candidates = read_candidates(run.path)
@@ -299,15 +309,20 @@ def _find_resume_checkpoint(run: RunDirectory, config: Config) -> tuple[list[tup
     summary = read_summary_or_none(run.path / SUMMARY_FILE)
     if orphans and summary is not None and summary.finished:  # a finished run whose checkpoints were deleted
         raise FmnistError(
-            f"{run.path} holds a finished run of {summary.epochs_done} epochs whose training checkpoints are gone "
-            f"(only "
-            f"{', '.join(names)}): it cannot be continued; score its best model with fmnist-ignite evaluate, or "
-            "choose another --output-dir for a new run"
+            "{path} holds a finished run of {epochs} epochs whose training checkpoints are gone (only {names}): it "
+            "cannot be continued; score its best model with {evaluate}, or choose another {output_dir} for a new run",
+            path=run.path,
+            epochs=summary.epochs_done,
+            names=", ".join(names),
+            evaluate=Command.evaluate(run.path),
+            output_dir=named(Config, "output_dir"),
         )
     if names and names != [path.name for path in orphans]:
         raise FmnistError(
-            f"{run.path} holds no checkpoint to resume from ({', '.join(names)}): "
-            "choose another --output-dir for a new run"
+            "{path} holds no checkpoint to resume from ({names}): choose another {output_dir} for a new run",
+            path=run.path,
+            names=", ".join(names),
+            output_dir=named(Config, "output_dir"),
         )
     return [], orphans
 

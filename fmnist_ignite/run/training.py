@@ -31,13 +31,22 @@ from fmnist_ignite.analysis.per_class import per_class_accuracy, per_class_count
 from fmnist_ignite.analysis.predictions import PREDICTIONS_FILE, PredictionCollector
 from fmnist_ignite.analysis.report import report_at_finish
 from fmnist_ignite.analysis.statistics import accuracy_interval
+from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import Config
 from fmnist_ignite.core.device import out_of_memory
 from fmnist_ignite.core.distributed import broadcast_weights, unwrap
 from fmnist_ignite.core.engines import create_evaluator
 from fmnist_ignite.core.threads import applied_threads
 from fmnist_ignite.data.loaders import get_data_loaders
-from fmnist_ignite.errors import CouldNotWrite, FmnistError, NonFiniteLoss, TrainingInterrupted, shell_command
+from fmnist_ignite.errors import (
+    Command,
+    CouldNotWrite,
+    FmnistError,
+    Message,
+    NonFiniteLoss,
+    TrainingInterrupted,
+    said,
+)
 from fmnist_ignite.files.calibration import write_calibration
 from fmnist_ignite.files.checkpoints import load_checkpoint
 from fmnist_ignite.files.durable import disk_full
@@ -119,8 +128,14 @@ def above_bar(line: str) -> None:
 def out_of_memory_error(exc: BaseException, config: Config, device: torch.device) -> FmnistError:
     """Memory ran out (a batch too large for this machine): one line naming the settings that size it."""
     return FmnistError(
-        f"out of memory on {device} ({str(exc).splitlines()[0][:120]}): lower --batch-size "
-        f"({config.batch_size}) or --eval-batch-size ({config.eval_batch_size}), or use a larger machine"
+        "out of memory on {device} ({why}): lower {batch_size} ({batch}) or {eval_batch_size} ({eval_batch}), or "
+        "use a larger machine",
+        device=device,
+        why=str(exc).splitlines()[0][:120],
+        batch_size=named(Config, "batch_size"),
+        batch=config.batch_size,
+        eval_batch_size=named(Config, "eval_batch_size"),
+        eval_batch=config.eval_batch_size,
     )
 
 
@@ -128,24 +143,32 @@ def could_not_write(exc: OSError, output_dir: Path) -> CouldNotWrite:
     """A file the run could not write (a full disk, a directory gone), said in one line with what is safe."""
     latest = find_latest_checkpoint(output_dir)
     then = (
-        f"the checkpoints already there are intact (newest: {latest.name}): free some space, then continue "
-        "with --resume auto"
+        Message(
+            "the checkpoints already there are intact (newest: {newest}): free some space, then continue with {resume}",
+            newest=latest.name,
+            resume=named(Config, "resume", "auto"),
+        )
         if latest
         else "no training checkpoint was kept: free some space, then start again"
     )
-    return CouldNotWrite(f"could not write {exc.filename or output_dir}: {exc.strerror or exc}; {then}")
+    return CouldNotWrite(
+        "could not write {path}: {why}; {then}", path=exc.filename or output_dir, why=exc.strerror or exc, then=then
+    )
 
 
 def stopped_outside_training(
-    said: str, phase: str | None, resumed: bool, weights: Path | None, output_dir: Path
-) -> str:
+    stop: str, phase: str | None, resumed: bool, weights: Path | None, output_dir: Path
+) -> str | Message:
     """A stop before training (``phase`` None) or after it (while ``phase``): what it left, in one line."""
     if phase is None:
         safe = f"the checkpoints in {output_dir} are as they were" if resumed else ""
-        return f"{said} before training started; " + (safe or "nothing was trained")
-    return (
-        f"{said} after training, while {phase}: the trained weights are in "
-        f"{weights}; score them with: {shell_command('fmnist-ignite evaluate', weights or output_dir)}"
+        return f"{stop} before training started; " + (safe or "nothing was trained")
+    return Message(
+        "{stop} after training, while {phase}: the trained weights are in {weights}; score them with: {evaluate}",
+        stop=stop,
+        phase=phase,
+        weights=weights,
+        evaluate=Command.evaluate(weights or output_dir),
     )
 
 
@@ -153,10 +176,13 @@ def non_finite_loss(trainer: Engine, last: Path | None) -> NonFiniteLoss:
     """The loss became NaN or infinite: where, and the last good checkpoint."""
     loss = float("nan") if trainer.state.output is None else float(trainer.state.output)
     return NonFiniteLoss(
-        f"training stopped at epoch {trainer.state.epoch}, iteration {trainer.state.iteration}: the "
-        f"loss became {loss if not math.isfinite(loss) else 'nan or inf (in this or another process)'} "
-        "at or before it (try a smaller --lr); "
-        + (f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept")
+        "training stopped at epoch {epoch}, iteration {iteration}: the loss became {loss} at or before it (try a "
+        "smaller {lr}); {kept}",
+        epoch=trainer.state.epoch,
+        iteration=trainer.state.iteration,
+        loss=loss if not math.isfinite(loss) else "nan or inf (in this or another process)",
+        lr=named(Config, "lr"),
+        kept=f"the last good checkpoint is {last}" if last else "no epoch finished, so no checkpoint was kept",
     )
 
 
@@ -329,7 +355,8 @@ class Training:
             error = in_one_line(exc, self.config, self.device, self.output_dir)
             if self._record is not None and self._record.summary.status is RunStatus.RUNNING:
                 with suppress(OSError):  # the disk may still be full
-                    self.write_summary(status=RunStatus.FAILED, failure="disk full" if disk_full(exc) else str(error))
+                    failure = "disk full" if disk_full(exc) else str(said(error, command_line=True))
+                    self.write_summary(status=RunStatus.FAILED, failure=failure)
             if error is exc:
                 raise
             raise error from None
