@@ -297,39 +297,55 @@ def beyond_noise(
     return abs(difference) > 2 * error
 
 
+def compared(values: list[float], base: list[float], unit: str, digits: int) -> str:
+    """The mean of ``values`` less the mean of ``base``, marked ``*`` when beyond the seeds' noise."""
+    delta = statistics.mean(values) - statistics.mean(base)
+    return f"{delta:+.{digits}f}{unit}" + (
+        " *" if beyond_noise(delta, values, base) else ""
+    )
+
+
+def mean_spread(values: list[float]) -> str:
+    spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.2f}{spread}"
+
+
 def ablation_table(directory: Path = RESULTS) -> str:
-    """Per results file of ``benchmarks/ablation.py``: each variant's mean wall time and test accuracy over
-    the seeds, their differences from the record's, and whether each difference exceeds the noise."""
+    """Per results file of ``benchmarks/ablation.py``: each variant's arithmetic, mean wall time, validation
+    and test accuracy over the seeds, their differences from the record's, and whether each difference
+    exceeds the noise."""
     parts = []
     for result in load_results("ablation", directory):
         variants = result["variants"]
         record = next(v for v in variants if v["name"] == "record")
-        base_walls = [row["wall_s"] for row in record["seeds"]]
-        base_tests = [100 * row["test_accuracy"] for row in record["seeds"]]
+        figures = {
+            variant["name"]: {
+                "wall": [row["wall_s"] for row in variant["seeds"]],
+                "val": [100 * row["val_accuracy"] for row in variant["seeds"]],
+                "test": [100 * row["test_accuracy"] for row in variant["seeds"]],
+            }
+            for variant in variants
+        }
+        base = figures["record"]
         lines = [
             f"| `{result['recipe']}` ({kernels(result['machine'])}) | change | training TFLOP "
-            "| wall time (s), mean | vs the record | test acc. per seed (%) | mean | vs the record |",
-            "|---|---|---|---|---|---|---|---|",
+            "| wall time (s) | vs the record | validation acc. (%) | vs the record "
+            "| test acc. (%) | vs the record |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for variant in variants:
-            walls = [row["wall_s"] for row in variant["seeds"]]
-            tests = [100 * row["test_accuracy"] for row in variant["seeds"]]
-            spread = f" ± {statistics.stdev(tests):.2f}" if len(tests) > 1 else ""
-            if variant is record:
-                wall_change = test_change = ""
-            else:
-                wall_delta = statistics.mean(walls) - statistics.mean(base_walls)
-                test_delta = statistics.mean(tests) - statistics.mean(base_tests)
-                wall_change = f"{wall_delta:+.1f} s" + (
-                    " *" if beyond_noise(wall_delta, walls, base_walls) else ""
-                )
-                test_change = f"{test_delta:+.2f}" + (
-                    " *" if beyond_noise(test_delta, tests, base_tests) else ""
-                )
+            mine = figures[variant["name"]]
+            changes = ["", "", ""]
+            if variant is not record:
+                changes = [
+                    compared(mine["wall"], base["wall"], " s", 1),
+                    compared(mine["val"], base["val"], "", 2),
+                    compared(mine["test"], base["test"], "", 2),
+                ]
             lines.append(
                 f"| {variant['name']} | {variant['change']} | {variant['training_tflop']:.2f} "
-                f"| {statistics.mean(walls):.1f} | {wall_change} "
-                f"| {listed(tests, 2)} | {statistics.mean(tests):.2f}{spread} | {test_change} |"
+                f"| {statistics.mean(mine['wall']):.1f} | {changes[0]} "
+                f"| {mean_spread(mine['val'])} | {changes[1]} | {mean_spread(mine['test'])} | {changes[2]} |"
             )
         parts.append(
             "\n".join(lines)
