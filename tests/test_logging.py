@@ -4,6 +4,7 @@ configures does not print them twice."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import threading
@@ -73,3 +74,16 @@ def test_only_rank_0_says_anything_and_a_destination_chosen_by_the_caller_is_kep
     assert route_output(small_config.replace(display="plain"), trainer, 0).destination is say
     with lines_to(print):
         assert route_output(small_config.replace(display="plain"), trainer, 0).destination is print
+
+
+def test_a_destination_that_cannot_be_written_is_said_once_in_one_line_and_the_run_goes_on(capsys):
+    def full_disk(line: str) -> None:  # a trial's train.log on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    trainer = Engine(lambda engine, batch: torch.tensor(0.25))
+    attach_epoch_header(trainer)
+    with lines_to(full_disk):
+        state = trainer.run([0], max_epochs=3)
+    captured = capsys.readouterr()
+    assert state.epoch == 3 and captured.out == ""
+    assert captured.err == "warning: cannot write the run's lines (No space left on device); the run goes on\n"

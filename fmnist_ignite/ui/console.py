@@ -181,12 +181,28 @@ class LineHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("%(message)s"))
+        self._failed: list[Destination] = []  # the destinations a line could not be written to, each said once
 
     def emit(self, record: logging.LogRecord) -> None:
+        where = _destination.get()
         try:
-            _destination.get()(self.format(record))
-        except Exception:  # noqa: BLE001 (logging's own rule: a line that cannot be written never fails the run)
-            self.handleError(record)
+            where(self.format(record))
+        except Exception as exc:  # noqa: BLE001 (logging's own rule: a line that cannot be written never fails the run)
+            self._said_once(where, exc)
+
+    def _said_once(self, where: Destination, exc: Exception) -> None:
+        """A line not written (a trial's ``train.log`` on a full disk, a caller's destination that raised): one
+        line on standard error for each destination, not logging's traceback for every line; later lines are
+        tried again. Silent where ``logging.raiseExceptions`` is False, as logging's own ``handleError`` is."""
+        if not logging.raiseExceptions or any(failed is where for failed in self._failed):
+            return
+        self._failed.append(where)  # kept, so that its id is never another destination's
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            print(
+                f"warning: cannot write the run's lines ({why}); the run goes on",
+                file=SafeStream.around(sys.stderr, "standard error"),
+            )
 
 
 def install() -> None:
