@@ -251,23 +251,34 @@ class TrainingInterrupted(FmnistError):
         exit_code: the exit status a command line gives for it: 128 + the signal.
         checkpoint: the checkpoint saved at the stop; None when the signal came outside training.
         output_dir: the run directory, which ``--resume auto --output-dir`` continues.
+        again: how to go on, where that is not the run alone resumed (a run of ``train_seeds``: all the seeds
+            again, the finished ones kept); None: resume the run.
     """
 
     def __init__(
-        self, message: str | Message, exit_code: int, checkpoint: Path | None = None, output_dir: Path | None = None
+        self,
+        message: str | Message,
+        exit_code: int,
+        checkpoint: Path | None = None,
+        output_dir: Path | None = None,
+        again: Command | None = None,
     ) -> None:
         super().__init__(message)
-        self.exit_code, self.checkpoint, self.output_dir = exit_code, checkpoint, output_dir
+        self.exit_code, self.checkpoint, self.output_dir, self.again = exit_code, checkpoint, output_dir, again
 
     # whole across processes: a spawned worker's stop reaches its launcher as it was
-    def __reduce__(self) -> tuple[type[TrainingInterrupted], tuple[Message, int, Path | None, Path | None]]:
-        return type(self), (self.message, self.exit_code, self.checkpoint, self.output_dir)
+    def __reduce__(
+        self,
+    ) -> tuple[type[TrainingInterrupted], tuple[Message, int, Path | None, Path | None, Command | None]]:
+        return type(self), (self.message, self.exit_code, self.checkpoint, self.output_dir, self.again)
 
     def _render_traceback_(self) -> list[str]:
         """What IPython and Jupyter show for it: the message and how to continue, not the library's frames
         it passed through (a stop that was asked for is no bug to debug)."""
         lines = super()._render_traceback_()
-        if self.checkpoint is not None:
+        if self.again is not None:
+            lines.append(f"Continue with {self.again.said(command_line=False)}")
+        elif self.checkpoint is not None:
             resume, output_dir = Named("resume", "auto"), Named("output_dir", self.output_dir)
             lines.append(
                 f"Continue it with {resume.said(command_line=False)} and {output_dir.said(command_line=False)}"

@@ -22,7 +22,7 @@ from pathlib import Path
 from fmnist_ignite.analysis.statistics import MeanInterval, mean_interval, percent_range
 from fmnist_ignite.config.fields import named
 from fmnist_ignite.config.settings import MAX_SEED, Config, best_row
-from fmnist_ignite.errors import DirectoryInUse, FmnistError, shell_command
+from fmnist_ignite.errors import Command, DirectoryInUse, FmnistError, TrainingInterrupted, shell_command
 from fmnist_ignite.files.layout import resumable_checkpoints
 from fmnist_ignite.files.saved_config import config_differences, saved_config, storable_config
 from fmnist_ignite.files.summary import SUMMARY_FILE as RUN_SUMMARY_FILE
@@ -280,6 +280,11 @@ def train_seeds(config: Config, extra_handlers: Iterable[Callable] = ()) -> Seed
             logger.info(f"Seed {seed}: {'continuing' if resume else 'training'} {directory}")
             try:
                 train(seed_config.replace(resume=resume), tuple(extra_handlers))
+            except TrainingInterrupted as stop:  # the seeds go on together: the finished kept, this one resumed
+                stop.again = Command(
+                    "fmnist-ignite train", "train_seeds(config.replace({}))", (), (("output_dir", parent),)
+                )
+                raise
             except DirectoryInUse:
                 logger.info(f"Seed {seed}: another process took it first; left to it")
                 pending.append(seed)
@@ -322,8 +327,6 @@ def train_seeds(config: Config, extra_handlers: Iterable[Callable] = ()) -> Seed
 def run_seeds_command(config: Config, prog: str) -> int:
     """``train --seeds``: the seeds' runs, then their statistics; a stop says how to go on."""
     import sys
-
-    from fmnist_ignite.errors import TrainingInterrupted
 
     parse_seeds(config.seeds, config.seed)  # a bad list is refused before torch is imported
     if config.output_dir is None:
