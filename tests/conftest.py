@@ -59,6 +59,18 @@ def write_synthetic(directory: Path, n_train: int = 600, n_test: int = 200, gz: 
 
 
 @pytest.fixture(autouse=True)
+def package_logger():
+    """Each test starts with the package's logger as the package set it up: a test that changes it (a
+    benchmark's main sets its level to WARNING) leaves the next ones their lines."""
+    logger = logging.getLogger("fmnist_ignite")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+
+
+@pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
     """No test reaches the network, picks up the machine's system copy or the user's precision cache unless it
     asks to."""
