@@ -30,7 +30,8 @@ from fmnist_ignite import RECIPES  # noqa: E402
 TRAIN = ("fmnist_ignite/run/training.py", "_train")
 STEP = ("fmnist_ignite/core/engines.py", "update")
 BACKWARD = ("torch/_tensor.py", "backward")
-OPTIMIZER = ("torch/optim/lr_scheduler.py", "wrapper")  # the optimizer's step, through the schedule's wrapper
+# The optimizer's step: through a schedule's wrapper of it where the run has a schedule, else its own.
+OPTIMIZER = [("torch/optim/lr_scheduler.py", "wrapper"), ("torch/optim/optimizer.py", "wrapper")]
 SET_UP = ("fmnist_ignite/run/training.py", "__init__")
 MAIN = ("fmnist_ignite/__main__.py", "<module>")  # the program: its imports and its main()
 FINISH = [
@@ -42,13 +43,13 @@ FINISH = [
 def cumulative(stats: pstats.Stats, where: tuple[str, str]) -> float:
     """The cumulative seconds of the function ``where`` names (summed over its definitions that match)."""
     ending, name = where
-    table = stats.stats  # type: ignore[attr-defined]
+    table = stats.stats
     return sum(row[3] for (path, _, function), row in table.items() if path.endswith(ending) and function == name)
 
 
 def called_from(stats: pstats.Stats, caller: tuple[str, str], callee: tuple[str, str]) -> float:
     """The cumulative seconds ``callee`` took when ``caller`` called it directly."""
-    table = stats.stats  # type: ignore[attr-defined]
+    table = stats.stats
     total = 0.0
     for (path, _, function), row in table.items():
         if not (path.endswith(callee[0]) and function == callee[1]):
@@ -62,7 +63,7 @@ def called_from(stats: pstats.Stats, caller: tuple[str, str], callee: tuple[str,
 def imports(stats: pstats.Stats) -> float:
     """The seconds of the library's imports: those the program and the library's functions started (the
     modules they import, theirs included; a module imported lazily by torch itself counts in its phase)."""
-    table = stats.stats  # type: ignore[attr-defined]
+    table = stats.stats
     total = 0.0
     for (path, _, function), row in table.items():
         if function != "_find_and_load" or "importlib" not in path:
@@ -79,7 +80,7 @@ def phases(stats: pstats.Stats) -> list[dict[str, object]]:
     whole = cumulative(stats, MAIN)
     steps = cumulative(stats, STEP)
     backward = called_from(stats, STEP, BACKWARD)
-    optimizer = called_from(stats, STEP, OPTIMIZER)
+    optimizer = sum(called_from(stats, STEP, step) for step in OPTIMIZER)  # whichever the step calls
     finish = sum(cumulative(stats, where) for where in FINISH)
     imported = imports(stats)
     rows = [

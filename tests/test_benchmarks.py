@@ -143,7 +143,6 @@ def test_the_ablation_runs_each_variant_per_seed_and_writes_what_the_records_pag
     variants = [
         ("record", "the recipe as it is", small),
         ("ns-2", "2 Newton-Schulz iterations", {**small, "ns_steps": 2}),
-        ("no-flip", "a switch the recipe turns on, turned off", {**small, "hflip": False}),
     ]
     monkeypatch.setitem(ablation.VARIANTS, "speed", variants)
     results = tmp_path / "results"
@@ -156,11 +155,11 @@ def test_the_ablation_runs_each_variant_per_seed_and_writes_what_the_records_pag
     monkeypatch.setattr(sys.modules["results_file"], "matmul_peak_gflops", lambda: 100.0)
     ablation.main()
     result = json.loads((results / "ablation-speed-native.json").read_text())
-    assert [v["name"] for v in result["variants"]] == ["record", "ns-2", "no-flip"]
+    assert [v["name"] for v in result["variants"]] == ["record", "ns-2"]
     for variant in result["variants"]:
         assert [row["seed"] for row in variant["seeds"]] == [0, 1]
         assert all(row["epochs"] == 1 and 0 <= row["test_accuracy"] <= 1 for row in variant["seeds"])
-    record, fewer, _ = result["variants"]
+    record, fewer = result["variants"]
     assert 0 < fewer["training_tflop"] < record["training_tflop"]  # 2 iterations instead of 3: less arithmetic
     with pytest.raises(SystemExit, match="unknown variant 'nope' of speed"):
         monkeypatch.setattr("sys.argv", ["ablation.py", "--recipe", "speed", "--variants", "record,nope"])
@@ -181,15 +180,16 @@ def test_the_profile_cuts_a_whole_run_into_phases_that_add_up_to_it(tmp_path, mo
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     monkeypatch.setattr(
         "sys.argv",
-        ["profile_run.py", "--recipe", "fast", "--results-dir", str(results)]
+        ["profile_run.py", "--recipe", "tutorial", "--results-dir", str(results)]
         + ["--data-dir", small_settings(tmp_path)["data_dir"]],
     )
     monkeypatch.setattr(sys.modules["results_file"], "matmul_peak_gflops", lambda: 100.0)
     profile.main()
-    result = json.loads((results / "profile-fast-native.json").read_text())
-    seconds = {row["phase"].split(":")[0]: row["seconds"] for row in result["phases"]}
+    result = json.loads((results / "profile-tutorial-native.json").read_text())
+    seconds = {row["phase"]: row["seconds"] for row in result["phases"]}
     assert seconds["imports (torch, Ignite, the library)"] > 0.3  # torch alone takes longer
-    assert seconds["training steps"] >= 0 and seconds["set-up"] > 0
+    # SGD without a schedule: its step is the optimizer's own, not a schedule's wrapper of it
+    assert seconds["training steps: optimizer"] > 0 and seconds["training steps: backward"] > 0
     assert seconds["the rest (argument parsing, launch, exit)"] >= 0  # no phase counted twice
     whole = sum(row["seconds"] for row in result["phases"])
     assert 0.5 * result["profiled_wall_s"] <= whole <= result["profiled_wall_s"]  # the process, less its start-up
