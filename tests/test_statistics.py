@@ -147,7 +147,11 @@ def test_seeds_train_one_run_each_resume_an_interrupted_one_and_summarise(tmp_pa
     with pytest.raises(TrainingInterrupted) as stopped:  # seed 1 stopped in its first epoch
         train_seeds(config, extra_handlers=[stop_the_second_seed_at(4)])
     # a notebook says how to go on with all the seeds, not with seed 1's run alone (train refuses seeds)
-    assert stopped.value._render_traceback_()[-1] == f"Continue with train_seeds(config.replace(output_dir='{parent}'))"
+    assert stopped.value.again.said(command_line=True) == f"fmnist-ignite train --seeds=0,1 --output-dir={parent}"
+    assert (
+        stopped.value._render_traceback_()[-1]
+        == f"Continue with train_seeds(config.replace(seeds='0,1', output_dir='{parent}'))"
+    )
     first = parent / "seed-0" / "training_checkpoint_2.pt"
     first_written = first.stat().st_mtime_ns
     assert (parent / "seed-1" / "interrupted_checkpoint_4.pt").is_file()

@@ -266,6 +266,7 @@ def train_seeds(config: Config, extra_handlers: Iterable[Callable] = ()) -> Seed
     parent.mkdir(parents=True, exist_ok=True)
     logger.info(f"Seeds {', '.join(map(str, seeds))}: one run each, in {parent}/seed-N")
     runs, pending, summaries = [], [], {}
+    again = (("seeds", str(config.seeds)), ("output_dir", parent))  # how a stop goes on: the same seeds, here
     for seed in seeds:
         directory = seed_directory(parent, seed)
         seed_config = config.replace(seeds=None, seed=seed, output_dir=str(directory), resume=None)
@@ -281,9 +282,7 @@ def train_seeds(config: Config, extra_handlers: Iterable[Callable] = ()) -> Seed
             try:
                 train(seed_config.replace(resume=resume), tuple(extra_handlers))
             except TrainingInterrupted as stop:  # the seeds go on together: the finished kept, this one resumed
-                stop.again = Command(
-                    "fmnist-ignite train", "train_seeds(config.replace({}))", (), (("output_dir", parent),)
-                )
+                stop.again = Command("fmnist-ignite train", "train_seeds(config.replace({}))", (), again)
                 raise
             except DirectoryInUse:
                 logger.info(f"Seed {seed}: another process took it first; left to it")
