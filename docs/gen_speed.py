@@ -385,6 +385,64 @@ def profile_table(directory: Path = RESULTS) -> str:
     return "\n".join(parts) or "No results file yet.\n"
 
 
+def account_text(directory: Path = RESULTS) -> str:
+    """The figures of records.md's account of the `speed` record held to AVX2: its training's arithmetic (the
+    ablation's record), how fast its steps ran and what the rest of the process took (the profile), and what
+    its target leaves the steps; the `cnn` record's wall times and share of the peak (its results file)."""
+    parts = []
+    profiles = [
+        r
+        for r in load_results("profile", directory)
+        if r["recipe"] == "speed" and r["machine"]["held_to_avx2"]
+    ]
+    ablations = [
+        r
+        for r in load_results("ablation", directory)
+        if r["recipe"] == "speed" and r["machine"]["held_to_avx2"]
+    ]
+    if profiles and ablations:
+        profile = profiles[0]
+        seconds = {row["phase"]: row["seconds"] for row in profile["phases"]}
+        steps = sum(
+            value
+            for phase, value in seconds.items()
+            if phase.startswith("training steps")
+        )
+        rest = sum(seconds.values()) - steps
+        peak = profile["machine"]["fp32_matmul_peak_gflops"]
+        tflop = next(v for v in ablations[0]["variants"] if v["name"] == "record")[
+            "training_tflop"
+        ]
+        target = TARGETS[("speed", True)][1]
+        imports = seconds["imports (torch, Ignite, the library)"]
+        set_up = seconds["set-up: data, model, engines, precision, run directory"]
+        parts.append(
+            f"The `speed` record's training is {tflop:.2f} TFLOP: {1000 * tflop / peak:.1f} s at this CPU's fp32 matmul "
+            f"peak ({peak:.0f} GFLOP/s when profiled). In the profile its steps take {steps:.1f} s, "
+            f"{1000 * tflop / steps / peak:.0%} of that peak, and the rest of the process {rest:.1f} s "
+            f"({imports:.1f} s of imports, {set_up:.1f} s of set-up). With the rest as it is, {target:.0f} s leaves "
+            f"the steps {target - rest:.1f} s: {1 - (target - rest) / steps:.0%} less arithmetic at the same speed "
+            "and accuracy."
+        )
+    cnn = [
+        r
+        for r in load_results("time_to_accuracy", directory)
+        if r["recipe"] == "cnn" and r["machine"]["held_to_avx2"]
+    ]
+    if cnn:
+        rows = cnn[0]["seeds"]
+        shares = [
+            cnn[0]["epoch_gflop"] / row["epoch_time_s"] / row["peak_gflops"]
+            for row in rows
+        ]
+        parts.append(
+            f"The `cnn` record's {rows[0]['epochs']} epochs take {min(r['wall_s'] for r in rows):.0f}-"
+            f"{max(r['wall_s'] for r in rows):.0f} s held to AVX2, an epoch running at {min(shares):.0%}-"
+            f"{max(shares):.0%} of the fp32 matmul peak."
+        )
+    return "\n\n".join(parts) + "\n" if parts else "No results file yet.\n"
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "time-to-accuracy": time_to_accuracy_table,
     "default-run": default_run_table,
@@ -392,6 +450,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "records": records_table,
     "ablation": ablation_table,
     "profile": profile_table,
+    "account": account_text,
 }
 
 

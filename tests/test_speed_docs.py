@@ -248,3 +248,25 @@ def test_the_profile_table_gives_each_phase_its_share(gen_speed, tmp_path):
     table = gen_speed.profile_table(tmp_path)
     assert "| imports | 3.00 | 25% |" in table and "| training steps: backward | 9.00 | 75% |" in table
     assert "| the whole process, without it | 10.5 | |" in table
+
+
+def test_the_account_of_the_speed_record_is_computed_from_its_profile_and_ablation(gen_speed, tmp_path):
+    held = {**MACHINE, "held_to_avx2": True}
+    phases = [
+        {"phase": "imports (torch, Ignite, the library)", "seconds": 3.0},
+        {"phase": "set-up: data, model, engines, precision, run directory", "seconds": 1.0},
+        {"phase": "training steps: forward and loss", "seconds": 4.0},
+        {"phase": "training steps: backward", "seconds": 4.0},
+        {"phase": "training steps: optimizer", "seconds": 2.0},
+        {"phase": "the finish: best weights, calibration, test, summary", "seconds": 1.0},
+    ]
+    profile = {"benchmark": "profile", "recipe": "speed", "seed": 0, "command": "", "note": "", "machine": held}
+    write(tmp_path, "profile-speed-avx2.json", {**profile, "wall_s": 14.0, "profiled_wall_s": 15.0, "phases": phases})
+    ablation = ablation_results([0.902, 0.903, 0.904], [0.896, 0.897, 0.898], [19, 20, 21])
+    write(tmp_path, "ablation-speed-avx2.json", {**ablation, "machine": held})
+    text = gen_speed.account_text(tmp_path)
+    # 2.37 TFLOP at 200 GFLOP/s: 11.8 s; in 10 s of steps, 118% of that peak; the rest, 5 s, leaves 10 s of 15
+    assert "training is 2.37 TFLOP: 11.8 s at this CPU's fp32 matmul peak (200 GFLOP/s when profiled)" in text
+    assert "its steps take 10.0 s, 118% of that peak, and the rest of the process 5.0 s (3.0 s of imports" in text
+    assert "15 s leaves the steps 10.0 s: 0% less arithmetic" in text
+    assert "`cnn`" not in text  # no cnn results file here
