@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import RESULTS_DIR, held_to_avx2, machine, write_results  # noqa: E402
+from time_to_accuracy import RUN_TIMEOUT_S  # noqa: E402
 
 from fmnist_ignite import RECIPES  # noqa: E402
 
@@ -105,7 +106,12 @@ def run(recipe: str, seed: int, data_dir: str, profile: Path | None, extra: tupl
         command += ["--seed", str(seed), "--no-plots", "--display", "plain", "--data-dir", data_dir]
         command += ["--output-dir", str(Path(parent) / "run"), *extra]
         started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(
+                f"{recipe} seed {seed}: no end after {RUN_TIMEOUT_S} s; is another process busy?"
+            ) from None
         wall = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"{recipe} seed {seed} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")

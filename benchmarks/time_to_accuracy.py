@@ -40,6 +40,8 @@ from fmnist_ignite import RECIPES, recipe  # noqa: E402
 from fmnist_ignite.core.models import build_model  # noqa: E402
 from fmnist_ignite.core.optim import make_optimizer  # noqa: E402
 
+RUN_TIMEOUT_S = 3600  # a seed of any recipe takes minutes: an hour means it hangs
+
 
 def step_gflop(name: str, **settings: object) -> float:
     """The GFLOP of one training step of recipe ``name`` (with ``settings`` over it) at its batch size:
@@ -70,7 +72,10 @@ def run_seed(
         if target is not None:
             command += ["--target-accuracy", str(target)]
         started = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"{name} seed {seed}: no end after {RUN_TIMEOUT_S} s; is another process busy?") from None
         wall = time.perf_counter() - started
         if done.returncode:
             raise SystemExit(f"{name} seed {seed} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")

@@ -194,3 +194,11 @@ def test_the_profile_cuts_a_whole_run_into_phases_that_add_up_to_it(tmp_path, mo
     whole = sum(row["seconds"] for row in result["phases"])
     assert 0.5 * result["profiled_wall_s"] <= whole <= result["profiled_wall_s"]  # the process, less its start-up
     assert result["wall_s"] > 0
+
+
+def test_a_benchmark_run_that_does_not_end_stops_the_benchmark_with_one_line(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    benchmark = load("time_to_accuracy")
+    monkeypatch.setattr(benchmark, "RUN_TIMEOUT_S", 0.5)  # less than the imports take
+    with pytest.raises(SystemExit, match=r"^speed seed 0: no end after 0.5 s"):
+        benchmark.run_seed("speed", 0, str(tmp_path), None, [])
